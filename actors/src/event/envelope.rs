@@ -1,0 +1,59 @@
+//! The envelope of the seed's `publishNFTEvent`, plus `correlationId`.
+
+use super::{EventData, EventType};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Serialize, Serializer};
+
+/// Schema version of the envelope; consumers branch on it when it changes.
+pub const EVENT_VERSION: &str = "1.0.0";
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Envelope {
+    pub event_id: String,
+    pub event_type: EventType,
+    pub user_id: String,
+    #[serde(serialize_with = "rfc3339_millis")]
+    pub timestamp: DateTime<Utc>,
+    pub data: EventData,
+    pub source: String,
+    pub version: &'static str,
+    pub correlation_id: Option<String>,
+}
+
+fn rfc3339_millis<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+impl Envelope {
+    /// A new envelope stamped now, with a fresh time-ordered id.
+    pub fn new(
+        user_id: impl Into<String>,
+        data: EventData,
+        source: impl Into<String>,
+        correlation_id: Option<String>,
+    ) -> Self {
+        Envelope {
+            event_id: new_event_id(),
+            event_type: data.event_type(),
+            user_id: user_id.into(),
+            timestamp: Utc::now(),
+            data,
+            source: source.into(),
+            version: EVENT_VERSION,
+            correlation_id,
+        }
+    }
+
+    /// Compact JSON, one line: what goes on the wire after `data:`.
+    pub fn to_json(&self) -> String {
+        // Serializing plain structs of strings and numbers into a String cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// `nft_` plus a UUIDv7: unique without coordination and sortable by creation time, in the
+/// spirit of the seed's `nft_${Date.now()}_${random}`.
+pub fn new_event_id() -> String {
+    format!("nft_{}", uuid::Uuid::now_v7().simple())
+}

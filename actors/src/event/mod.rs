@@ -1,0 +1,77 @@
+//! Events: the envelope every path carries, the closed set of event types, and their typed
+//! payloads. An event that does not fit these types never enters the router.
+
+mod envelope;
+mod payload;
+mod validate;
+
+pub use envelope::{Envelope, EVENT_VERSION};
+pub use payload::*;
+pub use validate::{EventError, PublishRequest};
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// The event types the router knows. Anything else is rejected at the edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventType {
+    NftUnlocked,
+    NftUpgraded,
+    BadgeEarned,
+    NftMinted,
+    NftBurned,
+    VolumeMilestoneReached,
+    TierQualificationChanged,
+    NftUnlockFailed,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 8] = [
+        EventType::NftUnlocked,
+        EventType::NftUpgraded,
+        EventType::BadgeEarned,
+        EventType::NftMinted,
+        EventType::NftBurned,
+        EventType::VolumeMilestoneReached,
+        EventType::TierQualificationChanged,
+        EventType::NftUnlockFailed,
+    ];
+
+    /// The wire name, as in the seed's schemas.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::NftUnlocked => "nft_unlocked",
+            EventType::NftUpgraded => "nft_upgraded",
+            EventType::BadgeEarned => "badge_earned",
+            EventType::NftMinted => "nft_minted",
+            EventType::NftBurned => "nft_burned",
+            EventType::VolumeMilestoneReached => "volume_milestone_reached",
+            EventType::TierQualificationChanged => "tier_qualification_changed",
+            EventType::NftUnlockFailed => "nft_unlock_failed",
+        }
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The name is not one of [`EventType::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown event type `{0}`")]
+pub struct UnknownEventType(pub String);
+
+impl FromStr for EventType {
+    type Err = UnknownEventType;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EventType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| UnknownEventType(s.to_owned()))
+    }
+}

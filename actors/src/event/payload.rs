@@ -1,0 +1,156 @@
+//! Typed `data` of each event type, from the seed's "Event Types and Schemas". Every struct
+//! denies unknown fields: a producer that misspells a field hears about it instead of having
+//! the field silently dropped.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Benefits a tier grants, as in the seed's `nft_unlocked.benefits`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Benefits {
+    pub trading_fee_reduction: String,
+    pub ai_agent_weekly_uses: u32,
+    pub priority_support: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NftUnlocked {
+    pub nft_id: String,
+    pub tier_name: String,
+    pub tier_id: u32,
+    pub mint_address: String,
+    pub image_url: String,
+    pub benefits: Benefits,
+}
+
+/// The NFT an upgrade burned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BurnedNftRef {
+    pub nft_id: String,
+    pub tier_name: String,
+    pub burned_at: DateTime<Utc>,
+}
+
+/// The NFT an upgrade minted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MintedNftRef {
+    pub nft_id: String,
+    pub tier_name: String,
+    pub tier_id: u32,
+    pub mint_address: String,
+    pub transaction_signature: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NftUpgraded {
+    pub old_nft: BurnedNftRef,
+    pub new_nft: MintedNftRef,
+    pub consumed_badges: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BadgeEarned {
+    pub badge_id: String,
+    pub badge_name: String,
+    pub description: String,
+    pub image_url: String,
+    pub earned_at: DateTime<Utc>,
+    pub required_for_tier: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NftMinted {
+    pub nft_id: String,
+    pub mint_address: String,
+    pub transaction_signature: String,
+    pub metadata_uri: String,
+    pub gas_used: u64,
+}
+
+/// Not in the seed's schemas; mirrors `nft_minted` for the burn half of an upgrade.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NftBurned {
+    pub nft_id: String,
+    pub mint_address: String,
+    pub transaction_signature: String,
+    pub tier_id: u32,
+    pub burned_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VolumeMilestoneReached {
+    pub previous_volume: f64,
+    pub current_volume: f64,
+    pub milestone: f64,
+    pub tier_unlocked: u32,
+}
+
+/// Badge ids that changed state alongside a qualification change.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BadgeChanges {
+    pub earned: Vec<String>,
+    pub activated: Vec<String>,
+    pub consumed: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TierQualificationChanged {
+    pub previous_qualifications: Vec<u32>,
+    pub current_qualifications: Vec<u32>,
+    pub volume_change: f64,
+    pub badge_changes: BadgeChanges,
+}
+
+/// The seed publishes `{ error, nftDefinitionId }` when an unlock fails; `operationId` ties the
+/// failure to the flow that reported it, when there is one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NftUnlockFailed {
+    pub error: String,
+    pub nft_definition_id: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation_id: Option<String>,
+}
+
+/// The typed payload of an event. Serialized without a tag: the envelope's `eventType` says
+/// which variant it is.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum EventData {
+    NftUnlocked(NftUnlocked),
+    NftUpgraded(NftUpgraded),
+    BadgeEarned(BadgeEarned),
+    NftMinted(NftMinted),
+    NftBurned(NftBurned),
+    VolumeMilestoneReached(VolumeMilestoneReached),
+    TierQualificationChanged(TierQualificationChanged),
+    NftUnlockFailed(NftUnlockFailed),
+}
+
+impl EventData {
+    /// The event type this payload belongs to.
+    pub fn event_type(&self) -> super::EventType {
+        use super::EventType as T;
+        match self {
+            EventData::NftUnlocked(_) => T::NftUnlocked,
+            EventData::NftUpgraded(_) => T::NftUpgraded,
+            EventData::BadgeEarned(_) => T::BadgeEarned,
+            EventData::NftMinted(_) => T::NftMinted,
+            EventData::NftBurned(_) => T::NftBurned,
+            EventData::VolumeMilestoneReached(_) => T::VolumeMilestoneReached,
+            EventData::TierQualificationChanged(_) => T::TierQualificationChanged,
+            EventData::NftUnlockFailed(_) => T::NftUnlockFailed,
+        }
+    }
+}

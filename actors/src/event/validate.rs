@@ -1,0 +1,255 @@
+//! Turning untrusted bytes into a typed event, with an error that names the offending field.
+
+use super::{EventData, EventType};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+/// Longest accepted `userId` or `correlationId`, in bytes. Ids end up in keys, logs and
+/// headers; an unbounded one is a memory and log-injection hazard.
+pub const MAX_ID_LEN: usize = 128;
+
+/// Why an event was rejected. `field` is the JSON path of the offending field (`data.tierId`),
+/// when there is one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct EventError {
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl EventError {
+    fn at(field: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        let field = field.into();
+        EventError {
+            message: format!("{field}: {reason}"),
+            field: Some(field),
+        }
+    }
+
+    fn body(reason: impl std::fmt::Display) -> Self {
+        EventError {
+            field: None,
+            message: reason.to_string(),
+        }
+    }
+
+    /// Maps a path-tracked serde error to the field it is about. serde reports a missing field
+    /// at its parent's path, so the field's own name is lifted out of the message.
+    fn from_serde(prefix: &str, err: serde_path_to_error::Error<serde_json::Error>) -> Self {
+        let inner = err.inner();
+        if inner.is_syntax() || inner.is_eof() {
+            return EventError::body(format!("body is not valid JSON: {inner}"));
+        }
+        let mut path = err.path().to_string();
+        if path == "." {
+            path.clear();
+        }
+        let text = strip_position(&inner.to_string());
+        let field = match missing_field_name(&text) {
+            Some(name) => join_path(&join_path(prefix, &path), name),
+            None => join_path(prefix, &path),
+        };
+        if field.is_empty() {
+            EventError::body(text)
+        } else {
+            EventError::at(field, text)
+        }
+    }
+}
+
+fn join_path(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_owned(),
+        (_, true) => a.to_owned(),
+        _ => format!("{a}.{b}"),
+    }
+}
+
+/// serde names a missing field only in its message, at the parent's path.
+fn missing_field_name(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("missing field `")?;
+    rest.split('`').next()
+}
+
+/// serde_json appends " at line 1 column 42"; the field path already says where.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+fn parse_at<T: DeserializeOwned>(prefix: &str, value: serde_json::Value) -> Result<T, EventError> {
+    serde_path_to_error::deserialize(value).map_err(|e| EventError::from_serde(prefix, e))
+}
+
+/// The body of `POST /api/v1/events`, before its `data` is typed.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawPublish {
+    event_type: String,
+    user_id: String,
+    data: serde_json::Value,
+    #[serde(default)]
+    correlation_id: Option<String>,
+}
+
+/// A publish request whose every field has been checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublishRequest {
+    pub event_type: EventType,
+    pub user_id: String,
+    pub data: EventData,
+    pub correlation_id: Option<String>,
+}
+
+impl PublishRequest {
+    /// Parses and validates a publish body. Nothing partially valid gets through.
+    pub fn from_json(body: &[u8]) -> Result<Self, EventError> {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let raw: RawPublish = serde_path_to_error::deserialize(&mut de)
+            .map_err(|e| EventError::from_serde("", e))?;
+        de.end()
+            .map_err(|e| EventError::body(format!("body is not valid JSON: {e}")))?;
+
+        let event_type: EventType = raw
+            .event_type
+            .parse()
+            .map_err(|e| EventError::at("eventType", e))?;
+        check_id("userId", &raw.user_id)?;
+        if let Some(id) = &raw.correlation_id {
+            check_id("correlationId", id)?;
+        }
+        let data = EventData::parse(event_type, raw.data)?;
+        Ok(PublishRequest {
+            event_type,
+            user_id: raw.user_id,
+            data,
+            correlation_id: raw.correlation_id,
+        })
+    }
+}
+
+/// Ids must be non-empty, bounded, and printable: they become SSE routing keys, Kafka keys and
+/// log fields.
+pub fn check_id(field: &str, id: &str) -> Result<(), EventError> {
+    if id.trim().is_empty() {
+        return Err(EventError::at(field, "must not be empty"));
+    }
+    if id.len() > MAX_ID_LEN {
+        return Err(EventError::at(
+            field,
+            format!("longer than {MAX_ID_LEN} bytes"),
+        ));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(EventError::at(field, "contains control characters"));
+    }
+    Ok(())
+}
+
+fn check_volume(field: &str, v: f64) -> Result<(), EventError> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(())
+    } else {
+        Err(EventError::at(field, "must be a non-negative number"))
+    }
+}
+
+impl EventData {
+    /// Types `data` as the payload of `event_type`, naming the first field that does not fit.
+    pub fn parse(event_type: EventType, data: serde_json::Value) -> Result<Self, EventError> {
+        if !data.is_object() {
+            return Err(EventError::at("data", "must be a JSON object"));
+        }
+        const P: &str = "data";
+        let typed = match event_type {
+            EventType::NftUnlocked => EventData::NftUnlocked(parse_at(P, data)?),
+            EventType::NftUpgraded => EventData::NftUpgraded(parse_at(P, data)?),
+            EventType::BadgeEarned => EventData::BadgeEarned(parse_at(P, data)?),
+            EventType::NftMinted => EventData::NftMinted(parse_at(P, data)?),
+            EventType::NftBurned => EventData::NftBurned(parse_at(P, data)?),
+            EventType::VolumeMilestoneReached => {
+                let d: super::VolumeMilestoneReached = parse_at(P, data)?;
+                check_volume("data.previousVolume", d.previous_volume)?;
+                check_volume("data.currentVolume", d.current_volume)?;
+                check_volume("data.milestone", d.milestone)?;
+                EventData::VolumeMilestoneReached(d)
+            }
+            EventType::TierQualificationChanged => {
+                EventData::TierQualificationChanged(parse_at(P, data)?)
+            }
+            EventType::NftUnlockFailed => EventData::NftUnlockFailed(parse_at(P, data)?),
+        };
+        Ok(typed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unlocked_body() -> serde_json::Value {
+        serde_json::json!({
+            "eventType": "nft_unlocked",
+            "userId": "u1",
+            "data": {
+                "nftId": "n1", "tierName": "Bronze", "tierId": 1,
+                "mintAddress": "m", "imageUrl": "https://x/1.png",
+                "benefits": {"tradingFeeReduction": "5%", "aiAgentWeeklyUses": 10, "prioritySupport": false}
+            }
+        })
+    }
+
+    fn parse(v: &serde_json::Value) -> Result<PublishRequest, EventError> {
+        PublishRequest::from_json(v.to_string().as_bytes())
+    }
+
+    #[test]
+    fn accepts_a_valid_event() {
+        let req = parse(&unlocked_body()).expect("valid");
+        assert_eq!(req.event_type, EventType::NftUnlocked);
+        assert_eq!(req.user_id, "u1");
+    }
+
+    #[test]
+    fn names_a_missing_nested_field() {
+        let mut v = unlocked_body();
+        v["data"]["benefits"]
+            .as_object_mut()
+            .expect("object")
+            .remove("prioritySupport");
+        let err = parse(&v).expect_err("invalid");
+        assert_eq!(err.field.as_deref(), Some("data.benefits.prioritySupport"));
+    }
+
+    #[test]
+    fn names_a_wrongly_typed_field() {
+        let mut v = unlocked_body();
+        v["data"]["tierId"] = serde_json::json!("one");
+        let err = parse(&v).expect_err("invalid");
+        assert_eq!(err.field.as_deref(), Some("data.tierId"));
+    }
+
+    #[test]
+    fn rejects_unknown_type_and_missing_user() {
+        let mut v = unlocked_body();
+        v["eventType"] = serde_json::json!("nft_exploded");
+        assert_eq!(parse(&v).expect_err("x").field.as_deref(), Some("eventType"));
+        let mut v = unlocked_body();
+        v.as_object_mut().expect("object").remove("userId");
+        assert_eq!(parse(&v).expect_err("x").field.as_deref(), Some("userId"));
+    }
+
+    #[test]
+    fn rejects_malformed_json_and_unknown_fields() {
+        let err = PublishRequest::from_json(b"{\"eventType\": ").expect_err("x");
+        assert!(err.message.contains("not valid JSON"), "{err}");
+        let mut v = unlocked_body();
+        v["data"]["internalId"] = serde_json::json!(7);
+        assert_eq!(
+            parse(&v).expect_err("x").field.as_deref(),
+            Some("data.internalId")
+        );
+    }
+}

@@ -1,0 +1,168 @@
+//! SSE frames, encoded once and shared. An event fanned out to many sessions is serialized a
+//! single time; each session queues a reference-counted handle to the same bytes.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use chrono::{SecondsFormat, Utc};
+
+/// One complete SSE frame (terminated by a blank line), ready to write to a socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame(Bytes);
+
+impl Frame {
+    /// `id: <id>` + `data: <json>`. Unnamed, so `EventSource.onmessage` receives it.
+    /// `json` must be a single line (compact serde_json output is).
+    pub fn event(id: &str, json: &str) -> Self {
+        let mut b = BytesMut::with_capacity(id.len() + json.len() + 13);
+        b.put_slice(b"id: ");
+        b.put_slice(id.as_bytes());
+        b.put_slice(b"\ndata: ");
+        b.put_slice(json.as_bytes());
+        b.put_slice(b"\n\n");
+        Frame(b.freeze())
+    }
+
+    /// `data: <json>` without an id: control messages that must not move the client's
+    /// `Last-Event-ID`.
+    pub fn data(json: &str) -> Self {
+        let mut b = BytesMut::with_capacity(json.len() + 8);
+        b.put_slice(b"data: ");
+        b.put_slice(json.as_bytes());
+        b.put_slice(b"\n\n");
+        Frame(b.freeze())
+    }
+
+    /// The reconnection delay hint, sent once per stream.
+    pub fn retry(millis: u64) -> Self {
+        Frame(Bytes::from(format!("retry: {millis}\n\n")))
+    }
+
+    /// The seed's first frame on every stream.
+    pub fn connection_established(user_id: &str) -> Self {
+        let json = serde_json::json!({
+            "type": "connection_established",
+            "userId": user_id,
+            "timestamp": now_rfc3339(),
+            "message": "NFT event stream connected successfully",
+        });
+        Frame::data(&json.to_string())
+    }
+
+    /// The seed's heartbeat; carries no id.
+    pub fn heartbeat() -> Self {
+        let json = serde_json::json!({
+            "type": "heartbeat",
+            "timestamp": now_rfc3339(),
+        });
+        Frame::data(&json.to_string())
+    }
+
+    pub fn bytes(&self) -> &Bytes {
+        &self.0
+    }
+
+    pub fn into_bytes(self) -> Bytes {
+        self.0
+    }
+}
+
+fn now_rfc3339() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// A frame as a client parses it, per the EventSource processing model (the subset the router
+/// emits: `id`, `event`, `data`, `retry`, comments).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ParsedFrame {
+    pub id: Option<String>,
+    pub event: Option<String>,
+    pub data: Option<String>,
+    pub retry: Option<u64>,
+}
+
+impl ParsedFrame {
+    /// The `data` parsed as JSON, if there is data and it is JSON.
+    pub fn json(&self) -> Option<serde_json::Value> {
+        self.data.as_deref().and_then(|d| serde_json::from_str(d).ok())
+    }
+
+    /// The `type` field of a control message (`heartbeat`, `connection_established`, …).
+    pub fn control_type(&self) -> Option<String> {
+        self.json()?.get("type")?.as_str().map(str::to_owned)
+    }
+}
+
+/// Incremental SSE parser: feed it bytes as they arrive, take complete frames out.
+#[derive(Debug, Default)]
+pub struct FrameParser {
+    buf: Vec<u8>,
+}
+
+impl FrameParser {
+    pub fn new() -> Self {
+        FrameParser::default()
+    }
+
+    pub fn feed(&mut self, chunk: &[u8]) {
+        self.buf.extend_from_slice(chunk);
+    }
+
+    /// The next complete frame, if a blank line has arrived.
+    pub fn next_frame(&mut self) -> Option<ParsedFrame> {
+        let end = self.buf.windows(2).position(|w| w == b"\n\n")?;
+        let raw: Vec<u8> = self.buf.drain(..end + 2).collect();
+        let text = String::from_utf8_lossy(&raw[..end]);
+        let mut frame = ParsedFrame::default();
+        for line in text.split('\n') {
+            if line.starts_with(':') {
+                continue;
+            }
+            let (field, value) = match line.split_once(':') {
+                Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+                None => (line, ""),
+            };
+            match field {
+                "id" => frame.id = Some(value.to_owned()),
+                "event" => frame.event = Some(value.to_owned()),
+                "retry" => frame.retry = value.parse().ok(),
+                "data" => match &mut frame.data {
+                    Some(d) => {
+                        d.push('\n');
+                        d.push_str(value);
+                    }
+                    None => frame.data = Some(value.to_owned()),
+                },
+                _ => {}
+            }
+        }
+        Some(frame)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_frame_round_trips() {
+        let f = Frame::event("42", r#"{"a":1}"#);
+        assert_eq!(f.bytes().as_ref(), b"id: 42\ndata: {\"a\":1}\n\n");
+        let mut p = FrameParser::new();
+        p.feed(&f.bytes()[..5]);
+        assert!(p.next_frame().is_none());
+        p.feed(&f.bytes()[5..]);
+        let parsed = p.next_frame().expect("frame");
+        assert_eq!(parsed.id.as_deref(), Some("42"));
+        assert_eq!(parsed.json(), Some(serde_json::json!({"a": 1})));
+    }
+
+    #[test]
+    fn control_frames_carry_no_id() {
+        let mut p = FrameParser::new();
+        p.feed(Frame::heartbeat().bytes());
+        p.feed(Frame::retry(3000).bytes());
+        let hb = p.next_frame().expect("heartbeat");
+        assert_eq!(hb.id, None);
+        assert_eq!(hb.control_type().as_deref(), Some("heartbeat"));
+        assert_eq!(p.next_frame().expect("retry").retry, Some(3000));
+    }
+}

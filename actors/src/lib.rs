@@ -1,0 +1,41 @@
+//! The actors of nft-event-router and their typed messages.
+//!
+//! Everything here runs in-process on an actix `System` without a database, cache or broker,
+//! which is what makes [`testkit`] possible. The HTTP edge, storage and broker adapters live in
+//! the router crate and talk to these actors only through the messages defined beside them.
+//!
+//! # Layout
+//!
+//! * [`event`]: the envelope, the closed set of event types and their typed payloads, and the
+//!   validation that turns untrusted JSON into them (errors name the offending field).
+//! * [`frame`]: SSE frames encoded once and shared by every session that receives them, and a
+//!   client-side parser.
+//! * [`session`]: `SseSession`, one actor per open stream. Owns the bounded queue feeding the
+//!   HTTP body; closes itself when the client leaves or reads too slowly.
+//! * [`supervisor`]: `UserSupervisor`, one actor per connected user. Enforces the per-user
+//!   connection limit and fans frames out to the user's sessions.
+//! * [`registry`]: `SessionRegistry`, user id → supervisor. Creates and retires supervisors,
+//!   routes published frames, answers connection statistics.
+//! * [`stream_config`]: the stream tunables shared by the three actors above.
+//! * [`testkit`]: an in-process harness to drive all of the above from tests.
+//!
+//! # Lifecycle
+//!
+//! `Connect` → registry → `OpenSession` → supervisor reserves a slot and starts the session →
+//! session sends `SessionStarted` → … → session stops and sends `SessionEnded { reason }` →
+//! supervisor with no sessions left sends `SupervisorIdle` → registry retires it.
+
+pub mod event;
+pub mod frame;
+pub mod registry;
+pub mod session;
+pub mod stream_config;
+pub mod supervisor;
+pub mod testkit;
+
+pub use event::{Envelope, EventData, EventType};
+pub use frame::Frame;
+pub use registry::{Connect, Publish, SessionRegistry, SseStats};
+pub use session::EndReason;
+pub use stream_config::StreamConfig;
+pub use supervisor::{ConnectError, SessionHandle};

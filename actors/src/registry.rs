@@ -1,0 +1,190 @@
+//! `SessionRegistry`: the directory of users with open streams.
+//!
+//! It maps a user id to that user's `UserSupervisor`, creating supervisors on first connect and
+//! retiring them once idle, routes each published frame to the right supervisor, and answers
+//! the seed's `getStats()`. Connects and retirements are handled atomically (the registry waits
+//! for the supervisor's answer before taking its next message), which is what makes "retire
+//! when idle" race-free against a connect for the same user.
+
+use crate::frame::Frame;
+use crate::session::EndReason;
+use crate::stream_config::StreamConfig;
+use crate::supervisor::{
+    CloseSessions, ConnectError, Fanout, OpenSession, SessionHandle, StopIfIdle, UserSupervisor,
+};
+use actix::prelude::*;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Open a stream for `user_id`.
+#[derive(Message)]
+#[rtype(result = "Result<SessionHandle, ConnectError>")]
+pub struct Connect {
+    pub user_id: String,
+}
+
+/// Deliver an encoded frame to every open session of `user_id` (none open: nothing to do).
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct Publish {
+    pub user_id: String,
+    pub frame: Frame,
+}
+
+/// Sent by a supervisor whose last session ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SupervisorIdle {
+    pub user_id: Arc<str>,
+}
+
+/// The seed's `getStats()`.
+#[derive(Message)]
+#[rtype(result = "SseStats")]
+pub struct GetStats;
+
+/// Refuse new streams and close every open one (graceful shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseAll;
+
+/// Connection statistics in the seed's `getStats()` shape.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SseStats {
+    pub total_connections: usize,
+    pub unique_users: usize,
+    pub connections_per_user: BTreeMap<String, usize>,
+    pub average_connections_per_user: f64,
+}
+
+struct Entry {
+    supervisor: Addr<UserSupervisor>,
+    live: Arc<AtomicUsize>,
+}
+
+pub struct SessionRegistry {
+    config: StreamConfig,
+    users: HashMap<Arc<str>, Entry>,
+    closing: bool,
+}
+
+impl SessionRegistry {
+    pub fn new(config: StreamConfig) -> Self {
+        SessionRegistry {
+            config,
+            users: HashMap::new(),
+            closing: false,
+        }
+    }
+
+    fn supervisor_for(&mut self, user_id: &str, ctx: &mut Context<Self>) -> Addr<UserSupervisor> {
+        if let Some(entry) = self.users.get(user_id) {
+            return entry.supervisor.clone();
+        }
+        let user: Arc<str> = Arc::from(user_id);
+        let live = Arc::new(AtomicUsize::new(0));
+        let supervisor = UserSupervisor::new(
+            user.clone(),
+            self.config.clone(),
+            ctx.address().recipient(),
+            live.clone(),
+        )
+        .start();
+        self.users.insert(
+            user,
+            Entry {
+                supervisor: supervisor.clone(),
+                live,
+            },
+        );
+        supervisor
+    }
+}
+
+impl Actor for SessionRegistry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Connects queue here while a retirement is in flight; the default of 16 would make
+        // `send` callers wait for mailbox room under a burst of connects.
+        ctx.set_mailbox_capacity(usize::MAX / 2);
+    }
+}
+
+impl Handler<Connect> for SessionRegistry {
+    type Result = AtomicResponse<Self, Result<SessionHandle, ConnectError>>;
+
+    fn handle(&mut self, msg: Connect, ctx: &mut Self::Context) -> Self::Result {
+        if self.closing {
+            return AtomicResponse::new(Box::pin(fut::ready(Err(ConnectError::Unavailable))));
+        }
+        let supervisor = self.supervisor_for(&msg.user_id, ctx);
+        AtomicResponse::new(Box::pin(supervisor.send(OpenSession).into_actor(self).map(
+            |res, _, _| res.unwrap_or(Err(ConnectError::Unavailable)),
+        )))
+    }
+}
+
+impl Handler<Publish> for SessionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Publish, _: &mut Self::Context) {
+        if let Some(entry) = self.users.get(msg.user_id.as_str()) {
+            entry.supervisor.do_send(Fanout(msg.frame));
+        }
+    }
+}
+
+impl Handler<SupervisorIdle> for SessionRegistry {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, msg: SupervisorIdle, _: &mut Self::Context) -> Self::Result {
+        let Some(entry) = self.users.get(&msg.user_id) else {
+            return AtomicResponse::new(Box::pin(fut::ready(())));
+        };
+        let supervisor = entry.supervisor.clone();
+        AtomicResponse::new(Box::pin(supervisor.send(StopIfIdle).into_actor(self).map(
+            move |stopped, act, _| {
+                // A supervisor that is gone (Err) is as retired as one that stopped.
+                if stopped.unwrap_or(true) {
+                    act.users.remove(&msg.user_id);
+                }
+            },
+        )))
+    }
+}
+
+impl Handler<GetStats> for SessionRegistry {
+    type Result = MessageResult<GetStats>;
+
+    fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
+        let mut stats = SseStats::default();
+        for (user, entry) in &self.users {
+            let n = entry.live.load(Ordering::Relaxed);
+            if n > 0 {
+                stats.connections_per_user.insert(user.to_string(), n);
+                stats.total_connections += n;
+            }
+        }
+        stats.unique_users = stats.connections_per_user.len();
+        if stats.unique_users > 0 {
+            stats.average_connections_per_user =
+                stats.total_connections as f64 / stats.unique_users as f64;
+        }
+        MessageResult(stats)
+    }
+}
+
+impl Handler<CloseAll> for SessionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, _: CloseAll, _: &mut Self::Context) {
+        self.closing = true;
+        for entry in self.users.values() {
+            entry.supervisor.do_send(CloseSessions(EndReason::Shutdown));
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! An in-process harness for the actor system: no sockets, no database, no broker.
+//!
+//! ```
+//! use actors::testkit::{sample_event, Harness};
+//! use actors::{EventType, StreamConfig};
+//!
+//! # actix::System::new().block_on(async {
+//! let harness = Harness::start(StreamConfig::default());
+//! let mut phone = harness.attach("u1").await.expect("slot free");
+//! let mut other = harness.attach("u2").await.expect("slot free");
+//!
+//! let event = sample_event("u1", EventType::BadgeEarned);
+//! harness.publish(&event);
+//!
+//! let got = phone.next_event().await.expect("delivered");
+//! assert_eq!(got["eventId"], event.event_id.as_str());
+//! assert!(other.no_event_within(std::time::Duration::from_millis(50)).await);
+//! # });
+//! ```
+//!
+//! Call [`Harness::start`] inside a running actix `System` (`#[actix::test]`,
+//! `#[actix_web::test]`, or `System::new().block_on`).
+
+use crate::event::{Envelope, EventData, EventType};
+use crate::frame::{Frame, FrameParser, ParsedFrame};
+use crate::registry::{CloseAll, Connect, GetStats, Publish, SessionRegistry, SseStats};
+use crate::session::SessionId;
+use crate::stream_config::StreamConfig;
+use crate::supervisor::ConnectError;
+use actix::prelude::*;
+use bytes::Bytes;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// How long the `next_*` helpers wait before giving up.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(5);
+
+/// A running registry with helpers to attach clients and publish.
+pub struct Harness {
+    registry: Addr<SessionRegistry>,
+}
+
+impl Harness {
+    pub fn start(config: StreamConfig) -> Self {
+        Harness {
+            registry: SessionRegistry::new(config).start(),
+        }
+    }
+
+    /// The registry, to send it messages directly.
+    pub fn registry(&self) -> Addr<SessionRegistry> {
+        self.registry.clone()
+    }
+
+    /// Opens a session for `user_id`, as a stream request would.
+    pub async fn attach(&self, user_id: &str) -> Result<TestClient, ConnectError> {
+        let handle = self
+            .registry
+            .send(Connect {
+                user_id: user_id.to_owned(),
+            })
+            .await
+            .map_err(|_| ConnectError::Unavailable)??;
+        Ok(TestClient {
+            id: handle.id,
+            frames: handle.frames,
+            parser: FrameParser::new(),
+        })
+    }
+
+    /// Publishes an envelope to its user's sessions, encoded as the router encodes it.
+    pub fn publish(&self, envelope: &Envelope) {
+        self.registry.do_send(Publish {
+            user_id: envelope.user_id.clone(),
+            frame: Frame::event(&envelope.event_id, &envelope.to_json()),
+        });
+    }
+
+    pub async fn stats(&self) -> SseStats {
+        self.registry.send(GetStats).await.unwrap_or_default()
+    }
+
+    /// Polls the statistics until `pred` holds; false if it never did within `wait`.
+    pub async fn wait_for_stats(&self, wait: Duration, pred: impl Fn(&SseStats) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if pred(&self.stats().await) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Closes every session, as a graceful shutdown does.
+    pub fn close_all(&self) {
+        self.registry.do_send(CloseAll);
+    }
+}
+
+/// The client end of one session: the frames the HTTP body would have carried.
+pub struct TestClient {
+    id: SessionId,
+    frames: mpsc::Receiver<Bytes>,
+    parser: FrameParser,
+}
+
+impl TestClient {
+    pub fn session_id(&self) -> SessionId {
+        self.id
+    }
+
+    /// The next frame of any kind; `None` when the stream ended or `wait` passed.
+    pub async fn next_frame_within(&mut self, wait: Duration) -> Option<ParsedFrame> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(frame) = self.parser.next_frame() {
+                return Some(frame);
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.frames.recv())
+                .await
+                .ok()??;
+            self.parser.feed(&chunk);
+        }
+    }
+
+    pub async fn next_frame(&mut self) -> Option<ParsedFrame> {
+        self.next_frame_within(DEFAULT_WAIT).await
+    }
+
+    /// The next event envelope as JSON, skipping control frames (welcome, retry, heartbeat).
+    pub async fn next_event(&mut self) -> Option<serde_json::Value> {
+        loop {
+            let frame = self.next_frame().await?;
+            if frame.id.is_some() {
+                return frame.json();
+            }
+        }
+    }
+
+    /// True if no event (control frames aside) arrives within `wait`.
+    pub async fn no_event_within(&mut self, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next_frame_within(left).await {
+                Some(frame) if frame.id.is_some() => return false,
+                Some(_) => continue,
+                None => return true,
+            }
+        }
+    }
+
+    /// True once the session has closed the stream (draining what was queued), within `wait`.
+    pub async fn closed_within(&mut self, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.frames.recv()).await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// The client goes away, as when a browser tab closes.
+    pub fn disconnect(self) {}
+}
+
+/// A valid `data` object for each event type, as a producer would send it.
+pub fn sample_data(event_type: EventType) -> serde_json::Value {
+    use serde_json::json;
+    match event_type {
+        EventType::NftUnlocked => json!({
+            "nftId": "nft-1", "tierName": "Bronze", "tierId": 1,
+            "mintAddress": "LedgerMint1111", "imageUrl": "https://example.invalid/t1.png",
+            "benefits": {"tradingFeeReduction": "5%", "aiAgentWeeklyUses": 10, "prioritySupport": false}
+        }),
+        EventType::NftUpgraded => json!({
+            "oldNft": {"nftId": "nft-1", "tierName": "Bronze", "burnedAt": "2026-01-01T00:00:00Z"},
+            "newNft": {"nftId": "nft-2", "tierName": "Silver", "tierId": 2,
+                        "mintAddress": "LedgerMint2222", "transactionSignature": "LedgerSig2222"},
+            "consumedBadges": ["b1", "b2"]
+        }),
+        EventType::BadgeEarned => json!({
+            "badgeId": "b1", "badgeName": "First Trade", "description": "Made a first trade",
+            "imageUrl": "https://example.invalid/b1.png", "earnedAt": "2026-01-01T00:00:00Z",
+            "requiredForTier": 2
+        }),
+        EventType::NftMinted => json!({
+            "nftId": "nft-1", "mintAddress": "LedgerMint1111",
+            "transactionSignature": "LedgerSig1111", "metadataUri": "ledger://nft-1", "gasUsed": 5000
+        }),
+        EventType::NftBurned => json!({
+            "nftId": "nft-1", "mintAddress": "LedgerMint1111",
+            "transactionSignature": "LedgerSig3333", "tierId": 1, "burnedAt": "2026-01-01T00:00:00Z"
+        }),
+        EventType::VolumeMilestoneReached => json!({
+            "previousVolume": 90000.0, "currentVolume": 260000.0, "milestone": 100000.0, "tierUnlocked": 1
+        }),
+        EventType::TierQualificationChanged => json!({
+            "previousQualifications": [], "currentQualifications": [1, 2], "volumeChange": 170000.0,
+            "badgeChanges": {"earned": [], "activated": [], "consumed": []}
+        }),
+        EventType::NftUnlockFailed => json!({"error": "ledger unavailable", "nftDefinitionId": 1}),
+    }
+}
+
+/// A valid envelope of `event_type` for `user_id`, with a fresh id.
+pub fn sample_event(user_id: &str, event_type: EventType) -> Envelope {
+    // The samples above are valid by construction; a failure here is a bug in this module.
+    let data = EventData::parse(event_type, sample_data(event_type))
+        .unwrap_or_else(|e| panic!("sample for {event_type} is invalid: {e}"));
+    Envelope::new(user_id, data, "testkit", None)
+}
