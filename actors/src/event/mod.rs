@@ -7,7 +7,7 @@ mod validate;
 
 pub use envelope::{Envelope, EVENT_VERSION};
 pub use payload::*;
-pub use validate::{EventError, PublishRequest};
+pub use validate::{check_id, EventError, PublishRequest, MAX_ID_LEN};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -1,0 +1,193 @@
+//! Typed settings: `config.toml` (or `--config PATH`), then `NFT_ROUTER__SECTION__KEY`
+//! environment overrides. Every key is required and unknown keys are refused, so a typo fails
+//! start-up with one line naming the key instead of silently running on a default.
+
+use actors::stream_config::{StreamConfig, MIN_SESSION_QUEUE};
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Prefix of environment overrides; sections and keys are separated by `__`.
+pub const ENV_PREFIX: &str = "NFT_ROUTER__";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub http: HttpSettings,
+    pub auth: AuthSettings,
+    pub sse: SseSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    pub bind: String,
+    pub workers: usize,
+    pub max_body_bytes: usize,
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    pub jwt_secret: SecretString,
+    pub dev_token_ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SseSettings {
+    pub max_connections_per_user: usize,
+    pub heartbeat_secs: u64,
+    pub session_queue: usize,
+    pub retry_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub level: String,
+}
+
+/// A configuration problem, phrased as one line that names the key.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(String);
+
+impl Settings {
+    /// Reads `path` (default `./config.toml`), applies environment overrides, validates.
+    pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
+        let path: PathBuf = path.map_or_else(|| PathBuf::from("config.toml"), Path::to_path_buf);
+        if !path.is_file() {
+            return Err(ConfigError(format!(
+                "config file `{}` not found (pass --config PATH)",
+                path.display()
+            )));
+        }
+        Settings::from_figment(Figment::from(Toml::file(&path)))
+    }
+
+    /// Extracts settings from any figment (tests layer their overrides this way), with the
+    /// environment on top.
+    pub fn from_figment(base: Figment) -> Result<Settings, ConfigError> {
+        let figment = base.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        let settings: Settings = figment.extract().map_err(describe)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |key: &str, why: &str| Err(ConfigError(format!("key `{key}`: {why}")));
+        if self.http.bind.parse::<std::net::SocketAddr>().is_err() {
+            return fail("http.bind", "must be an address like 127.0.0.1:8080");
+        }
+        if self.http.max_body_bytes < 1024 {
+            return fail("http.max_body_bytes", "must be at least 1024");
+        }
+        if self.auth.jwt_secret.expose_secret().len() < 16 {
+            return fail("auth.jwt_secret", "must be at least 16 bytes");
+        }
+        if self.auth.dev_token_ttl_secs == 0 {
+            return fail("auth.dev_token_ttl_secs", "must be positive");
+        }
+        if self.sse.max_connections_per_user == 0 {
+            return fail("sse.max_connections_per_user", "must be at least 1");
+        }
+        if self.sse.heartbeat_secs == 0 {
+            return fail("sse.heartbeat_secs", "must be at least 1");
+        }
+        if self.sse.session_queue < MIN_SESSION_QUEUE {
+            return fail("sse.session_queue", "must be at least 4");
+        }
+        Ok(())
+    }
+
+    /// The stream tunables the actors need.
+    pub fn stream_config(&self) -> StreamConfig {
+        StreamConfig {
+            max_connections_per_user: self.sse.max_connections_per_user,
+            session_queue: self.sse.session_queue,
+            heartbeat: Duration::from_secs(self.sse.heartbeat_secs),
+            retry: Duration::from_millis(self.sse.retry_ms),
+        }
+    }
+}
+
+/// figment's own message prefixes the profile ("default.") and can span several causes; this
+/// keeps the first cause and names the key plainly, with where the bad value came from.
+fn describe(err: figment::Error) -> ConfigError {
+    let err = err.into_iter().next().unwrap_or_else(|| figment::Error::from("unknown"));
+    let mut key = err
+        .path
+        .iter()
+        .filter(|p| p.as_str() != "default")
+        .cloned()
+        .collect::<Vec<_>>();
+    let what = match &err.kind {
+        figment::error::Kind::MissingField(field) => {
+            key.push(field.to_string());
+            "is missing".to_owned()
+        }
+        figment::error::Kind::UnknownField(field, _) => {
+            key.push(field.to_string());
+            "is not a known key".to_owned()
+        }
+        kind => format!("is invalid: {kind}"),
+    };
+    let origin = err
+        .metadata
+        .as_ref()
+        .map(|m| format!(" (from {})", m.name))
+        .unwrap_or_default();
+    if key.is_empty() {
+        ConfigError(format!("{what}{origin}"))
+    } else {
+        ConfigError(format!("key `{}` {what}{origin}", key.join(".")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo_config() -> Figment {
+        Figment::from(Toml::file(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")))
+    }
+
+    #[test]
+    fn the_shipped_config_is_valid() {
+        let s = Settings::from_figment(repo_config()).expect("valid");
+        assert_eq!(s.sse.max_connections_per_user, 3);
+        assert_eq!(s.sse.heartbeat_secs, 30);
+    }
+
+    #[test]
+    fn a_malformed_value_names_its_key() {
+        let f = repo_config().merge(Toml::string("[sse]\nheartbeat_secs = \"soon\""));
+        let err = Settings::from_figment(f).expect_err("invalid").to_string();
+        assert!(err.contains("sse.heartbeat_secs"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_key_names_itself() {
+        let toml = "[http]\nbind=\"127.0.0.1:0\"\nworkers=1\nmax_body_bytes=65536\nshutdown_timeout_secs=1\n";
+        let err = Settings::from_figment(Figment::from(Toml::string(toml)))
+            .expect_err("incomplete")
+            .to_string();
+        assert!(err.contains("key `auth` is missing"), "{err}");
+        let f = repo_config().merge(Toml::string("[sse]\nsession_queue = 1"));
+        let err = Settings::from_figment(f).expect_err("too small").to_string();
+        assert!(err.contains("sse.session_queue"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused() {
+        let f = repo_config().merge(Toml::string("[sse]\nheartbeat_sec = 5"));
+        let err = Settings::from_figment(f).expect_err("typo").to_string();
+        assert!(err.contains("sse.heartbeat_sec"), "{err}");
+    }
+}

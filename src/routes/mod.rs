@@ -1,0 +1,25 @@
+//! HTTP routes, one file each. Handlers validate and translate; the actors do the work.
+
+mod health;
+mod publish;
+mod stats;
+mod stream;
+
+use crate::error::ApiError;
+use actix_web::web;
+
+/// Request-size limits shared by the handlers that read a body.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(stream::user_stream)
+        .service(publish::publish_event)
+        .service(stats::sse_stats)
+        .service(health::healthz)
+        .default_service(web::to(not_found));
+}
+
+async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::NotFound("No such route".to_owned()))
+}

@@ -1,0 +1,111 @@
+//! Building and running the application. Tests start exactly this, on port 0, so the test path
+//! is the production path.
+
+use crate::auth::JwtKeys;
+use crate::config::Settings;
+use crate::routes::{self, BodyLimit};
+use actix::{Actor, Addr};
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+use actors::registry::{CloseAll, SessionRegistry};
+use secrecy::ExposeSecret;
+use std::future::Future;
+use std::net::TcpListener;
+use std::time::Duration;
+
+/// A built, not yet running, router.
+pub struct Application {
+    port: u16,
+    server: Server,
+    registry: Addr<SessionRegistry>,
+}
+
+impl Application {
+    /// Binds `http.bind` and builds the application. Must run inside an actix `System`.
+    pub fn build(settings: &Settings) -> anyhow::Result<Application> {
+        let listener = TcpListener::bind(&settings.http.bind).map_err(|e| {
+            anyhow::anyhow!("cannot listen on {} (key `http.bind`): {e}", settings.http.bind)
+        })?;
+        Application::with_listener(settings, listener)
+    }
+
+    /// Builds the application on an already bound listener.
+    pub fn with_listener(settings: &Settings, listener: TcpListener) -> anyhow::Result<Application> {
+        let port = listener.local_addr()?.port();
+        let registry = SessionRegistry::new(settings.stream_config()).start();
+        let keys = web::Data::new(JwtKeys::new(
+            settings.auth.jwt_secret.expose_secret().as_bytes(),
+        ));
+        let registry_data = web::Data::new(registry.clone());
+        let limit = web::Data::new(BodyLimit(settings.http.max_body_bytes));
+
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(keys.clone())
+                .app_data(registry_data.clone())
+                .app_data(limit.clone())
+                .configure(routes::configure)
+        })
+        .disable_signals()
+        .shutdown_timeout(settings.http.shutdown_timeout_secs);
+        if settings.http.workers > 0 {
+            server = server.workers(settings.http.workers);
+        }
+        let server = server.listen(listener)?.run();
+        Ok(Application {
+            port,
+            server,
+            registry,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The registry, for in-process inspection (tests, embedding).
+    pub fn registry(&self) -> Addr<SessionRegistry> {
+        self.registry.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, closes every stream, lets
+    /// in-flight requests finish (up to `http.shutdown_timeout_secs`) and returns.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let server = actix_web::rt::spawn(self.server);
+        shutdown.await;
+        log::info!("shutting down: closing streams");
+        self.registry.do_send(CloseAll);
+        // Let sessions flush their close before the server stops polling connections.
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        handle.stop(true).await;
+        match server.await {
+            Ok(result) => result,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
