@@ -92,7 +92,9 @@ impl JwtKeys {
             ApiError::Unauthorized(why.to_owned())
         })?;
         if data.claims.sub.is_empty() {
-            return Err(ApiError::Unauthorized("token has an empty subject".to_owned()));
+            return Err(ApiError::Unauthorized(
+                "token has an empty subject".to_owned(),
+            ));
         }
         Ok(Principal {
             user_id: data.claims.sub,
@@ -156,7 +158,13 @@ mod tests {
         assert_eq!((p.user_id.as_str(), p.role), ("u1", Role::Admin));
 
         let other = JwtKeys::new(b"another-secret-of-16+");
-        assert!(matches!(other.verify(&token), Err(ApiError::Unauthorized(_))));
-        assert!(matches!(keys.verify("garbage"), Err(ApiError::Unauthorized(_))));
+        assert!(matches!(
+            other.verify(&token),
+            Err(ApiError::Unauthorized(_))
+        ));
+        assert!(matches!(
+            keys.verify("garbage"),
+            Err(ApiError::Unauthorized(_))
+        ));
     }
 }

@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "nft-event-router", version, about = "Real-time NFT event router: SSE to people, Kafka to services")]
+#[command(
+    name = "nft-event-router",
+    version,
+    about = "Real-time NFT event router: SSE to people, Kafka to services"
+)]
 pub struct Cli {
     /// Configuration file (default: ./config.toml).
     #[arg(long, global = true, value_name = "PATH")]

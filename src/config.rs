@@ -19,6 +19,7 @@ pub struct Settings {
     pub http: HttpSettings,
     pub auth: AuthSettings,
     pub sse: SseSettings,
+    pub store: StoreSettings,
     pub log: LogSettings,
 }
 
@@ -45,6 +46,22 @@ pub struct SseSettings {
     pub heartbeat_secs: u64,
     pub session_queue: usize,
     pub retry_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    /// Holds credentials for MySQL URLs, hence redacted in debug output.
+    pub url: SecretString,
+    pub pool_size: u32,
+    pub retention_days: u32,
+    pub prune_interval_secs: u64,
+}
+
+impl StoreSettings {
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(u64::from(self.retention_days) * 86_400)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -103,6 +120,15 @@ impl Settings {
         if self.sse.session_queue < MIN_SESSION_QUEUE {
             return fail("sse.session_queue", "must be at least 4");
         }
+        if self.store.url.expose_secret().trim().is_empty() {
+            return fail("store.url", "must name a database");
+        }
+        if self.store.pool_size == 0 {
+            return fail("store.pool_size", "must be at least 1");
+        }
+        if self.store.prune_interval_secs == 0 {
+            return fail("store.prune_interval_secs", "must be at least 1");
+        }
         Ok(())
     }
 
@@ -120,7 +146,10 @@ impl Settings {
 /// figment's own message prefixes the profile ("default.") and can span several causes; this
 /// keeps the first cause and names the key plainly, with where the bad value came from.
 fn describe(err: figment::Error) -> ConfigError {
-    let err = err.into_iter().next().unwrap_or_else(|| figment::Error::from("unknown"));
+    let err = err
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| figment::Error::from("unknown"));
     let mut key = err
         .path
         .iter()
@@ -155,7 +184,10 @@ mod tests {
     use super::*;
 
     fn repo_config() -> Figment {
-        Figment::from(Toml::file(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")))
+        Figment::from(Toml::file(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config.toml"
+        )))
     }
 
     #[test]
@@ -180,7 +212,9 @@ mod tests {
             .to_string();
         assert!(err.contains("key `auth` is missing"), "{err}");
         let f = repo_config().merge(Toml::string("[sse]\nsession_queue = 1"));
-        let err = Settings::from_figment(f).expect_err("too small").to_string();
+        let err = Settings::from_figment(f)
+            .expect_err("too small")
+            .to_string();
         assert!(err.contains("sse.session_queue"), "{err}");
     }
 

@@ -16,6 +16,8 @@ pub enum ApiError {
     RateLimited,
     #[error("{0}")]
     InvalidEvent(EventError),
+    #[error("{name}: {reason}")]
+    InvalidParameter { name: &'static str, reason: String },
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -40,6 +42,7 @@ impl ApiError {
             ApiError::Forbidden => "FORBIDDEN",
             ApiError::RateLimited => "RATE_LIMITED",
             ApiError::InvalidEvent(_) => "INVALID_EVENT",
+            ApiError::InvalidParameter { .. } => "INVALID_PARAMETER",
             ApiError::NotFound(_) => "NOT_FOUND",
             ApiError::Unavailable(_) => "UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL",
@@ -53,7 +56,9 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::InvalidEvent(_) => StatusCode::BAD_REQUEST,
+            ApiError::InvalidEvent(_) | ApiError::InvalidParameter { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -67,6 +72,7 @@ impl ResponseError for ApiError {
         }
         let field = match self {
             ApiError::InvalidEvent(e) => e.field.as_deref(),
+            ApiError::InvalidParameter { name, .. } => Some(*name),
             _ => None,
         };
         HttpResponse::build(self.status_code())

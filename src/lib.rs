@@ -8,6 +8,7 @@
 //! * [`auth`]: HS256 JWTs, the [`auth::Principal`] extractor, roles.
 //! * [`error`]: the JSON error shape and its HTTP status mapping.
 //! * [`routes`]: one file per HTTP route.
+//! * [`peer`]: notices an SSE client hanging up on an idle stream.
 //! * [`startup`]: [`startup::Application`], built on a listener and run until a shutdown
 //!   future resolves (the tests start exactly this).
 //!
@@ -18,5 +19,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod peer;
 pub mod routes;
 pub mod startup;
+pub mod store;

@@ -1,8 +1,8 @@
 use clap::Parser;
+use nft_event_router::auth::JwtKeys;
 use nft_event_router::cli::{Cli, Command};
 use nft_event_router::config::Settings;
 use nft_event_router::startup::{shutdown_signal, Application};
-use nft_event_router::auth::JwtKeys;
 use secrecy::ExposeSecret;
 use std::process::ExitCode;
 
@@ -34,16 +34,19 @@ fn main() -> ExitCode {
 }
 
 fn serve(settings: Settings) -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(&settings.log.level))
-        .init();
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or(&settings.log.level),
+    )
+    .init();
     let result = actix_web::rt::System::new().block_on(async move {
+        let shutdown = shutdown_signal()?;
         let app = Application::build(&settings)?;
         let base = format!("http://127.0.0.1:{}", app.port());
         log::info!("nft-event-router listening on {} (port {})", settings.http.bind, app.port());
         println!(
             "nft-event-router is up on {base}\n  a user token:   cargo run --release -- token --user u1\n  open a stream:  curl -N -H \"Authorization: Bearer $TOKEN\" {base}/api/v1/user/nft-events"
         );
-        app.run_until_stopped(shutdown_signal()).await?;
+        app.run_until_stopped(shutdown).await?;
         anyhow::Ok(())
     });
     match result {

@@ -4,13 +4,16 @@
 use crate::auth::JwtKeys;
 use crate::config::Settings;
 use crate::routes::{self, BodyLimit};
+use crate::store::Store;
 use actix::{Actor, Addr};
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
+use actors::journal::{EventJournal, EventLog, RetentionPruner};
 use actors::registry::{CloseAll, SessionRegistry};
 use secrecy::ExposeSecret;
 use std::future::Future;
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A built, not yet running, router.
@@ -24,28 +27,52 @@ impl Application {
     /// Binds `http.bind` and builds the application. Must run inside an actix `System`.
     pub fn build(settings: &Settings) -> anyhow::Result<Application> {
         let listener = TcpListener::bind(&settings.http.bind).map_err(|e| {
-            anyhow::anyhow!("cannot listen on {} (key `http.bind`): {e}", settings.http.bind)
+            anyhow::anyhow!(
+                "cannot listen on {} (key `http.bind`): {e}",
+                settings.http.bind
+            )
         })?;
         Application::with_listener(settings, listener)
     }
 
     /// Builds the application on an already bound listener.
-    pub fn with_listener(settings: &Settings, listener: TcpListener) -> anyhow::Result<Application> {
+    pub fn with_listener(
+        settings: &Settings,
+        listener: TcpListener,
+    ) -> anyhow::Result<Application> {
         let port = listener.local_addr()?.port();
-        let registry = SessionRegistry::new(settings.stream_config()).start();
+        let store = Store::connect(settings.store.url.expose_secret(), settings.store.pool_size)
+            .map_err(|e| anyhow::anyhow!("cannot open the event store (key `store.url`): {e}"))?;
+        log::info!("event store: {}", store.backend());
+        let event_log: Arc<dyn EventLog> = Arc::new(store.clone());
+        let registry = SessionRegistry::new(settings.stream_config(), event_log.clone()).start();
+        let journal = EventJournal::new(event_log.clone(), registry.clone().recipient()).start();
+        RetentionPruner::new(
+            event_log.clone(),
+            settings.store.retention(),
+            Duration::from_secs(settings.store.prune_interval_secs),
+        )
+        .start();
         let keys = web::Data::new(JwtKeys::new(
             settings.auth.jwt_secret.expose_secret().as_bytes(),
         ));
         let registry_data = web::Data::new(registry.clone());
+        let journal = web::Data::new(journal);
+        let event_log = web::Data::new(event_log);
+        let store = web::Data::new(store);
         let limit = web::Data::new(BodyLimit(settings.http.max_body_bytes));
 
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(keys.clone())
                 .app_data(registry_data.clone())
+                .app_data(journal.clone())
+                .app_data(event_log.clone())
+                .app_data(store.clone())
                 .app_data(limit.clone())
                 .configure(routes::configure)
         })
+        .on_connect(crate::peer::remember_socket)
         .disable_signals()
         .shutdown_timeout(settings.http.shutdown_timeout_secs);
         if settings.http.workers > 0 {
@@ -70,7 +97,10 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then stops accepting, closes every stream, lets
     /// in-flight requests finish (up to `http.shutdown_timeout_secs`) and returns.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
         let handle = self.server.handle();
         let server = actix_web::rt::spawn(self.server);
         shutdown.await;
@@ -86,26 +116,16 @@ impl Application {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {},
-                    _ = term.recv() => {},
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
+/// Installs SIGINT and SIGTERM handlers now (so a signal that arrives before the returned
+/// future is first polled is not lost) and returns a future that resolves on either.
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {},
+            _ = terminate.recv() => {},
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
+    })
 }

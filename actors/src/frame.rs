@@ -4,11 +4,47 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use chrono::{SecondsFormat, Utc};
 
-/// One complete SSE frame (terminated by a blank line), ready to write to a socket.
+/// Where resynchronizing clients fetch a fresh snapshot.
+pub const SNAPSHOT_URL: &str = "/api/v1/user/nfts";
+
+/// One complete SSE frame (terminated by a blank line), ready to write to a socket. Frames of
+/// stored events also carry their cursor, so a session can drop one it already sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Frame(Bytes);
+pub struct Frame {
+    seq: Option<u64>,
+    bytes: Bytes,
+}
 
 impl Frame {
+    fn raw(bytes: Bytes) -> Self {
+        Frame { seq: None, bytes }
+    }
+
+    /// A stored event: `id: <seq>` + `data: <envelope json>`.
+    pub fn stored(seq: u64, json: &str) -> Self {
+        let mut frame = Frame::event(&seq.to_string(), json);
+        frame.seq = Some(seq);
+        frame
+    }
+
+    /// Tells the client its cursor cannot be resumed and where to fetch a snapshot. Carries the
+    /// stream's head as its id (when there is one), so the client's next reconnect resumes
+    /// from there instead of being told to resync again.
+    pub fn resync(head: u64) -> Self {
+        let json = serde_json::json!({ "type": "resync", "snapshotUrl": SNAPSHOT_URL }).to_string();
+        if head == 0 {
+            return Frame::data(&json);
+        }
+        let mut frame = Frame::event(&head.to_string(), &json);
+        frame.seq = Some(head);
+        frame
+    }
+
+    /// The cursor of a stored event's frame.
+    pub fn seq(&self) -> Option<u64> {
+        self.seq
+    }
+
     /// `id: <id>` + `data: <json>`. Unnamed, so `EventSource.onmessage` receives it.
     /// `json` must be a single line (compact serde_json output is).
     pub fn event(id: &str, json: &str) -> Self {
@@ -18,7 +54,7 @@ impl Frame {
         b.put_slice(b"\ndata: ");
         b.put_slice(json.as_bytes());
         b.put_slice(b"\n\n");
-        Frame(b.freeze())
+        Frame::raw(b.freeze())
     }
 
     /// `data: <json>` without an id: control messages that must not move the client's
@@ -28,12 +64,12 @@ impl Frame {
         b.put_slice(b"data: ");
         b.put_slice(json.as_bytes());
         b.put_slice(b"\n\n");
-        Frame(b.freeze())
+        Frame::raw(b.freeze())
     }
 
     /// The reconnection delay hint, sent once per stream.
     pub fn retry(millis: u64) -> Self {
-        Frame(Bytes::from(format!("retry: {millis}\n\n")))
+        Frame::raw(Bytes::from(format!("retry: {millis}\n\n")))
     }
 
     /// The seed's first frame on every stream.
@@ -57,11 +93,11 @@ impl Frame {
     }
 
     pub fn bytes(&self) -> &Bytes {
-        &self.0
+        &self.bytes
     }
 
     pub fn into_bytes(self) -> Bytes {
-        self.0
+        self.bytes
     }
 }
 
@@ -82,7 +118,9 @@ pub struct ParsedFrame {
 impl ParsedFrame {
     /// The `data` parsed as JSON, if there is data and it is JSON.
     pub fn json(&self) -> Option<serde_json::Value> {
-        self.data.as_deref().and_then(|d| serde_json::from_str(d).ok())
+        self.data
+            .as_deref()
+            .and_then(|d| serde_json::from_str(d).ok())
     }
 
     /// The `type` field of a control message (`heartbeat`, `connection_established`, …).

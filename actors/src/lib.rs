@@ -10,8 +10,12 @@
 //!   validation that turns untrusted JSON into them (errors name the offending field).
 //! * [`frame`]: SSE frames encoded once and shared by every session that receives them, and a
 //!   client-side parser.
+//! * [`journal`]: the durable per-user event log as a port ([`EventLog`]), `EventJournal` (the
+//!   single, batching writer that stores an event before anyone hears of it) and
+//!   `RetentionPruner`.
 //! * [`session`]: `SseSession`, one actor per open stream. Owns the bounded queue feeding the
-//!   HTTP body; closes itself when the client leaves or reads too slowly.
+//!   HTTP body; catches up from the journal after a cursor, then goes live without gaps or
+//!   duplicates; closes itself when the client leaves or reads too slowly.
 //! * [`supervisor`]: `UserSupervisor`, one actor per connected user. Enforces the per-user
 //!   connection limit and fans frames out to the user's sessions.
 //! * [`registry`]: `SessionRegistry`, user id → supervisor. Creates and retires supervisors,
@@ -21,12 +25,16 @@
 //!
 //! # Lifecycle
 //!
+//! Publish: `Append` → `EventJournal` stores it (cursor assigned in the same transaction) →
+//! `Publish` → registry → `Fanout` → supervisor → `Deliver` → each session → bounded queue.
+//!
 //! `Connect` → registry → `OpenSession` → supervisor reserves a slot and starts the session →
 //! session sends `SessionStarted` → … → session stops and sends `SessionEnded { reason }` →
 //! supervisor with no sessions left sends `SupervisorIdle` → registry retires it.
 
 pub mod event;
 pub mod frame;
+pub mod journal;
 pub mod registry;
 pub mod session;
 pub mod stream_config;
@@ -35,7 +43,8 @@ pub mod testkit;
 
 pub use event::{Envelope, EventData, EventType};
 pub use frame::Frame;
+pub use journal::{EventJournal, EventLog};
 pub use registry::{Connect, Publish, SessionRegistry, SseStats};
-pub use session::EndReason;
+pub use session::{EndReason, Resume};
 pub use stream_config::StreamConfig;
 pub use supervisor::{ConnectError, SessionHandle};

@@ -7,7 +7,8 @@
 //! when idle" race-free against a connect for the same user.
 
 use crate::frame::Frame;
-use crate::session::EndReason;
+use crate::journal::EventLog;
+use crate::session::{ClientGone, EndReason, Resume};
 use crate::stream_config::StreamConfig;
 use crate::supervisor::{
     CloseSessions, ConnectError, Fanout, OpenSession, SessionHandle, StopIfIdle, UserSupervisor,
@@ -23,6 +24,10 @@ use std::sync::Arc;
 #[rtype(result = "Result<SessionHandle, ConnectError>")]
 pub struct Connect {
     pub user_id: String,
+    /// Where the stream starts: live, or after a cursor (`Last-Event-ID`).
+    pub resume: Resume,
+    /// Resolves when the client hangs up, if the transport can tell (see [`ClientGone`]).
+    pub client_gone: Option<ClientGone>,
 }
 
 /// Deliver an encoded frame to every open session of `user_id` (none open: nothing to do).
@@ -67,14 +72,17 @@ struct Entry {
 
 pub struct SessionRegistry {
     config: StreamConfig,
+    log: Arc<dyn EventLog>,
     users: HashMap<Arc<str>, Entry>,
     closing: bool,
 }
 
 impl SessionRegistry {
-    pub fn new(config: StreamConfig) -> Self {
+    /// `log` is the journal sessions catch up from when they resume after a cursor.
+    pub fn new(config: StreamConfig, log: Arc<dyn EventLog>) -> Self {
         SessionRegistry {
             config,
+            log,
             users: HashMap::new(),
             closing: false,
         }
@@ -89,6 +97,7 @@ impl SessionRegistry {
         let supervisor = UserSupervisor::new(
             user.clone(),
             self.config.clone(),
+            self.log.clone(),
             ctx.address().recipient(),
             live.clone(),
         )
@@ -122,9 +131,15 @@ impl Handler<Connect> for SessionRegistry {
             return AtomicResponse::new(Box::pin(fut::ready(Err(ConnectError::Unavailable))));
         }
         let supervisor = self.supervisor_for(&msg.user_id, ctx);
-        AtomicResponse::new(Box::pin(supervisor.send(OpenSession).into_actor(self).map(
-            |res, _, _| res.unwrap_or(Err(ConnectError::Unavailable)),
-        )))
+        AtomicResponse::new(Box::pin(
+            supervisor
+                .send(OpenSession {
+                    resume: msg.resume,
+                    client_gone: msg.client_gone,
+                })
+                .into_actor(self)
+                .map(|res, _, _| res.unwrap_or(Err(ConnectError::Unavailable))),
+        ))
     }
 }
 

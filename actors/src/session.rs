@@ -1,17 +1,26 @@
 //! `SseSession`: one actor per open SSE connection.
 //!
-//! The session owns the bounded sender whose receiver is the HTTP response body. It registers
-//! with its user's supervisor in `started` and deregisters in `stopping`, so the supervisor's
-//! view of live sessions is exactly the set of running session actors. A session never blocks:
-//! a full queue means the client is not reading fast enough, and the session closes rather
-//! than hold back anyone else's delivery (the client reconnects and replays).
+//! The session owns the bounded sender whose receiver is the HTTP response body. Its
+//! supervisor registers it when opening it (so no frame fanned out after the open can miss
+//! it); the session reports `SessionStarted` once running and `SessionEnded { reason }` when it
+//! stops. A live frame never blocks: a full queue means the client reads too slowly, and the
+//! session closes rather than hold back anyone else (the client reconnects and resumes).
+//!
+//! A session opened with a cursor first catches up from the journal, then goes live. While it
+//! catches up it handles no other message, so live frames wait in its mailbox; afterwards each
+//! is dropped if its cursor was already sent. Together with the journal handing frames over in
+//! commit order, that makes the switch-over free of gaps and duplicates.
 
 use crate::frame::Frame;
+use crate::journal::{blocking, check_cursor, CursorCheck, EventLog, LogError};
 use crate::stream_config::StreamConfig;
 use actix::prelude::*;
 use bytes::Bytes;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Process-wide unique id of a session, for logs and lifecycle messages.
@@ -23,6 +32,28 @@ pub(crate) fn next_session_id() -> SessionId {
     NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed)
 }
 
+/// Resolves when the client's connection is gone. The transport supplies it where it can see
+/// the peer hang up before the next write would fail (an idle stream otherwise only learns of
+/// a closed connection at its next heartbeat).
+pub type ClientGone = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Where a new stream starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// From now on (no `Last-Event-ID`).
+    Live,
+    /// After this cursor: replay what was missed, then live.
+    After(u64),
+    /// The client sent a cursor that is not one of ours: resync, then live.
+    Invalid,
+}
+
+/// Events read from the journal per query while catching up.
+const REPLAY_PAGE: usize = 500;
+
+/// How long catching up waits for a client to make room in its queue before giving up on it.
+const REPLAY_SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Why a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EndReason {
@@ -30,6 +61,8 @@ pub enum EndReason {
     ClientGone,
     /// The client read too slowly and the bounded queue overflowed.
     QueueOverflow,
+    /// Catching up from the journal failed (the database is unreachable); the client retries.
+    ReplayFailed,
     /// The router is shutting down.
     Shutdown,
 }
@@ -39,6 +72,7 @@ impl EndReason {
         match self {
             EndReason::ClientGone => "client_gone",
             EndReason::QueueOverflow => "queue_overflow",
+            EndReason::ReplayFailed => "replay_failed",
             EndReason::Shutdown => "shutdown",
         }
     }
@@ -55,12 +89,10 @@ pub struct Deliver(pub Frame);
 pub struct Close(pub EndReason);
 
 /// Sent by a session to its supervisor once it runs.
-#[derive(Message)]
+#[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
 pub struct SessionStarted {
     pub id: SessionId,
-    pub deliver: Recipient<Deliver>,
-    pub close: Recipient<Close>,
 }
 
 /// Sent by a session to its supervisor as it stops.
@@ -71,6 +103,17 @@ pub struct SessionEnded {
     pub reason: EndReason,
 }
 
+/// What a session needs to run, besides its identity.
+pub struct SessionParts {
+    pub outbox: mpsc::Sender<Bytes>,
+    pub started: Recipient<SessionStarted>,
+    pub ended: Recipient<SessionEnded>,
+    pub config: StreamConfig,
+    pub log: Arc<dyn EventLog>,
+    pub resume: Resume,
+    pub client_gone: Option<ClientGone>,
+}
+
 pub struct SseSession {
     id: SessionId,
     user_id: Arc<str>,
@@ -78,25 +121,27 @@ pub struct SseSession {
     started: Recipient<SessionStarted>,
     ended: Recipient<SessionEnded>,
     config: StreamConfig,
+    log: Arc<dyn EventLog>,
+    resume: Resume,
+    client_gone: Option<ClientGone>,
+    /// Cursor of the last stored event sent; live frames at or below it are duplicates.
+    last_seq: Option<u64>,
     reason: EndReason,
 }
 
 impl SseSession {
-    pub fn new(
-        id: SessionId,
-        user_id: Arc<str>,
-        outbox: mpsc::Sender<Bytes>,
-        started: Recipient<SessionStarted>,
-        ended: Recipient<SessionEnded>,
-        config: StreamConfig,
-    ) -> Self {
+    pub fn new(id: SessionId, user_id: Arc<str>, parts: SessionParts) -> Self {
         SseSession {
             id,
             user_id,
-            outbox,
-            started,
-            ended,
-            config,
+            outbox: parts.outbox,
+            started: parts.started,
+            ended: parts.ended,
+            config: parts.config,
+            log: parts.log,
+            resume: parts.resume,
+            client_gone: parts.client_gone,
+            last_seq: None,
             reason: EndReason::ClientGone,
         }
     }
@@ -124,32 +169,123 @@ impl SseSession {
             ctx.stop();
         }
     }
+
+    /// Replays from the journal before any live frame is handled.
+    fn catch_up(&mut self, ctx: &mut Context<Self>) {
+        let replay = catch_up(
+            self.log.clone(),
+            self.user_id.clone(),
+            self.resume,
+            self.outbox.clone(),
+        );
+        ctx.wait(
+            replay
+                .into_actor(self)
+                .map(|outcome, act, ctx| match outcome {
+                    Ok(last) => act.last_seq = last,
+                    Err(CatchUpError::Log(e)) => {
+                        log::warn!("session {} could not catch up: {e}", act.id);
+                        act.end(EndReason::ReplayFailed, ctx);
+                    }
+                    Err(CatchUpError::ClientGone) => act.end(EndReason::ClientGone, ctx),
+                    Err(CatchUpError::Stalled) => act.end(EndReason::QueueOverflow, ctx),
+                }),
+        );
+    }
+}
+
+enum CatchUpError {
+    Log(LogError),
+    ClientGone,
+    Stalled,
+}
+
+impl From<LogError> for CatchUpError {
+    fn from(e: LogError) -> Self {
+        CatchUpError::Log(e)
+    }
+}
+
+async fn send(outbox: &mpsc::Sender<Bytes>, frame: Frame) -> Result<(), CatchUpError> {
+    match tokio::time::timeout(REPLAY_SEND_TIMEOUT, outbox.send(frame.into_bytes())).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(CatchUpError::ClientGone),
+        Err(_) => Err(CatchUpError::Stalled),
+    }
+}
+
+/// Sends every stored event after the cursor, or a resync when that cannot be done exactly.
+/// Returns the cursor the stream now stands at. Waits for queue room (the client is reading
+/// its backlog), unlike live delivery.
+async fn catch_up(
+    log: Arc<dyn EventLog>,
+    user_id: Arc<str>,
+    resume: Resume,
+    outbox: mpsc::Sender<Bytes>,
+) -> Result<Option<u64>, CatchUpError> {
+    let user = user_id.to_string();
+    let bounds = {
+        let (log, user) = (log.clone(), user.clone());
+        blocking(move || log.stream_bounds(&user)).await?
+    };
+    let head = bounds.1;
+    let mut cursor = match resume {
+        Resume::Live => return Ok(None),
+        Resume::After(c) if check_cursor(c, bounds) == CursorCheck::Resumable => c,
+        Resume::After(_) | Resume::Invalid => {
+            send(&outbox, Frame::resync(head)).await?;
+            return Ok(Some(head));
+        }
+    };
+    loop {
+        let page = {
+            let (log, user) = (log.clone(), user.clone());
+            blocking(move || log.events_after(&user, cursor, REPLAY_PAGE)).await?
+        };
+        let full = page.len() == REPLAY_PAGE;
+        for event in page {
+            if event.seq != cursor + 1 {
+                // Pruned between the bounds check and this read: not exact any more.
+                send(&outbox, Frame::resync(head.max(event.seq))).await?;
+                return Ok(Some(head.max(event.seq)));
+            }
+            send(&outbox, Frame::stored(event.seq, &event.envelope_json)).await?;
+            cursor = event.seq;
+        }
+        if !full {
+            return Ok(Some(cursor));
+        }
+    }
 }
 
 impl Actor for SseSession {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.started.do_send(SessionStarted {
-            id: self.id,
-            deliver: ctx.address().recipient(),
-            close: ctx.address().recipient(),
-        });
+        self.started.do_send(SessionStarted { id: self.id });
         self.push(Frame::connection_established(&self.user_id), ctx);
         self.push(Frame::retry(self.config.retry.as_millis() as u64), ctx);
+        if self.resume != Resume::Live {
+            self.catch_up(ctx);
+        }
 
         ctx.run_interval(self.config.heartbeat, |act, ctx| {
             act.push(Frame::heartbeat(), ctx);
         });
 
-        // The body stream drops its receiver when the client disconnects; notice at once
-        // rather than at the next write.
+        // The body stream drops its receiver when the client disconnects.
         let outbox = self.outbox.clone();
         ctx.spawn(
             async move { outbox.closed().await }
                 .into_actor(self)
                 .map(|(), act, ctx| act.end(EndReason::ClientGone, ctx)),
         );
+        if let Some(gone) = self.client_gone.take() {
+            ctx.spawn(
+                gone.into_actor(self)
+                    .map(|(), act, ctx| act.end(EndReason::ClientGone, ctx)),
+            );
+        }
     }
 
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
@@ -165,6 +301,12 @@ impl Handler<Deliver> for SseSession {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        if let Some(seq) = msg.0.seq() {
+            if self.last_seq.is_some_and(|last| seq <= last) {
+                return;
+            }
+            self.last_seq = Some(seq);
+        }
         self.push(msg.0, ctx);
     }
 }

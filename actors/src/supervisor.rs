@@ -1,19 +1,21 @@
 //! `UserSupervisor`: one actor per user with at least one open session.
 //!
-//! It owns the per-user connection limit and fans each of the user's frames out to every live
-//! session. Slots are reserved when a session is opened (before the session actor has run),
-//! so two simultaneous connects cannot both take the last slot.
+//! It owns the per-user connection limit and fans each of the user's frames out to every
+//! session. A session is registered the moment it is opened, before its actor runs: a frame
+//! fanned out after the open always reaches it, which the replay switch-over relies on, and two
+//! simultaneous connects cannot both take the last slot.
 
 use crate::frame::Frame;
+use crate::journal::EventLog;
 use crate::registry::SupervisorIdle;
 use crate::session::{
-    next_session_id, Close, Deliver, EndReason, SessionEnded, SessionId, SessionStarted,
-    SseSession,
+    next_session_id, ClientGone, Close, Deliver, EndReason, Resume, SessionEnded, SessionId,
+    SessionParts, SessionStarted, SseSession,
 };
 use crate::stream_config::StreamConfig;
 use actix::prelude::*;
 use bytes::Bytes;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -38,16 +40,19 @@ pub struct SessionHandle {
 /// Open one more session for this supervisor's user, within the limit.
 #[derive(Message)]
 #[rtype(result = "Result<SessionHandle, ConnectError>")]
-pub struct OpenSession;
+pub struct OpenSession {
+    pub resume: Resume,
+    pub client_gone: Option<ClientGone>,
+}
 
-/// A frame for every live session of the user.
+/// A frame for every session of the user.
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
 pub struct Fanout(pub Frame);
 
-/// Stop if no session is open or reserved; answers whether it stopped. The registry asks this
-/// instead of letting supervisors stop on their own, so it never hands out a supervisor that
-/// is about to disappear.
+/// Stop if no session is open; answers whether it stopped. The registry asks this instead of
+/// letting supervisors stop on their own, so it never hands out a supervisor that is about to
+/// disappear.
 #[derive(Message)]
 #[rtype(result = "bool")]
 pub struct StopIfIdle;
@@ -57,21 +62,21 @@ pub struct StopIfIdle;
 #[rtype(result = "()")]
 pub struct CloseSessions(pub EndReason);
 
-struct LiveSession {
-    deliver: Recipient<Deliver>,
-    close: Recipient<Close>,
+struct Slot {
+    session: Addr<SseSession>,
+    running: bool,
 }
 
 pub struct UserSupervisor {
     user_id: Arc<str>,
     config: StreamConfig,
+    log: Arc<dyn EventLog>,
     registry: Recipient<SupervisorIdle>,
-    reserved: HashSet<SessionId>,
-    live: HashMap<SessionId, LiveSession>,
-    /// Read by the registry for statistics without a message round trip.
-    live_count: Arc<AtomicUsize>,
-    /// Set once every session has been told to close; a session that was still starting then
-    /// is closed as soon as it reports in.
+    sessions: HashMap<SessionId, Slot>,
+    /// Running sessions, read by the registry for statistics without a message round trip.
+    running: Arc<AtomicUsize>,
+    /// Set once every session has been told to close; a session still starting then is closed
+    /// as soon as it reports in.
     closing: Option<EndReason>,
 }
 
@@ -79,26 +84,24 @@ impl UserSupervisor {
     pub fn new(
         user_id: Arc<str>,
         config: StreamConfig,
+        log: Arc<dyn EventLog>,
         registry: Recipient<SupervisorIdle>,
-        live_count: Arc<AtomicUsize>,
+        running: Arc<AtomicUsize>,
     ) -> Self {
         UserSupervisor {
             user_id,
             config,
+            log,
             registry,
-            reserved: HashSet::new(),
-            live: HashMap::new(),
-            live_count,
+            sessions: HashMap::new(),
+            running,
             closing: None,
         }
     }
 
-    fn open_count(&self) -> usize {
-        self.reserved.len() + self.live.len()
-    }
-
     fn publish_count(&self) {
-        self.live_count.store(self.live.len(), Ordering::Relaxed);
+        let n = self.sessions.values().filter(|s| s.running).count();
+        self.running.store(n, Ordering::Relaxed);
     }
 }
 
@@ -106,31 +109,42 @@ impl Actor for UserSupervisor {
     type Context = Context<Self>;
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        self.live_count.store(0, Ordering::Relaxed);
+        self.running.store(0, Ordering::Relaxed);
     }
 }
 
 impl Handler<OpenSession> for UserSupervisor {
     type Result = Result<SessionHandle, ConnectError>;
 
-    fn handle(&mut self, _: OpenSession, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: OpenSession, ctx: &mut Self::Context) -> Self::Result {
         let limit = self.config.max_connections_per_user;
-        if self.open_count() >= limit {
+        if self.sessions.len() >= limit {
             return Err(ConnectError::LimitReached { limit });
         }
         let id = next_session_id();
         let (tx, rx) = mpsc::channel(self.config.session_queue);
         let me = ctx.address();
-        SseSession::new(
+        let session = SseSession::new(
             id,
             self.user_id.clone(),
-            tx,
-            me.clone().recipient(),
-            me.recipient(),
-            self.config.clone(),
+            SessionParts {
+                outbox: tx,
+                started: me.clone().recipient(),
+                ended: me.recipient(),
+                config: self.config.clone(),
+                log: self.log.clone(),
+                resume: msg.resume,
+                client_gone: msg.client_gone,
+            },
         )
         .start();
-        self.reserved.insert(id);
+        self.sessions.insert(
+            id,
+            Slot {
+                session,
+                running: false,
+            },
+        );
         Ok(SessionHandle { id, frames: rx })
     }
 }
@@ -139,19 +153,13 @@ impl Handler<SessionStarted> for UserSupervisor {
     type Result = ();
 
     fn handle(&mut self, msg: SessionStarted, _: &mut Self::Context) {
-        if let Some(reason) = self.closing {
-            msg.close.do_send(Close(reason));
+        if let Some(slot) = self.sessions.get_mut(&msg.id) {
+            slot.running = true;
+            if let Some(reason) = self.closing {
+                slot.session.do_send(Close(reason));
+            }
         }
-        if self.reserved.remove(&msg.id) {
-            self.live.insert(
-                msg.id,
-                LiveSession {
-                    deliver: msg.deliver,
-                    close: msg.close,
-                },
-            );
-            self.publish_count();
-        }
+        self.publish_count();
     }
 }
 
@@ -159,8 +167,7 @@ impl Handler<SessionEnded> for UserSupervisor {
     type Result = ();
 
     fn handle(&mut self, msg: SessionEnded, _: &mut Self::Context) {
-        self.reserved.remove(&msg.id);
-        self.live.remove(&msg.id);
+        self.sessions.remove(&msg.id);
         self.publish_count();
         log::debug!(
             "session {} of user {} ended: {}",
@@ -168,7 +175,7 @@ impl Handler<SessionEnded> for UserSupervisor {
             self.user_id,
             msg.reason.as_str()
         );
-        if self.open_count() == 0 {
+        if self.sessions.is_empty() {
             self.registry.do_send(SupervisorIdle {
                 user_id: self.user_id.clone(),
             });
@@ -180,8 +187,8 @@ impl Handler<Fanout> for UserSupervisor {
     type Result = ();
 
     fn handle(&mut self, msg: Fanout, _: &mut Self::Context) {
-        for session in self.live.values() {
-            session.deliver.do_send(Deliver(msg.0.clone()));
+        for slot in self.sessions.values() {
+            slot.session.do_send(Deliver(msg.0.clone()));
         }
     }
 }
@@ -190,7 +197,7 @@ impl Handler<StopIfIdle> for UserSupervisor {
     type Result = bool;
 
     fn handle(&mut self, _: StopIfIdle, ctx: &mut Self::Context) -> bool {
-        let idle = self.open_count() == 0;
+        let idle = self.sessions.is_empty();
         if idle {
             ctx.stop();
         }
@@ -203,8 +210,8 @@ impl Handler<CloseSessions> for UserSupervisor {
 
     fn handle(&mut self, msg: CloseSessions, _: &mut Self::Context) {
         self.closing = Some(msg.0);
-        for session in self.live.values() {
-            session.close.do_send(Close(msg.0));
+        for slot in self.sessions.values() {
+            slot.session.do_send(Close(msg.0));
         }
     }
 }

@@ -10,7 +10,7 @@
 //! let mut other = harness.attach("u2").await.expect("slot free");
 //!
 //! let event = sample_event("u1", EventType::BadgeEarned);
-//! harness.publish(&event);
+//! let cursor = harness.publish(&event).await.expect("stored");
 //!
 //! let got = phone.next_event().await.expect("delivered");
 //! assert_eq!(got["eventId"], event.event_id.as_str());
@@ -22,29 +22,48 @@
 //! `#[actix_web::test]`, or `System::new().block_on`).
 
 use crate::event::{Envelope, EventData, EventType};
-use crate::frame::{Frame, FrameParser, ParsedFrame};
-use crate::registry::{CloseAll, Connect, GetStats, Publish, SessionRegistry, SseStats};
-use crate::session::SessionId;
+use crate::frame::{FrameParser, ParsedFrame};
+use crate::journal::{Append, EventJournal, JournalError, MemoryLog};
+use crate::registry::{CloseAll, Connect, GetStats, SessionRegistry, SseStats};
+use crate::session::{Resume, SessionId};
 use crate::stream_config::StreamConfig;
 use crate::supervisor::ConnectError;
 use actix::prelude::*;
 use bytes::Bytes;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// How long the `next_*` helpers wait before giving up.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(5);
 
-/// A running registry with helpers to attach clients and publish.
+/// A running registry and journal over an in-memory log, with helpers to attach clients and
+/// publish.
 pub struct Harness {
     registry: Addr<SessionRegistry>,
+    journal: Addr<EventJournal>,
+    log: Arc<MemoryLog>,
 }
 
 impl Harness {
     pub fn start(config: StreamConfig) -> Self {
+        let log = Arc::new(MemoryLog::new());
+        let registry = SessionRegistry::new(config, log.clone()).start();
+        let journal = EventJournal::new(log.clone(), registry.clone().recipient()).start();
         Harness {
-            registry: SessionRegistry::new(config).start(),
+            registry,
+            journal,
+            log,
         }
+    }
+
+    /// The in-memory log, e.g. to switch it off (`set_down(true)`) like a failed database.
+    pub fn log(&self) -> Arc<MemoryLog> {
+        self.log.clone()
+    }
+
+    pub fn journal(&self) -> Addr<EventJournal> {
+        self.journal.clone()
     }
 
     /// The registry, to send it messages directly.
@@ -52,12 +71,23 @@ impl Harness {
         self.registry.clone()
     }
 
-    /// Opens a session for `user_id`, as a stream request would.
+    /// Opens a live session for `user_id`, as a stream request without a cursor would.
     pub async fn attach(&self, user_id: &str) -> Result<TestClient, ConnectError> {
+        self.attach_from(user_id, Resume::Live).await
+    }
+
+    /// Opens a session that starts at `resume`, as a reconnect with `Last-Event-ID` would.
+    pub async fn attach_from(
+        &self,
+        user_id: &str,
+        resume: Resume,
+    ) -> Result<TestClient, ConnectError> {
         let handle = self
             .registry
             .send(Connect {
                 user_id: user_id.to_owned(),
+                resume,
+                client_gone: None,
             })
             .await
             .map_err(|_| ConnectError::Unavailable)??;
@@ -68,12 +98,16 @@ impl Harness {
         })
     }
 
-    /// Publishes an envelope to its user's sessions, encoded as the router encodes it.
-    pub fn publish(&self, envelope: &Envelope) {
-        self.registry.do_send(Publish {
-            user_id: envelope.user_id.clone(),
-            frame: Frame::event(&envelope.event_id, &envelope.to_json()),
-        });
+    /// Stores an envelope in the journal, which then delivers it; answers its cursor.
+    pub async fn publish(&self, envelope: &Envelope) -> Result<u64, JournalError> {
+        let appended = self
+            .journal
+            .send(Append {
+                envelope: envelope.clone(),
+            })
+            .await
+            .map_err(|_| JournalError::Unavailable("journal stopped".into()))??;
+        Ok(appended.seq)
     }
 
     pub async fn stats(&self) -> SseStats {
@@ -130,12 +164,21 @@ impl TestClient {
         self.next_frame_within(DEFAULT_WAIT).await
     }
 
-    /// The next event envelope as JSON, skipping control frames (welcome, retry, heartbeat).
+    /// The next event envelope as JSON, skipping control frames (welcome, retry, heartbeat,
+    /// resync).
     pub async fn next_event(&mut self) -> Option<serde_json::Value> {
+        Some(self.next_event_with_cursor().await?.1)
+    }
+
+    /// The next event with the cursor from its `id:` line.
+    pub async fn next_event_with_cursor(&mut self) -> Option<(u64, serde_json::Value)> {
         loop {
             let frame = self.next_frame().await?;
-            if frame.id.is_some() {
-                return frame.json();
+            if frame.control_type().is_some() {
+                continue;
+            }
+            if let Some(id) = &frame.id {
+                return Some((id.parse().ok()?, frame.json()?));
             }
         }
     }
@@ -146,7 +189,9 @@ impl TestClient {
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.next_frame_within(left).await {
-                Some(frame) if frame.id.is_some() => return false,
+                Some(frame) if frame.id.is_some() && frame.control_type().is_none() => {
+                    return false
+                }
                 Some(_) => continue,
                 None => return true,
             }

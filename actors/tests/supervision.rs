@@ -20,7 +20,10 @@ async fn opening_frames_are_welcome_then_retry() {
     let mut client = harness.attach("u1").await.expect("attached");
 
     let welcome = client.next_frame().await.expect("welcome");
-    assert_eq!(welcome.control_type().as_deref(), Some("connection_established"));
+    assert_eq!(
+        welcome.control_type().as_deref(),
+        Some("connection_established")
+    );
     assert_eq!(welcome.json().expect("json")["userId"], "u1");
     assert_eq!(welcome.id, None);
     let retry = client.next_frame().await.expect("retry");
@@ -35,7 +38,7 @@ async fn fans_out_to_every_session_of_the_user_only() {
     let mut other = harness.attach("u2").await.expect("other");
 
     let event = sample_event("u1", EventType::NftUnlocked);
-    harness.publish(&event);
+    harness.publish(&event).await.expect("stored");
 
     for client in [&mut a, &mut b] {
         let got = client.next_event().await.expect("delivered");
@@ -54,7 +57,10 @@ async fn limit_is_enforced_and_a_slot_frees_on_disconnect() {
 
     let refused = harness.attach("u1").await.err();
     assert_eq!(refused, Some(ConnectError::LimitReached { limit: 3 }));
-    assert!(harness.attach("u2").await.is_ok(), "other users are unaffected");
+    assert!(
+        harness.attach("u2").await.is_ok(),
+        "other users are unaffected"
+    );
 
     first.disconnect();
     assert!(
@@ -103,11 +109,14 @@ async fn a_client_that_stops_reading_is_closed_without_holding_back_others() {
     // The reader takes each event as it comes; the stalled client never reads.
     for _ in 0..50 {
         let event = sample_event("u1", EventType::BadgeEarned);
-        harness.publish(&event);
+        harness.publish(&event).await.expect("stored");
         let got = reader.next_event().await.expect("reader keeps up");
         assert_eq!(got["eventId"], event.event_id.as_str());
     }
-    assert!(stalled.closed_within(WAIT).await, "overflowed session closed");
+    assert!(
+        stalled.closed_within(WAIT).await,
+        "overflowed session closed"
+    );
     assert!(
         harness
             .wait_for_stats(WAIT, |s| s.total_connections == 1)
@@ -123,7 +132,7 @@ async fn events_for_one_user_arrive_in_publish_order() {
         .map(|_| sample_event("u1", EventType::VolumeMilestoneReached))
         .collect();
     for event in &events {
-        harness.publish(event);
+        harness.publish(event).await.expect("stored");
     }
     for event in &events {
         let got = client.next_event().await.expect("event");

@@ -1,5 +1,6 @@
 //! HTTP routes, one file each. Handlers validate and translate; the actors do the work.
 
+mod changes;
 mod health;
 mod publish;
 mod stats;
@@ -16,7 +17,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(stream::user_stream)
         .service(publish::publish_event)
         .service(stats::sse_stats)
+        .service(changes::portfolio_changes)
         .service(health::healthz)
+        .service(health::readyz)
         .default_service(web::to(not_found));
 }
 

@@ -4,23 +4,27 @@ use crate::error::ApiError;
 use actix::Addr;
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use actors::event::{check_id, EventError, PublishRequest};
-use actors::registry::{Publish, SessionRegistry};
-use actors::{Envelope, Frame};
+use actors::journal::{Append, EventJournal, JournalError};
+use actors::Envelope;
 use futures_util::StreamExt;
 
 /// Header that carries a correlation id across services.
 pub const CORRELATION_HEADER: &str = "X-Correlation-Id";
 
+/// Header of the 202 naming the accepted event's cursor in its user's stream.
+pub const CURSOR_HEADER: &str = "X-Event-Cursor";
+
 /// A service publishes one event. The body is typed against the event's schema before
-/// anything is delivered: a request is either accepted whole (202 with the envelope) or
-/// rejected with the offending field named (400 `INVALID_EVENT`).
+/// anything is stored: a request is either accepted whole or rejected with the offending field
+/// named (400 `INVALID_EVENT`). 202 means stored durably (and handed to the user's streams);
+/// when the store is down the answer is 503 and nothing was stored or delivered.
 #[post("/api/v1/events")]
 pub async fn publish_event(
     req: HttpRequest,
     principal: Principal,
     payload: web::Payload,
     limit: web::Data<BodyLimit>,
-    registry: web::Data<Addr<SessionRegistry>>,
+    journal: web::Data<Addr<EventJournal>>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require(&[Role::Service])?;
     let body = read_body(payload, limit.0).await?;
@@ -35,14 +39,20 @@ pub async fn publish_event(
         principal.user_id,
         request.correlation_id,
     );
-    let json = envelope.to_json();
-    registry.do_send(Publish {
-        user_id: envelope.user_id.clone(),
-        frame: Frame::event(&envelope.event_id, &json),
-    });
+    let appended = journal
+        .send(Append { envelope })
+        .await
+        .map_err(|_| ApiError::Unavailable("the event journal is not running".to_owned()))?
+        .map_err(|e| match e {
+            JournalError::Unavailable(m) => {
+                ApiError::Unavailable(format!("event not accepted, store unavailable: {m}"))
+            }
+            JournalError::Failed(m) => ApiError::Internal(format!("storing an event failed: {m}")),
+        })?;
     Ok(HttpResponse::Accepted()
         .content_type("application/json")
-        .body(json))
+        .insert_header((CURSOR_HEADER, appended.seq.to_string()))
+        .body(appended.envelope_json))
 }
 
 fn correlation_header(req: &HttpRequest) -> Result<Option<String>, ApiError> {
@@ -55,7 +65,9 @@ fn correlation_header(req: &HttpRequest) -> Result<Option<String>, ApiError> {
             message: format!("{CORRELATION_HEADER}: {why}"),
         })
     };
-    let value = value.to_str().map_err(|_| invalid("must be visible ASCII"))?;
+    let value = value
+        .to_str()
+        .map_err(|_| invalid("must be visible ASCII"))?;
     check_id(CORRELATION_HEADER, value).map_err(ApiError::InvalidEvent)?;
     Ok(Some(value.to_owned()))
 }

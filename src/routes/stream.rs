@@ -1,31 +1,56 @@
 use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::peer::PeerSocket;
 use actix::Addr;
 use actix_web::http::header;
-use actix_web::{get, web, HttpResponse};
+use actix_web::{get, web, HttpRequest, HttpResponse};
 use actors::registry::{Connect, SessionRegistry};
-use actors::ConnectError;
+use actors::{ConnectError, Resume};
 use futures_util::StreamExt;
 use std::convert::Infallible;
 use tokio_stream::wrappers::ReceiverStream;
+
+/// Where the client wants to resume: the `Last-Event-ID` header that `EventSource` sends on
+/// reconnect, else a `lastEventId` query parameter for clients that cannot set headers.
+fn resume_point(req: &HttpRequest) -> Resume {
+    let header = req
+        .headers()
+        .get("Last-Event-ID")
+        .map(|v| v.to_str().map(str::to_owned).unwrap_or_default());
+    let cursor = header.or_else(|| {
+        web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+            .ok()
+            .and_then(|q| q.get("lastEventId").cloned())
+    });
+    match cursor {
+        None => Resume::Live,
+        Some(c) if c.trim().is_empty() => Resume::Live,
+        Some(c) => c.trim().parse().map_or(Resume::Invalid, Resume::After),
+    }
+}
 
 /// The user's event stream. The session actor behind it writes already-encoded frames into a
 /// bounded queue; this body only drains the queue onto the socket. When the client goes away
 /// the body (and with it the queue's receiver) is dropped, which ends the session.
 #[get("/api/v1/user/nft-events")]
 pub async fn user_stream(
+    req: HttpRequest,
     principal: Principal,
     registry: web::Data<Addr<SessionRegistry>>,
 ) -> Result<HttpResponse, ApiError> {
     let handle = registry
         .send(Connect {
             user_id: principal.user_id.clone(),
+            resume: resume_point(&req),
+            client_gone: req.conn_data::<PeerSocket>().and_then(|p| p.watch_close()),
         })
         .await
         .map_err(|_| ApiError::Unavailable("session registry is not running".to_owned()))?
         .map_err(|e| match e {
             ConnectError::LimitReached { .. } => ApiError::RateLimited,
-            ConnectError::Unavailable => ApiError::Unavailable("the router is shutting down".to_owned()),
+            ConnectError::Unavailable => {
+                ApiError::Unavailable("the router is shutting down".to_owned())
+            }
         })?;
     log::debug!("stream {} opened for user {}", handle.id, principal.user_id);
 
@@ -35,6 +60,9 @@ pub async fn user_stream(
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))
         .insert_header(("Access-Control-Allow-Origin", "*"))
-        .insert_header(("Access-Control-Allow-Headers", "Cache-Control, Last-Event-ID, Authorization"))
+        .insert_header((
+            "Access-Control-Allow-Headers",
+            "Cache-Control, Last-Event-ID, Authorization",
+        ))
         .streaming(body))
 }

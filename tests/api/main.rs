@@ -1,1 +1,10 @@
+//! Integration tests: the real application on port 0, driven over real TCP sockets.
 
+mod binary;
+mod helpers;
+#[cfg(feature = "mysql")]
+mod proxy;
+mod publish;
+mod replay;
+mod stats;
+mod stream;

@@ -107,8 +107,8 @@ impl PublishRequest {
     /// Parses and validates a publish body. Nothing partially valid gets through.
     pub fn from_json(body: &[u8]) -> Result<Self, EventError> {
         let mut de = serde_json::Deserializer::from_slice(body);
-        let raw: RawPublish = serde_path_to_error::deserialize(&mut de)
-            .map_err(|e| EventError::from_serde("", e))?;
+        let raw: RawPublish =
+            serde_path_to_error::deserialize(&mut de).map_err(|e| EventError::from_serde("", e))?;
         de.end()
             .map_err(|e| EventError::body(format!("body is not valid JSON: {e}")))?;
 
@@ -235,7 +235,10 @@ mod tests {
     fn rejects_unknown_type_and_missing_user() {
         let mut v = unlocked_body();
         v["eventType"] = serde_json::json!("nft_exploded");
-        assert_eq!(parse(&v).expect_err("x").field.as_deref(), Some("eventType"));
+        assert_eq!(
+            parse(&v).expect_err("x").field.as_deref(),
+            Some("eventType")
+        );
         let mut v = unlocked_body();
         v.as_object_mut().expect("object").remove("userId");
         assert_eq!(parse(&v).expect_err("x").field.as_deref(), Some("userId"));

@@ -1,0 +1,127 @@
+//! The event journal: the durable, per-user numbered log every user event is written to before
+//! anyone hears of it, and the actors around it.
+//!
+//! The log itself is a port ([`EventLog`]): the router implements it with diesel over SQLite or
+//! MySQL, the testkit with [`MemoryLog`]. Its sequence numbers are the cursors clients resume
+//! from (`Last-Event-ID`, `since`).
+//!
+//! * [`EventJournal`]: appends in batches, one transaction per batch, then hands each stored
+//!   event to the session registry in commit order, then answers the publisher.
+//! * [`RetentionPruner`]: deletes events older than the retention window on a schedule.
+
+mod memory;
+mod pruner;
+mod writer;
+
+pub use memory::MemoryLog;
+pub use pruner::{PruneNow, RetentionPruner};
+pub use writer::{Append, Appended, EventJournal, JournalError};
+
+use chrono::{DateTime, Utc};
+
+/// An event to append. Its sequence number is assigned by the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub event_id: String,
+    pub user_id: String,
+    pub event_type: String,
+    pub envelope_json: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An event as stored: `seq` is its position in its user's stream (1, 2, 3, …), the cursor
+/// clients resume from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub seq: u64,
+    pub event_id: String,
+    pub user_id: String,
+    pub event_type: String,
+    pub envelope_json: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Why the log could not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogError {
+    /// The backing database is unreachable or overloaded; retry later.
+    #[error("event log unavailable: {0}")]
+    Unavailable(String),
+    /// A definite failure (duplicate id, invalid row, a bug).
+    #[error("event log error: {0}")]
+    Failed(String),
+}
+
+/// The durable log behind the journal. Implementations are blocking; the actors call them on
+/// tokio's blocking pool, never on an actor's own thread.
+pub trait EventLog: Send + Sync + 'static {
+    /// Appends a batch in one transaction; each event gets its user's next sequence number.
+    /// A reader must never observe seq N+1 before N is visible.
+    fn append(&self, events: &[NewEvent]) -> Result<Vec<StoredEvent>, LogError>;
+
+    /// The user's events with `seq > after_seq`, oldest first, at most `limit`.
+    fn events_after(
+        &self,
+        user_id: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, LogError>;
+
+    /// `(lowest retained seq, last assigned seq)` of the user's stream.
+    fn stream_bounds(&self, user_id: &str) -> Result<(Option<u64>, u64), LogError>;
+
+    /// Deletes events created before `cutoff`; returns how many.
+    fn prune_older_than(&self, cutoff: DateTime<Utc>) -> Result<usize, LogError>;
+}
+
+/// Where a reader stands relative to a user's retained stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CursorCheck {
+    /// Everything after the cursor is still retained.
+    Resumable,
+    /// Events after the cursor were pruned, or the cursor is beyond the stream's end (it came
+    /// from another database or was made up): the reader must resync from a snapshot.
+    Resync,
+}
+
+/// Decides whether a reader at `cursor` can resume exactly, given the stream's bounds.
+pub fn check_cursor(cursor: u64, bounds: (Option<u64>, u64)) -> CursorCheck {
+    let (first_retained, last) = bounds;
+    if cursor > last {
+        return CursorCheck::Resync;
+    }
+    let missing_pruned = match first_retained {
+        Some(first) => cursor + 1 < first,
+        None => cursor < last,
+    };
+    if missing_pruned {
+        CursorCheck::Resync
+    } else {
+        CursorCheck::Resumable
+    }
+}
+
+/// Runs a blocking log call on tokio's blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, LogError> + Send + 'static,
+) -> Result<T, LogError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(LogError::Failed(format!("log call panicked: {e}"))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_resume_only_while_nothing_after_them_was_pruned() {
+        assert_eq!(check_cursor(0, (None, 0)), CursorCheck::Resumable);
+        assert_eq!(check_cursor(3, (Some(1), 5)), CursorCheck::Resumable);
+        assert_eq!(check_cursor(3, (Some(4), 5)), CursorCheck::Resumable);
+        assert_eq!(check_cursor(2, (Some(4), 5)), CursorCheck::Resync);
+        assert_eq!(check_cursor(5, (None, 5)), CursorCheck::Resumable);
+        assert_eq!(check_cursor(4, (None, 5)), CursorCheck::Resync);
+        assert_eq!(check_cursor(6, (Some(1), 5)), CursorCheck::Resync);
+    }
+}

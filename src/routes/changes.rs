@@ -1,0 +1,117 @@
+use crate::auth::Principal;
+use crate::error::ApiError;
+use actix_web::{get, web, HttpRequest, HttpResponse};
+use actors::frame::SNAPSHOT_URL;
+use actors::journal::{check_cursor, CursorCheck, EventLog, LogError};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Page size when `limit` is not given.
+pub const DEFAULT_LIMIT: usize = 100;
+/// Largest page a client may ask for.
+pub const MAX_LIMIT: usize = 1000;
+
+#[derive(Serialize)]
+struct Change<'a> {
+    cursor: String,
+    /// The stored envelope, byte for byte what the stream sent.
+    event: &'a RawValue,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ChangesPage<'a> {
+    events: Vec<Change<'a>>,
+    next_cursor: String,
+    has_more: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resync: Option<serde_json::Value>,
+}
+
+/// The polling fallback (the seed's `getNFTPortfolioChanges`): the same events and cursors as
+/// the stream, oldest first. Pass the previous page's `nextCursor` as `since`. A `since` that
+/// can no longer be resumed exactly answers `resync` (as the stream does) with `nextCursor` at
+/// the stream's head.
+#[get("/api/v1/user/nft-portfolio-changes")]
+pub async fn portfolio_changes(
+    req: HttpRequest,
+    principal: Principal,
+    log: web::Data<Arc<dyn EventLog>>,
+) -> Result<HttpResponse, ApiError> {
+    let query =
+        web::Query::<HashMap<String, String>>::from_query(req.query_string()).map_err(|e| {
+            ApiError::InvalidParameter {
+                name: "query",
+                reason: e.to_string(),
+            }
+        })?;
+    let since = parse_param(&query, "since", 0, Ok)?;
+    let limit = parse_param(&query, "limit", DEFAULT_LIMIT as u64, |n| {
+        if (1..=MAX_LIMIT as u64).contains(&n) {
+            Ok(n)
+        } else {
+            Err(format!("must be between 1 and {MAX_LIMIT}"))
+        }
+    })? as usize;
+
+    let log = log.get_ref().clone();
+    let user = principal.user_id;
+    let (bounds, mut rows) = web::block(move || -> Result<_, LogError> {
+        let bounds = log.stream_bounds(&user)?;
+        if check_cursor(since, bounds) == CursorCheck::Resync {
+            return Ok((bounds, None));
+        }
+        Ok((bounds, Some(log.events_after(&user, since, limit + 1)?)))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("polling task failed: {e}")))?
+    .map_err(|e| match e {
+        LogError::Unavailable(m) => ApiError::Unavailable(m),
+        LogError::Failed(m) => ApiError::Internal(m),
+    })?;
+
+    let Some(rows) = rows.as_mut() else {
+        return Ok(HttpResponse::Ok().json(ChangesPage {
+            events: Vec::new(),
+            next_cursor: bounds.1.to_string(),
+            has_more: false,
+            resync: Some(serde_json::json!({ "type": "resync", "snapshotUrl": SNAPSHOT_URL })),
+        }));
+    };
+    let has_more = rows.len() > limit;
+    rows.truncate(limit);
+    let mut events = Vec::with_capacity(rows.len());
+    for row in rows.iter() {
+        let event: &RawValue = serde_json::from_str(&row.envelope_json)
+            .map_err(|e| ApiError::Internal(format!("stored event is not JSON: {e}")))?;
+        events.push(Change {
+            cursor: row.seq.to_string(),
+            event,
+        });
+    }
+    let next_cursor = rows.last().map_or(since, |r| r.seq).to_string();
+    Ok(HttpResponse::Ok().json(ChangesPage {
+        events,
+        next_cursor,
+        has_more,
+        resync: None,
+    }))
+}
+
+fn parse_param(
+    query: &HashMap<String, String>,
+    name: &'static str,
+    default: u64,
+    check: impl Fn(u64) -> Result<u64, String>,
+) -> Result<u64, ApiError> {
+    let Some(raw) = query.get(name) else {
+        return Ok(default);
+    };
+    let n: u64 = raw.trim().parse().map_err(|_| ApiError::InvalidParameter {
+        name,
+        reason: "must be a non-negative integer".to_owned(),
+    })?;
+    check(n).map_err(|reason| ApiError::InvalidParameter { name, reason })
+}

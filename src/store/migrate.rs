@@ -1,0 +1,206 @@
+//! Schema set-up at start-up.
+//!
+//! The DDL files are compiled in and executed on every start: each statement is
+//! `CREATE … IF NOT EXISTS`, so a second start (or a second router instance starting at the
+//! same moment against the same MySQL) is a no-op. A future change that alters an existing
+//! table needs a versioned step here; plain re-execution only covers additions of whole
+//! tables and indexes.
+
+use diesel::connection::SimpleConnection;
+
+use super::connection::{write_transaction, Dialect, StoreConnection};
+use super::error::StoreError;
+
+/// The MySQL/MariaDB DDL, the schema's source of truth.
+#[cfg(any(feature = "mysql", test))]
+pub(crate) const MYSQL_DDL: &str = include_str!("../../schema.sql");
+
+/// The SQLite twin of [`MYSQL_DDL`].
+pub(crate) const SQLITE_DDL: &str = include_str!("sqlite.sql");
+
+/// Brings the database to the current schema. Safe to run any number of times.
+pub(crate) fn run(conn: &mut StoreConnection) -> Result<(), StoreError> {
+    match conn.dialect() {
+        Dialect::Sqlite => {
+            // WAL lets readers (SSE replays, polling) run while an append commits. The mode is
+            // stored in the database file, so setting it once here covers every pooled
+            // connection; it cannot be changed inside a transaction, hence before the DDL.
+            conn.batch_execute("PRAGMA journal_mode = WAL;")?;
+            // One write transaction: a concurrent starter waits, then finds the tables there.
+            write_transaction(conn, |conn| Ok(conn.batch_execute(SQLITE_DDL)?))
+        }
+        // MySQL commits each DDL statement implicitly, so a transaction would buy nothing.
+        #[cfg(feature = "mysql")]
+        Dialect::Mysql => Ok(conn.batch_execute(MYSQL_DDL)?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Drift checks between the two DDL files and `schema.rs`.
+
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::{MYSQL_DDL, SQLITE_DDL};
+
+    /// Per table: its column names and the names of its indexes and unique keys.
+    #[derive(Debug, Default, PartialEq)]
+    struct TableShape {
+        columns: BTreeSet<String>,
+        indexes: BTreeSet<String>,
+    }
+
+    /// A deliberately small reader for the two DDL files: enough to list the tables, columns
+    /// and index names they declare, and to fail loudly on anything it does not understand.
+    fn parse_ddl(ddl: &str) -> BTreeMap<String, TableShape> {
+        let text: String = ddl
+            .lines()
+            .map(|line| line.split("--").next().unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut tables: BTreeMap<String, TableShape> = BTreeMap::new();
+        for statement in text.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            let words: Vec<&str> = statement.split_whitespace().collect();
+            let upper: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
+            match upper
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .as_slice()
+            {
+                ["CREATE", "TABLE", "IF", "NOT", "EXISTS", ..] => {
+                    let name = words[5].trim_end_matches('(').to_ascii_lowercase();
+                    let open = statement
+                        .find('(')
+                        .expect("CREATE TABLE without a column list");
+                    let close = statement.rfind(')').expect("CREATE TABLE without ')'");
+                    let shape = tables.entry(name).or_default();
+                    for item in split_top_level(&statement[open + 1..close]) {
+                        read_table_item(&item, shape);
+                    }
+                }
+                ["CREATE", "INDEX", "IF", "NOT", "EXISTS", ..]
+                | ["CREATE", "UNIQUE", "INDEX", "IF", "NOT", "EXISTS", ..] => {
+                    let at = upper.iter().position(|w| w == "EXISTS").expect("EXISTS") + 1;
+                    let on = upper
+                        .iter()
+                        .position(|w| w == "ON")
+                        .expect("CREATE INDEX without ON");
+                    let table = words[on + 1].trim_end_matches('(').to_ascii_lowercase();
+                    tables
+                        .entry(table)
+                        .or_default()
+                        .indexes
+                        .insert(words[at].to_ascii_lowercase());
+                }
+                _ => panic!("unexpected statement in DDL: {statement}"),
+            }
+        }
+        tables
+    }
+
+    /// Splits a column list on the commas that are not inside parentheses.
+    fn split_top_level(list: &str) -> Vec<String> {
+        let mut items = vec![String::new()];
+        let mut depth = 0;
+        for c in list.chars() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                ',' if depth == 0 => {
+                    items.push(String::new());
+                    continue;
+                }
+                _ => {}
+            }
+            items.last_mut().expect("never empty").push(c);
+        }
+        items.into_iter().map(|s| s.trim().to_string()).collect()
+    }
+
+    fn read_table_item(item: &str, shape: &mut TableShape) {
+        let words: Vec<&str> = item.split_whitespace().collect();
+        let first = words[0].to_ascii_uppercase();
+        let named = |i: usize| words[i].trim_end_matches('(').to_ascii_lowercase();
+        match first.as_str() {
+            "PRIMARY" => {}
+            // MySQL inline: UNIQUE KEY name (...), KEY name (...), INDEX name (...).
+            "UNIQUE" => {
+                shape.indexes.insert(named(2));
+            }
+            "KEY" | "INDEX" => {
+                shape.indexes.insert(named(1));
+            }
+            // SQLite: CONSTRAINT name UNIQUE (...).
+            "CONSTRAINT" => {
+                shape.indexes.insert(named(1));
+            }
+            _ => {
+                shape.columns.insert(words[0].to_ascii_lowercase());
+            }
+        }
+    }
+
+    /// Column names of a diesel table, read back from the SQL diesel itself generates for
+    /// `SELECT all_columns`, so the check follows `schema.rs` without a hand-kept list.
+    fn diesel_columns<T>(table: T, columns: T::AllColumns, name: &str) -> BTreeSet<String>
+    where
+        T: diesel::Table + diesel::query_dsl::methods::SelectDsl<T::AllColumns>,
+        <T as diesel::query_dsl::methods::SelectDsl<T::AllColumns>>::Output:
+            diesel::query_builder::QueryFragment<diesel::sqlite::Sqlite>,
+    {
+        let sql =
+            diesel::debug_query::<diesel::sqlite::Sqlite, _>(&table.select(columns)).to_string();
+        let marker = format!("`{name}`.`");
+        sql.split(&marker)
+            .skip(1)
+            .map(|rest| rest.split('`').next().unwrap_or("").to_string())
+            .collect()
+    }
+
+    #[test]
+    fn mysql_and_sqlite_ddl_declare_the_same_tables_columns_and_indexes() {
+        let mysql = parse_ddl(MYSQL_DDL);
+        let sqlite = parse_ddl(SQLITE_DDL);
+        assert_eq!(
+            mysql.keys().collect::<Vec<_>>(),
+            vec!["nft_events", "user_streams"],
+            "schema.sql tables"
+        );
+        assert_eq!(
+            mysql, sqlite,
+            "schema.sql and src/store/sqlite.sql drifted apart"
+        );
+    }
+
+    #[test]
+    fn diesel_schema_matches_the_ddl() {
+        use crate::store::schema::{nft_events, user_streams};
+
+        let ddl = parse_ddl(MYSQL_DDL);
+        assert_eq!(
+            diesel_columns(nft_events::table, nft_events::all_columns, "nft_events"),
+            ddl["nft_events"].columns,
+            "src/store/schema.rs nft_events vs schema.sql"
+        );
+        assert_eq!(
+            diesel_columns(
+                user_streams::table,
+                user_streams::all_columns,
+                "user_streams"
+            ),
+            ddl["user_streams"].columns,
+            "src/store/schema.rs user_streams vs schema.sql"
+        );
+    }
+
+    #[test]
+    fn the_drift_check_notices_a_missing_column() {
+        let trimmed = SQLITE_DDL.replace("    published_at  TEXT    NULL,\n", "");
+        assert_ne!(
+            trimmed, SQLITE_DDL,
+            "test fixture no longer matches sqlite.sql"
+        );
+        assert_ne!(parse_ddl(MYSQL_DDL), parse_ddl(&trimmed));
+    }
+}

@@ -1,0 +1,295 @@
+//! `spawn_app`: the production `Application` on port 0, plus an SSE client over TCP.
+
+use actors::frame::{FrameParser, ParsedFrame};
+use figment::providers::{Format, Toml};
+use figment::Figment;
+use futures_util::StreamExt;
+use nft_event_router::auth::{JwtKeys, Role};
+use nft_event_router::config::Settings;
+use nft_event_router::startup::Application;
+use secrecy::ExposeSecret;
+use std::pin::Pin;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+pub const WAIT: Duration = Duration::from_secs(5);
+
+pub struct TestApp {
+    pub address: String,
+    /// The database this app stores events in; another app on the same URL sees them.
+    pub store_url: String,
+    pub keys: JwtKeys,
+    pub client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    stopped: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+/// A fresh, empty database for one test: a new SQLite file, or, when `DATABASE_URL` names a
+/// MySQL/MariaDB server, a new database on it (so pruning in one test cannot touch another's).
+pub fn fresh_store_url() -> String {
+    let name = format!("nftr_test_{}", uuid::Uuid::new_v4().simple());
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if url.starts_with("mysql://") => create_mysql_database(&url, &name),
+        _ => format!(
+            "sqlite://{}",
+            std::env::temp_dir().join(format!("{name}.db")).display()
+        ),
+    }
+}
+
+#[cfg(feature = "mysql")]
+fn create_mysql_database(server_url: &str, name: &str) -> String {
+    use diesel::{Connection, RunQueryDsl};
+    let mut conn = diesel::MysqlConnection::establish(server_url).expect("DATABASE_URL reachable");
+    diesel::sql_query(format!("CREATE DATABASE `{name}`"))
+        .execute(&mut conn)
+        .expect("create test database");
+    let base = server_url.rsplit_once('/').map_or(server_url, |(b, _)| b);
+    format!("{base}/{name}")
+}
+
+#[cfg(not(feature = "mysql"))]
+fn create_mysql_database(_: &str, _: &str) -> String {
+    panic!("DATABASE_URL names MySQL: run the tests with --features mysql")
+}
+
+/// Starts the router with the repo's `config.toml`, `extra` TOML layered on top, on a fresh
+/// database.
+pub async fn spawn_app_with(extra: &str) -> TestApp {
+    spawn_app_on(&fresh_store_url(), extra).await
+}
+
+/// Starts the router on the database at `store_url`.
+pub async fn spawn_app_on(store_url: &str, extra: &str) -> TestApp {
+    let figment = Figment::from(Toml::file(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config.toml"
+    )))
+    .merge(Toml::string(
+        "[http]\nbind = \"127.0.0.1:0\"\nworkers = 2\n",
+    ))
+    .merge(Toml::string(&format!("[store]\nurl = {store_url:?}\n")))
+    .merge(Toml::string(extra));
+    let settings = Settings::from_figment(figment).expect("test settings are valid");
+    let keys = JwtKeys::new(settings.auth.jwt_secret.expose_secret().as_bytes());
+    let app = Application::build(&settings).expect("application builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let (tx, rx) = oneshot::channel::<()>();
+    let stopped = actix_web::rt::spawn(app.run_until_stopped(async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        address,
+        store_url: store_url.to_owned(),
+        keys,
+        client: reqwest::Client::new(),
+        shutdown: Some(tx),
+        stopped: Some(stopped),
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with("").await
+}
+
+impl TestApp {
+    pub fn token(&self, user: &str, role: Role) -> String {
+        self.keys.mint(user, role, 600).expect("mint")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// Opens `GET /api/v1/user/nft-events` as `user`; returns the raw response.
+    pub async fn open_stream_response(&self, user: &str) -> reqwest::Response {
+        self.client
+            .get(self.url("/api/v1/user/nft-events"))
+            .bearer_auth(self.token(user, Role::User))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Reopens the stream as `user` with `Last-Event-ID: cursor`.
+    pub async fn resume_stream(&self, user: &str, cursor: &str) -> SseClient {
+        let response = self
+            .client
+            .get(self.url("/api/v1/user/nft-events"))
+            .bearer_auth(self.token(user, Role::User))
+            .header("Last-Event-ID", cursor)
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(response.status(), 200, "stream for {user} accepted");
+        SseClient::new(response)
+    }
+
+    /// Publishes `n` valid events for `user`; answers their `(cursor, eventId)`.
+    pub async fn publish_n(&self, user: &str, n: usize) -> Vec<(String, String)> {
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            let event_type = actors::EventType::ALL[i % actors::EventType::ALL.len()];
+            let response = self.publish(&event_body(user, event_type)).await;
+            assert_eq!(response.status(), 202);
+            let cursor = response.headers()["x-event-cursor"]
+                .to_str()
+                .expect("ascii")
+                .to_owned();
+            let envelope: serde_json::Value = response.json().await.expect("json");
+            out.push((cursor, envelope["eventId"].as_str().expect("id").to_owned()));
+        }
+        out
+    }
+
+    /// Opens a stream as `user` and asserts it was accepted.
+    pub async fn open_stream(&self, user: &str) -> SseClient {
+        let response = self.open_stream_response(user).await;
+        assert_eq!(response.status(), 200, "stream for {user} accepted");
+        SseClient::new(response)
+    }
+
+    /// Publishes `{eventType, userId, data}` with a service token.
+    pub async fn publish(&self, body: &serde_json::Value) -> reqwest::Response {
+        self.publish_raw(body.to_string()).await
+    }
+
+    pub async fn publish_raw(&self, body: String) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/v1/events"))
+            .bearer_auth(self.token("test-service", Role::Service))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn stats(&self) -> serde_json::Value {
+        self.client
+            .get(self.url("/api/v1/admin/sse-stats"))
+            .bearer_auth(self.token("ops", Role::Admin))
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    /// Polls the statistics until `pred` holds.
+    pub async fn wait_for_stats(
+        &self,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let stats = self.stats().await;
+            if pred(&stats) || tokio::time::Instant::now() >= deadline {
+                return stats;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Triggers graceful shutdown and waits for the server to finish.
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match self.stopped.take() {
+            Some(handle) => handle.await.expect("server task"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A valid publish body of `event_type` for `user`.
+pub fn event_body(user: &str, event_type: actors::EventType) -> serde_json::Value {
+    serde_json::json!({
+        "eventType": event_type.as_str(),
+        "userId": user,
+        "data": actors::testkit::sample_data(event_type),
+    })
+}
+
+type ByteStream = Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>;
+
+/// Reads SSE frames from a streaming HTTP response, over the real socket.
+pub struct SseClient {
+    pub headers: reqwest::header::HeaderMap,
+    body: ByteStream,
+    parser: FrameParser,
+}
+
+impl SseClient {
+    pub fn new(response: reqwest::Response) -> Self {
+        SseClient {
+            headers: response.headers().clone(),
+            body: Box::pin(response.bytes_stream()),
+            parser: FrameParser::new(),
+        }
+    }
+
+    /// The next frame; `None` if the stream ended or nothing came within `wait`.
+    pub async fn next_frame_within(&mut self, wait: Duration) -> Option<ParsedFrame> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(frame) = self.parser.next_frame() {
+                return Some(frame);
+            }
+            match tokio::time::timeout_at(deadline, self.body.next()).await {
+                Ok(Some(Ok(chunk))) => self.parser.feed(&chunk),
+                _ => return None,
+            }
+        }
+    }
+
+    pub async fn next_frame(&mut self) -> Option<ParsedFrame> {
+        self.next_frame_within(WAIT).await
+    }
+
+    /// The next event with its cursor, skipping control frames (welcome, retry, heartbeat,
+    /// resync).
+    pub async fn next_event(&mut self) -> Option<(String, serde_json::Value)> {
+        loop {
+            let frame = self.next_frame().await?;
+            if frame.control_type().is_some() {
+                continue;
+            }
+            if let Some(id) = frame.id.clone() {
+                return Some((id, frame.json()?));
+            }
+        }
+    }
+
+    /// True if no event arrives within `wait` (control frames are allowed).
+    pub async fn no_event_within(&mut self, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next_frame_within(left).await {
+                Some(f) if f.id.is_some() && f.control_type().is_none() => return false,
+                Some(_) => continue,
+                None => return true,
+            }
+        }
+    }
+
+    /// True once the server ended the stream within `wait`.
+    pub async fn ended_within(&mut self, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.body.next()).await {
+                Ok(Some(Ok(_))) => continue,
+                Ok(Some(Err(_))) | Ok(None) => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// A user id no other test uses.
+pub fn unique_user() -> String {
+    format!("user-{}", uuid::Uuid::new_v4().simple())
+}
