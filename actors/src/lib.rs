@@ -32,10 +32,13 @@
 //! session sends `SessionStarted` → … → session stops and sends `SessionEnded { reason }` →
 //! supervisor with no sessions left sends `SupervisorIdle` → registry retires it.
 
+pub mod consumers;
 pub mod event;
 pub mod frame;
 pub mod journal;
+pub mod outbox;
 pub mod registry;
+pub mod routing;
 pub mod session;
 pub mod stream_config;
 pub mod supervisor;

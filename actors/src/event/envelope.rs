@@ -57,3 +57,49 @@ impl Envelope {
 pub fn new_event_id() -> String {
     format!("nft_{}", uuid::Uuid::now_v7().simple())
 }
+
+/// An envelope as read back from the wire, before its `data` is typed.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawEnvelope {
+    event_id: String,
+    event_type: String,
+    user_id: String,
+    timestamp: DateTime<Utc>,
+    data: serde_json::Value,
+    source: String,
+    version: String,
+    #[serde(default)]
+    correlation_id: Option<String>,
+}
+
+impl Envelope {
+    /// Parses an envelope that another router (or this one) put on the wire, typing its data
+    /// exactly as a publish request's. Only major version 1 is understood.
+    pub fn from_json(bytes: &[u8]) -> Result<Envelope, super::EventError> {
+        let raw: RawEnvelope = serde_json::from_slice(bytes).map_err(|e| super::EventError {
+            field: None,
+            message: format!("not an event envelope: {e}"),
+        })?;
+        if raw.version.split('.').next() != Some("1") {
+            return Err(super::EventError {
+                field: Some("version".into()),
+                message: format!("version: unsupported envelope version `{}`", raw.version),
+            });
+        }
+        let event_type: EventType = raw.event_type.parse().map_err(|e| super::EventError {
+            field: Some("eventType".into()),
+            message: format!("eventType: {e}"),
+        })?;
+        Ok(Envelope {
+            event_id: raw.event_id,
+            event_type,
+            user_id: raw.user_id,
+            timestamp: raw.timestamp,
+            data: EventData::parse(event_type, raw.data)?,
+            source: raw.source,
+            version: EVENT_VERSION,
+            correlation_id: raw.correlation_id,
+        })
+    }
+}

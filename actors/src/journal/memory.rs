@@ -2,8 +2,9 @@
 //! an unreachable database.
 
 use super::{EventLog, LogError, NewEvent, StoredEvent};
+use crate::outbox::{Outbox, OutboxEntry};
 use chrono::{DateTime, Utc};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
@@ -12,6 +13,9 @@ struct Streams {
     events: HashMap<String, Vec<StoredEvent>>,
     last_seq: HashMap<String, u64>,
     ids: HashSet<String>,
+    /// Outbox view: row id → (event, published?), in commit order.
+    rows: BTreeMap<u64, (StoredEvent, bool)>,
+    next_row: u64,
 }
 
 #[derive(Default)]
@@ -68,6 +72,9 @@ impl EventLog for MemoryLog {
                 created_at: e.created_at,
             };
             s.ids.insert(e.event_id.clone());
+            s.next_row += 1;
+            let row_id = s.next_row;
+            s.rows.insert(row_id, (row.clone(), false));
             s.events
                 .entry(e.user_id.clone())
                 .or_default()
@@ -104,10 +111,19 @@ impl EventLog for MemoryLog {
 
     fn prune_older_than(&self, cutoff: DateTime<Utc>) -> Result<usize, LogError> {
         let mut s = self.lock()?;
+        // Events the broker has not acknowledged are kept whatever their age.
+        let unpublished: HashSet<String> = s
+            .rows
+            .values()
+            .filter(|(_, published)| !published)
+            .map(|(e, _)| e.event_id.clone())
+            .collect();
+        s.rows
+            .retain(|_, (e, published)| !*published || e.created_at >= cutoff);
         let mut removed = Vec::new();
         for events in s.events.values_mut() {
             events.retain(|e| {
-                let keep = e.created_at >= cutoff;
+                let keep = e.created_at >= cutoff || unpublished.contains(&e.event_id);
                 if !keep {
                     removed.push(e.event_id.clone());
                 }
@@ -118,5 +134,38 @@ impl EventLog for MemoryLog {
             s.ids.remove(id);
         }
         Ok(removed.len())
+    }
+}
+
+impl Outbox for MemoryLog {
+    fn pending(&self, limit: usize) -> Result<Vec<OutboxEntry>, LogError> {
+        let s = self.lock()?;
+        Ok(s.rows
+            .iter()
+            .filter(|(_, (_, published))| !published)
+            .take(limit)
+            .map(|(id, (e, _))| OutboxEntry {
+                id: *id,
+                event_id: e.event_id.clone(),
+                user_id: e.user_id.clone(),
+                event_type: e.event_type.clone(),
+                envelope_json: e.envelope_json.clone(),
+            })
+            .collect())
+    }
+
+    fn mark_published(&self, ids: &[u64]) -> Result<(), LogError> {
+        let mut s = self.lock()?;
+        for id in ids {
+            if let Some(row) = s.rows.get_mut(id) {
+                row.1 = true;
+            }
+        }
+        Ok(())
+    }
+
+    fn backlog(&self) -> Result<u64, LogError> {
+        let s = self.lock()?;
+        Ok(s.rows.values().filter(|(_, p)| !p).count() as u64)
     }
 }

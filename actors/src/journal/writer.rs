@@ -9,6 +9,7 @@
 use super::{blocking, EventLog, LogError, NewEvent};
 use crate::event::Envelope;
 use crate::frame::Frame;
+use crate::outbox::RelayNow;
 use crate::registry::Publish;
 use actix::prelude::*;
 use std::sync::Arc;
@@ -55,6 +56,8 @@ type Reply = oneshot::Sender<Result<Appended, JournalError>>;
 pub struct EventJournal {
     log: Arc<dyn EventLog>,
     deliver: Recipient<Publish>,
+    /// Told after each commit, so the outbox relay publishes at once instead of at its poll.
+    committed: Option<Recipient<RelayNow>>,
     pending: Vec<(NewEvent, Reply)>,
     writing: bool,
 }
@@ -64,9 +67,16 @@ impl EventJournal {
         EventJournal {
             log,
             deliver,
+            committed: None,
             pending: Vec::new(),
             writing: false,
         }
+    }
+
+    /// Nudges `relay` after every commit.
+    pub fn notify_committed(mut self, relay: Recipient<RelayNow>) -> Self {
+        self.committed = Some(relay);
+        self
     }
 
     /// Starts a write of everything pending, unless one is already in flight (its completion

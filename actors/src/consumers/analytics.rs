@@ -1,0 +1,114 @@
+//! `AnalyticsConsumer` (group `nft-analytics-group`): counts events per type and minute in the
+//! database, and mirrors each type's total into the cache as `nft:{eventType}:count`.
+//!
+//! The database is the truth; the cache holds copies of its totals. A cache outage therefore
+//! loses nothing: the consumer keeps counting in the database and marks the cache stale, and a
+//! timer copies every total over once the cache answers again.
+
+use super::{parse_record, AnalyticsStore, Consume, ConsumeError, CounterCache, Outcome};
+use crate::journal::blocking;
+use actix::prelude::*;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often a stale cache is retried.
+const RESYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Copy every total into the cache now; answers whether the cache took them.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct SyncCounters;
+
+pub struct AnalyticsConsumer {
+    store: Arc<dyn AnalyticsStore>,
+    cache: Arc<dyn CounterCache>,
+    stale: bool,
+}
+
+impl AnalyticsConsumer {
+    pub fn new(store: Arc<dyn AnalyticsStore>, cache: Arc<dyn CounterCache>) -> Self {
+        AnalyticsConsumer {
+            store,
+            cache,
+            // Start stale: counts may have moved while this process was not running.
+            stale: true,
+        }
+    }
+
+    /// Reads the totals and writes them to the cache; false if either side failed.
+    fn sync(&self) -> impl std::future::Future<Output = bool> {
+        let (store, cache) = (self.store.clone(), self.cache.clone());
+        async move {
+            let Ok(totals) = blocking(move || store.totals()).await else {
+                return false;
+            };
+            let counters = totals
+                .into_iter()
+                .map(|(t, n)| (super::counter_key(&t), n))
+                .collect();
+            cache.set_counters(counters).await.is_ok()
+        }
+    }
+}
+
+impl Actor for AnalyticsConsumer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(RESYNC_INTERVAL, |act, ctx| {
+            if act.stale {
+                ctx.spawn(act.sync().into_actor(act).map(|ok, act, _| {
+                    if ok {
+                        act.stale = false;
+                    }
+                }));
+            }
+        });
+    }
+}
+
+impl Handler<Consume> for AnalyticsConsumer {
+    type Result = ResponseActFuture<Self, Result<Outcome, ConsumeError>>;
+
+    fn handle(&mut self, msg: Consume, _: &mut Self::Context) -> Self::Result {
+        let store = self.store.clone();
+        let parsed = parse_record(&msg.0);
+        let sync = self.sync();
+        Box::pin(
+            async move {
+                let envelope = parsed?;
+                let counted = blocking(move || {
+                    store.count_event(
+                        &envelope.event_id,
+                        envelope.event_type.as_str(),
+                        envelope.timestamp,
+                    )
+                })
+                .await?;
+                if !counted {
+                    return Ok((Outcome::Duplicate, true));
+                }
+                Ok::<_, ConsumeError>((Outcome::Applied, sync.await))
+            }
+            .into_actor(self)
+            .map(|result, act, _| {
+                let (outcome, cache_ok) = result?;
+                if !cache_ok {
+                    act.stale = true;
+                }
+                Ok(outcome)
+            }),
+        )
+    }
+}
+
+impl Handler<SyncCounters> for AnalyticsConsumer {
+    type Result = ResponseActFuture<Self, bool>;
+
+    fn handle(&mut self, _: SyncCounters, _: &mut Self::Context) -> Self::Result {
+        Box::pin(self.sync().into_actor(self).map(|ok, act, _| {
+            act.stale = !ok;
+            ok
+        }))
+    }
+}

@@ -1,0 +1,80 @@
+//! The consumer side of the Kafka path: three actors that turn the routed topics into tables
+//! and counters, each in its own consumer group.
+//!
+//! The broker loop lives at the edge (the router's Kafka adapter): it hands each record to a
+//! consumer actor as [`Consume`], commits the record's offset only after the actor answered
+//! `Ok`, retries a `Transient` failure a bounded number of times, and sends a record that keeps
+//! failing (or is `Invalid`) to the dead-letter topic without holding up its partition. The
+//! actors make every write idempotent by `eventId`, so a redelivered record changes nothing.
+//!
+//! * [`AnalyticsConsumer`]: per event type and minute counts, and the `nft:{eventType}:count`
+//!   counters in the cache.
+//! * [`NotificationConsumer`]: one notification per event for its user.
+//! * [`AuditConsumer`]: the append-only audit log.
+
+mod analytics;
+mod audit;
+mod memory;
+mod notification;
+mod ports;
+
+pub use analytics::{AnalyticsConsumer, SyncCounters};
+pub use audit::AuditConsumer;
+pub use memory::MemoryConsumerStore;
+pub use notification::{notification_for, NotificationConsumer};
+pub use ports::*;
+
+use crate::event::Envelope;
+use actix::prelude::*;
+
+pub const ANALYTICS_GROUP: &str = "nft-analytics-group";
+pub const NOTIFICATIONS_GROUP: &str = "nft-notifications-group";
+pub const AUDIT_GROUP: &str = "nft-audit-group";
+
+/// A record as read from the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumedRecord {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub payload: Vec<u8>,
+}
+
+/// What applying a record did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The record's effects were written.
+    Applied,
+    /// The record's event had already been applied; nothing changed.
+    Duplicate,
+}
+
+/// Why a record was not applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConsumeError {
+    /// The record can never be applied (not an event envelope, unknown type, bad payload).
+    /// Retrying is pointless: it goes to the dead-letter topic at once.
+    #[error("invalid record: {0}")]
+    Invalid(String),
+    /// A dependency failed (database down); the same record may succeed later.
+    #[error("transient failure: {0}")]
+    Transient(String),
+}
+
+impl From<crate::journal::LogError> for ConsumeError {
+    fn from(e: crate::journal::LogError) -> Self {
+        ConsumeError::Transient(e.to_string())
+    }
+}
+
+/// Apply one record.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<Outcome, ConsumeError>")]
+pub struct Consume(pub ConsumedRecord);
+
+/// Parses a record's payload as an event envelope, typing its data.
+pub fn parse_record(record: &ConsumedRecord) -> Result<Envelope, ConsumeError> {
+    Envelope::from_json(&record.payload).map_err(|e| ConsumeError::Invalid(e.to_string()))
+}

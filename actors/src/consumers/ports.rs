@@ -1,0 +1,147 @@
+//! What the consumer actors write to. The router implements these with its database (and Redis
+//! or the in-process cache); tests use the memory versions in the testkit. Every write is
+//! idempotent by `event_id` and reports whether it changed anything.
+
+use crate::journal::LogError;
+use chrono::{DateTime, Utc};
+
+/// Per event type and minute counts.
+pub trait AnalyticsStore: Send + Sync + 'static {
+    /// Counts the event in its `(event_type, minute of occurred_at)` bucket unless this event
+    /// id was counted before; answers whether it was counted now. One transaction.
+    fn count_event(
+        &self,
+        event_id: &str,
+        event_type: &str,
+        occurred_at: DateTime<Utc>,
+    ) -> Result<bool, LogError>;
+
+    /// Total count per event type, over all minutes.
+    fn totals(&self) -> Result<Vec<(String, u64)>, LogError>;
+}
+
+/// How urgent a notification is (the seed's `calculatePriority`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Priority {
+    Low,
+    Normal,
+    High,
+}
+
+impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Low => "low",
+            Priority::Normal => "normal",
+            Priority::High => "high",
+        }
+    }
+}
+
+/// A notification to store for its user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewNotification {
+    pub event_id: String,
+    pub user_id: String,
+    pub event_type: String,
+    pub title: String,
+    pub message: String,
+    pub priority: Priority,
+    /// The event's `data`, as JSON.
+    pub data_json: String,
+    pub created_at: DateTime<Utc>,
+}
+
+pub trait NotificationStore: Send + Sync + 'static {
+    /// Inserts unless a notification for this event id exists; answers whether it inserted.
+    fn insert_notification(&self, n: &NewNotification) -> Result<bool, LogError>;
+}
+
+/// One audit log row: what happened, to whom, when, and the envelope verbatim.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAuditEntry {
+    pub event_id: String,
+    pub event_type: String,
+    pub user_id: String,
+    pub source: String,
+    pub correlation_id: Option<String>,
+    pub envelope_json: String,
+    /// When the event happened (its envelope timestamp).
+    pub occurred_at: DateTime<Utc>,
+    /// When the audit consumer recorded it.
+    pub recorded_at: DateTime<Utc>,
+}
+
+pub trait AuditStore: Send + Sync + 'static {
+    /// Appends unless an entry for this event id exists; answers whether it appended.
+    fn append_audit(&self, entry: &NewAuditEntry) -> Result<bool, LogError>;
+}
+
+/// Why the cache did not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cache unavailable: {0}")]
+pub struct CacheError(pub String);
+
+pub type CacheFuture<T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, CacheError>> + Send>>;
+
+/// The counter cache (Redis, or in-process). Counters are set to absolute values computed from
+/// the database, so setting one twice, or late, never double counts.
+pub trait CounterCache: Send + Sync + 'static {
+    /// Sets each `(key, value)`.
+    fn set_counters(&self, counters: Vec<(String, u64)>) -> CacheFuture<()>;
+    fn get_counter(&self, key: String) -> CacheFuture<Option<u64>>;
+    /// A round trip, for readiness.
+    fn ping(&self) -> CacheFuture<()>;
+}
+
+/// The in-process cache used when no Redis is configured (and by tests, where it can be
+/// switched off like an unreachable Redis).
+#[derive(Default)]
+pub struct MemoryCache {
+    values: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl MemoryCache {
+    pub fn new() -> Self {
+        MemoryCache::default()
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn check(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, std::collections::HashMap<String, u64>>, CacheError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(CacheError("memory cache is switched off".into()));
+        }
+        self.values
+            .lock()
+            .map_err(|_| CacheError("memory cache lock poisoned".into()))
+    }
+}
+
+impl CounterCache for MemoryCache {
+    fn set_counters(&self, counters: Vec<(String, u64)>) -> CacheFuture<()> {
+        let result = self.check().map(|mut values| values.extend(counters));
+        Box::pin(std::future::ready(result))
+    }
+
+    fn get_counter(&self, key: String) -> CacheFuture<Option<u64>> {
+        let result = self.check().map(|values| values.get(&key).copied());
+        Box::pin(std::future::ready(result))
+    }
+
+    fn ping(&self) -> CacheFuture<()> {
+        let result = self.check().map(|_| ());
+        Box::pin(std::future::ready(result))
+    }
+}
+
+/// The cache key of an event type's counter, as in the seed.
+pub fn counter_key(event_type: &str) -> String {
+    format!("nft:{event_type}:count")
+}

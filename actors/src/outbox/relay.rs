@@ -1,0 +1,182 @@
+//! `OutboxRelay`: publishes the journal's unpublished events to Kafka, in commit order.
+//!
+//! One pass: read the oldest unpublished rows, turn each into one record per routed topic
+//! (key = user id, headers `eventType`, `eventId`, `correlationId`, value = the envelope), send
+//! them all and wait for the broker's acknowledgements, and only then mark the rows published.
+//! A failed pass marks nothing and is retried with back-off; the idempotent producer behind
+//! the sink keeps those retries from duplicating records. Publishing runs beside the SSE path
+//! and never delays a 202 or a live frame.
+
+use super::{BrokerSink, Outbox, OutboxEntry, Record};
+use crate::journal::blocking;
+use crate::routing::RoutingTable;
+use crate::EventType;
+use actix::prelude::*;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Rows read per pass.
+const BATCH: usize = 256;
+/// Poll interval when nothing nudged the relay (events stored by another router instance).
+const IDLE_POLL: Duration = Duration::from_millis(500);
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// New rows were committed: relay them now rather than at the next poll.
+#[derive(Message, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct RelayNow;
+
+/// Progress of the relay, for readiness and metrics.
+#[derive(Message)]
+#[rtype(result = "RelayStatus")]
+pub struct GetRelayStatus;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RelayStatus {
+    /// Events published since start.
+    pub published: u64,
+    /// The last pass's failure, cleared by the next success.
+    pub last_error: Option<String>,
+}
+
+pub struct OutboxRelay {
+    outbox: Arc<dyn Outbox>,
+    sink: Arc<dyn BrokerSink>,
+    routing: RoutingTable,
+    running: bool,
+    /// Backing off after a failure: nudges and polls wait for the retry.
+    cooling: bool,
+    /// A nudge arrived during a pass: run again right after it.
+    again: bool,
+    backoff: Duration,
+    status: RelayStatus,
+}
+
+impl OutboxRelay {
+    pub fn new(outbox: Arc<dyn Outbox>, sink: Arc<dyn BrokerSink>, routing: RoutingTable) -> Self {
+        OutboxRelay {
+            outbox,
+            sink,
+            routing,
+            running: false,
+            cooling: false,
+            again: false,
+            backoff: MIN_BACKOFF,
+            status: RelayStatus::default(),
+        }
+    }
+
+    fn records(&self, entry: &OutboxEntry) -> Vec<Record> {
+        let topics = match entry.event_type.parse::<EventType>() {
+            Ok(t) => self.routing.topics(t),
+            // A type this build does not know (a newer router wrote it): the fallback row.
+            Err(_) => self.routing.fallback(),
+        };
+        let correlation = serde_json::from_str::<serde_json::Value>(&entry.envelope_json)
+            .ok()
+            .and_then(|v| v.get("correlationId")?.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        topics
+            .iter()
+            .map(|topic| Record {
+                topic: topic.clone(),
+                key: entry.user_id.clone(),
+                headers: vec![
+                    ("eventType".to_owned(), entry.event_type.clone()),
+                    ("eventId".to_owned(), entry.event_id.clone()),
+                    ("correlationId".to_owned(), correlation.clone()),
+                ],
+                payload: entry.envelope_json.clone(),
+            })
+            .collect()
+    }
+
+    fn pass(&mut self, ctx: &mut Context<Self>) {
+        if self.cooling {
+            return;
+        }
+        if self.running {
+            self.again = true;
+            return;
+        }
+        self.running = true;
+        self.again = false;
+        let outbox = self.outbox.clone();
+        let read = async move { blocking(move || outbox.pending(BATCH)).await };
+        ctx.spawn(
+            read.into_actor(self)
+                .then(|pending, act, _| {
+                    let work = match pending {
+                        Err(e) => Err(e.to_string()),
+                        Ok(rows) => Ok((
+                            rows.iter().map(|r| r.id).collect::<Vec<_>>(),
+                            rows.iter().flat_map(|r| act.records(r)).collect::<Vec<_>>(),
+                        )),
+                    };
+                    let (sink, outbox) = (act.sink.clone(), act.outbox.clone());
+                    async move {
+                        let (ids, records) = work?;
+                        if ids.is_empty() {
+                            return Ok(0);
+                        }
+                        sink.publish(records).await.map_err(|e| e.to_string())?;
+                        let n = ids.len();
+                        blocking(move || outbox.mark_published(&ids))
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        Ok::<usize, String>(n)
+                    }
+                    .into_actor(act)
+                })
+                .map(|result, act, ctx| {
+                    act.running = false;
+                    match result {
+                        Ok(n) => {
+                            act.status.published += n as u64;
+                            act.status.last_error = None;
+                            act.backoff = MIN_BACKOFF;
+                            if n == BATCH || act.again {
+                                act.pass(ctx);
+                            }
+                        }
+                        Err(e) => {
+                            log::warn!("outbox relay: {e}; retrying in {:?}", act.backoff);
+                            act.status.last_error = Some(e);
+                            act.cooling = true;
+                            ctx.run_later(act.backoff, |act, ctx| {
+                                act.cooling = false;
+                                act.pass(ctx);
+                            });
+                            act.backoff = (act.backoff * 2).min(MAX_BACKOFF);
+                        }
+                    }
+                }),
+        );
+    }
+}
+
+impl Actor for OutboxRelay {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.pass(ctx);
+        ctx.run_interval(IDLE_POLL, |act, ctx| act.pass(ctx));
+    }
+}
+
+impl Handler<RelayNow> for OutboxRelay {
+    type Result = ();
+
+    fn handle(&mut self, _: RelayNow, ctx: &mut Self::Context) {
+        self.pass(ctx);
+    }
+}
+
+impl Handler<GetRelayStatus> for OutboxRelay {
+    type Result = MessageResult<GetRelayStatus>;
+
+    fn handle(&mut self, _: GetRelayStatus, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.status.clone())
+    }
+}

@@ -1,0 +1,227 @@
+//! The outbox relay and the consumer actors, in-process over the memory outbox, broker, stores
+//! and cache.
+
+use actix::Actor;
+use actors::consumers::{
+    counter_key, AnalyticsConsumer, AuditConsumer, Consume, ConsumeError, ConsumedRecord,
+    CounterCache, MemoryCache, MemoryConsumerStore, NotificationConsumer, Outcome, Priority,
+    SyncCounters,
+};
+use actors::journal::{EventJournal, MemoryLog};
+use actors::outbox::{MemoryBroker, OutboxRelay, RelayNow};
+use actors::registry::SessionRegistry;
+use actors::routing::{RoutingTable, ANALYTICS_TOPIC, OPERATIONS_TOPIC, USER_EVENTS_TOPIC};
+use actors::testkit::sample_event;
+use actors::{EventType, StreamConfig};
+use std::sync::Arc;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+struct Pipeline {
+    journal: actix::Addr<EventJournal>,
+    relay: actix::Addr<OutboxRelay>,
+    broker: MemoryBroker,
+}
+
+fn pipeline() -> Pipeline {
+    let log = Arc::new(MemoryLog::new());
+    let registry = SessionRegistry::new(StreamConfig::default(), log.clone()).start();
+    let journal = EventJournal::new(log.clone(), registry.recipient()).start();
+    let broker = MemoryBroker::new();
+    let relay = OutboxRelay::new(log, Arc::new(broker.clone()), RoutingTable::default()).start();
+    Pipeline {
+        journal,
+        relay,
+        broker,
+    }
+}
+
+async fn wait_until(pred: impl Fn() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !pred() {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    true
+}
+
+#[actix::test]
+async fn each_event_type_lands_on_exactly_its_routed_topics_with_key_and_headers() {
+    let p = pipeline();
+    let table = RoutingTable::default();
+    let mut expected = 0;
+    for event_type in EventType::ALL {
+        let mut event = sample_event("u1", event_type);
+        event.correlation_id = Some(format!("corr-{event_type}"));
+        p.journal
+            .send(actors::journal::Append { envelope: event })
+            .await
+            .expect("mailbox")
+            .expect("stored");
+        expected += table.topics(event_type).len();
+    }
+    p.relay.do_send(RelayNow);
+    assert!(wait_until(|| p.broker.records().len() == expected).await);
+
+    for event_type in EventType::ALL {
+        let records: Vec<_> = p
+            .broker
+            .records()
+            .into_iter()
+            .filter(|r| {
+                r.headers
+                    .contains(&("eventType".into(), event_type.as_str().into()))
+            })
+            .collect();
+        let topics: Vec<_> = records.iter().map(|r| r.topic.clone()).collect();
+        assert_eq!(topics, table.topics(event_type), "{event_type}");
+        for r in &records {
+            assert_eq!(r.key, "u1");
+            assert!(r
+                .headers
+                .contains(&("correlationId".into(), format!("corr-{event_type}"))));
+            let envelope: serde_json::Value = serde_json::from_str(&r.payload).expect("json");
+            let event_id = envelope["eventId"].as_str().expect("id").to_owned();
+            assert!(r.headers.contains(&("eventId".into(), event_id)));
+        }
+    }
+    assert_eq!(
+        table.topics(EventType::NftUnlockFailed),
+        [OPERATIONS_TOPIC.to_owned()],
+        "anything else goes to operations"
+    );
+}
+
+#[actix::test]
+async fn a_broker_outage_delays_events_and_loses_none() {
+    let p = pipeline();
+    p.broker.set_down(true);
+    let mut ids = Vec::new();
+    for _ in 0..50 {
+        let event = sample_event("u1", EventType::VolumeMilestoneReached);
+        ids.push(event.event_id.clone());
+        p.journal
+            .send(actors::journal::Append { envelope: event })
+            .await
+            .expect("mailbox")
+            .expect("stored while the broker is down");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(p.broker.records().is_empty());
+
+    p.broker.set_down(false);
+    assert!(wait_until(|| p.broker.topic(ANALYTICS_TOPIC).len() == 50).await);
+    let got: Vec<String> = p
+        .broker
+        .topic(ANALYTICS_TOPIC)
+        .iter()
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_str(&r.payload).expect("json");
+            v["eventId"].as_str().expect("id").to_owned()
+        })
+        .collect();
+    assert_eq!(got, ids, "every event once, in order");
+}
+
+fn record(topic: &str, event: &actors::Envelope, offset: i64) -> ConsumedRecord {
+    ConsumedRecord {
+        topic: topic.to_owned(),
+        partition: 0,
+        offset,
+        key: Some(event.user_id.clone()),
+        headers: vec![],
+        payload: event.to_json().into_bytes(),
+    }
+}
+
+#[actix::test]
+async fn analytics_counts_each_event_once_and_the_cache_catches_up() {
+    let store = Arc::new(MemoryConsumerStore::new());
+    let cache = Arc::new(MemoryCache::new());
+    let consumer = AnalyticsConsumer::new(store.clone(), cache.clone()).start();
+
+    let minted = sample_event("u1", EventType::NftMinted);
+    // The same event arrives on two topics and is redelivered once more.
+    for (topic, offset) in [
+        (ANALYTICS_TOPIC, 0),
+        (OPERATIONS_TOPIC, 0),
+        (ANALYTICS_TOPIC, 0),
+    ] {
+        consumer
+            .send(Consume(record(topic, &minted, offset)))
+            .await
+            .expect("mailbox")
+            .expect("applied");
+    }
+    let key = counter_key("nft_minted");
+    assert_eq!(cache.get_counter(key.clone()).await, Ok(Some(1)));
+
+    cache.set_down(true);
+    for i in 0..3 {
+        let e = sample_event("u1", EventType::NftMinted);
+        let outcome = consumer
+            .send(Consume(record(ANALYTICS_TOPIC, &e, i + 1)))
+            .await;
+        assert_eq!(
+            outcome.expect("mailbox"),
+            Ok(Outcome::Applied),
+            "the database is the truth"
+        );
+    }
+    cache.set_down(false);
+    assert!(consumer.send(SyncCounters).await.expect("mailbox"));
+    assert_eq!(cache.get_counter(key).await, Ok(Some(4)));
+    let minutes: u64 = store.minute_counts().iter().map(|m| m.2).sum();
+    assert_eq!(minutes, 4);
+}
+
+#[actix::test]
+async fn notifications_and_audit_are_idempotent_and_poison_is_invalid() {
+    let store = Arc::new(MemoryConsumerStore::new());
+    let notifications = NotificationConsumer::new(store.clone()).start();
+    let audit = AuditConsumer::new(store.clone()).start();
+
+    let badge = sample_event("u7", EventType::BadgeEarned);
+    for topic in [USER_EVENTS_TOPIC, "nft-notifications-topic"] {
+        notifications
+            .send(Consume(record(topic, &badge, 3)))
+            .await
+            .expect("mailbox")
+            .expect("ok");
+    }
+    let stored = store.notifications();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].user_id, "u7");
+    assert_eq!(stored[0].priority, Priority::Normal);
+    assert!(stored[0].message.contains("First Trade"));
+
+    let upgraded = sample_event("u7", EventType::NftUpgraded);
+    for _ in 0..2 {
+        audit
+            .send(Consume(record(OPERATIONS_TOPIC, &upgraded, 9)))
+            .await
+            .expect("mailbox")
+            .expect("ok");
+    }
+    assert_eq!(store.audit().len(), 1);
+    assert_eq!(store.audit()[0].envelope_json, upgraded.to_json());
+
+    let mut poison = record(OPERATIONS_TOPIC, &upgraded, 10);
+    poison.payload = b"{\"not\": \"an envelope\"}".to_vec();
+    let refused = audit.send(Consume(poison)).await.expect("mailbox");
+    assert!(matches!(refused, Err(ConsumeError::Invalid(_))));
+
+    store.set_down(true);
+    let down = audit
+        .send(Consume(record(
+            OPERATIONS_TOPIC,
+            &sample_event("u7", EventType::NftBurned),
+            11,
+        )))
+        .await
+        .expect("mailbox");
+    assert!(matches!(down, Err(ConsumeError::Transient(_))));
+}
