@@ -34,3 +34,65 @@ CREATE TABLE IF NOT EXISTS nft_events (
     KEY idx_nft_events_created_at (created_at),
     KEY idx_nft_events_unpublished (published_at, id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- Analytics (consumer group nft-analytics-group). An event is counted at most once: its id goes
+-- into analytics_processed in the same transaction that bumps its minute bucket and its type's
+-- total, so a redelivered record finds the marker and changes nothing.
+CREATE TABLE IF NOT EXISTS analytics_processed (
+    event_id     VARCHAR(64) NOT NULL,
+    processed_at DATETIME(6) NOT NULL,
+    PRIMARY KEY (event_id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- Events per type and UTC minute of their occurrence (minute has no seconds or fraction).
+CREATE TABLE IF NOT EXISTS analytics_minute_counts (
+    event_type VARCHAR(64) NOT NULL,
+    minute     DATETIME    NOT NULL,
+    count      BIGINT      NOT NULL,
+    PRIMARY KEY (event_type, minute)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- Events per type over all time: what the nft:{eventType}:count cache counters are copied from.
+-- Kept beside the minute buckets so reading a total never scans them.
+CREATE TABLE IF NOT EXISTS analytics_totals (
+    event_type VARCHAR(64) NOT NULL,
+    total      BIGINT      NOT NULL,
+    PRIMARY KEY (event_type)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- One notification per event for its user (consumer group nft-notifications-group); the unique
+-- event_id makes a redelivered record a no-op. Users page through theirs newest first, by id.
+CREATE TABLE IF NOT EXISTS notifications (
+    id         BIGINT       NOT NULL AUTO_INCREMENT,
+    event_id   VARCHAR(64)  NOT NULL,
+    user_id    VARCHAR(128) NOT NULL,
+    event_type VARCHAR(64)  NOT NULL,
+    title      VARCHAR(255) NOT NULL,
+    message    TEXT         NOT NULL,
+    priority   VARCHAR(16)  NOT NULL,
+    data_json  MEDIUMTEXT   NOT NULL,
+    created_at DATETIME(6)  NOT NULL,
+    read_at    DATETIME(6)  NULL,
+    PRIMARY KEY (id),
+    UNIQUE KEY uq_notifications_event_id (event_id),
+    KEY idx_notifications_user_id (user_id, id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- The audit log (consumer group nft-audit-group): every event once, its envelope verbatim.
+-- Append-only: the store has no statement that updates or deletes a row of it.
+CREATE TABLE IF NOT EXISTS audit_log (
+    id             BIGINT       NOT NULL AUTO_INCREMENT,
+    event_id       VARCHAR(64)  NOT NULL,
+    event_type     VARCHAR(64)  NOT NULL,
+    user_id        VARCHAR(128) NOT NULL,
+    source         VARCHAR(128) NOT NULL,
+    correlation_id VARCHAR(128) NULL,
+    envelope_json  MEDIUMTEXT   NOT NULL,
+    occurred_at    DATETIME(6)  NOT NULL,
+    recorded_at    DATETIME(6)  NOT NULL,
+    PRIMARY KEY (id),
+    UNIQUE KEY uq_audit_log_event_id (event_id),
+    KEY idx_audit_log_event_type (event_type, id),
+    KEY idx_audit_log_user_id (user_id, id),
+    KEY idx_audit_log_occurred_at (occurred_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

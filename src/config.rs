@@ -2,11 +2,14 @@
 //! environment overrides. Every key is required and unknown keys are refused, so a typo fails
 //! start-up with one line naming the key instead of silently running on a default.
 
+use actors::routing::RoutingTable;
 use actors::stream_config::{StreamConfig, MIN_SESSION_QUEUE};
+use actors::EventType;
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -20,7 +23,64 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub sse: SseSettings,
     pub store: StoreSettings,
+    pub kafka: KafkaSettings,
+    pub routing: BTreeMap<String, Vec<String>>,
+    pub redis: RedisSettings,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    pub client_id: String,
+    pub consumer_max_attempts: u32,
+    pub consumer_retry_backoff_ms: u64,
+    pub topics: TopicSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicSettings {
+    pub operations: TopicSetting,
+    pub user_events: TopicSetting,
+    pub notifications: TopicSetting,
+    pub analytics: TopicSetting,
+    pub dead_letter: TopicSetting,
+}
+
+impl TopicSettings {
+    /// Every configured topic with its role's key, for creation and validation.
+    pub fn all(&self) -> [(&'static str, &TopicSetting); 5] {
+        [
+            ("operations", &self.operations),
+            ("user_events", &self.user_events),
+            ("notifications", &self.notifications),
+            ("analytics", &self.analytics),
+            ("dead_letter", &self.dead_letter),
+        ]
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicSetting {
+    pub name: String,
+    pub partitions: i32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// Empty means the in-process cache. Redacted: a Redis URL may carry a password.
+    pub url: SecretString,
+}
+
+impl RedisSettings {
+    pub fn url(&self) -> Option<&str> {
+        let url = self.url.expose_secret().trim();
+        (!url.is_empty()).then_some(url)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -129,7 +189,62 @@ impl Settings {
         if self.store.prune_interval_secs == 0 {
             return fail("store.prune_interval_secs", "must be at least 1");
         }
+        if self.kafka.brokers.trim().is_empty() {
+            return fail("kafka.brokers", "must be \"embedded\" or a bootstrap list");
+        }
+        if self.kafka.consumer_max_attempts == 0 {
+            return fail("kafka.consumer_max_attempts", "must be at least 1");
+        }
+        for (role, topic) in self.kafka.topics.all() {
+            if topic.name.trim().is_empty() {
+                return fail(&format!("kafka.topics.{role}.name"), "must not be empty");
+            }
+            if topic.partitions < 1 {
+                return fail(
+                    &format!("kafka.topics.{role}.partitions"),
+                    "must be at least 1",
+                );
+            }
+        }
+        self.routing_table()?;
         Ok(())
+    }
+
+    /// The routing table, checked: known event types only, known topics only, a fallback row.
+    pub fn routing_table(&self) -> Result<RoutingTable, ConfigError> {
+        let known: Vec<&str> = self
+            .kafka
+            .topics
+            .all()
+            .iter()
+            .map(|(_, t)| t.name.as_str())
+            .collect();
+        let mut routes = HashMap::new();
+        let mut fallback = None;
+        for (key, topics) in &self.routing {
+            let name = format!("routing.{key}");
+            if topics.is_empty() {
+                return Err(ConfigError(format!(
+                    "key `{name}`: must name at least one topic"
+                )));
+            }
+            if let Some(bad) = topics.iter().find(|t| !known.contains(&t.as_str())) {
+                return Err(ConfigError(format!(
+                    "key `{name}`: topic `{bad}` is not one of [kafka.topics]"
+                )));
+            }
+            if key == "fallback" {
+                fallback = Some(topics.clone());
+                continue;
+            }
+            let event_type: EventType = key
+                .parse()
+                .map_err(|e| ConfigError(format!("key `{name}`: {e}")))?;
+            routes.insert(event_type, topics.clone());
+        }
+        let fallback =
+            fallback.ok_or_else(|| ConfigError("key `routing.fallback` is missing".to_owned()))?;
+        Ok(RoutingTable::new(routes, fallback))
     }
 
     /// The stream tunables the actors need.
@@ -216,6 +331,26 @@ mod tests {
             .expect_err("too small")
             .to_string();
         assert!(err.contains("sse.session_queue"), "{err}");
+    }
+
+    #[test]
+    fn the_shipped_routing_table_is_the_design_default() {
+        let s = Settings::from_figment(repo_config()).expect("valid");
+        assert_eq!(s.routing_table().expect("routing"), RoutingTable::default());
+    }
+
+    #[test]
+    fn routing_to_an_unknown_topic_or_type_is_refused() {
+        let f = repo_config().merge(Toml::string("[routing]\nnft_minted = [\"nope\"]"));
+        let err = Settings::from_figment(f)
+            .expect_err("bad topic")
+            .to_string();
+        assert!(err.contains("routing.nft_minted"), "{err}");
+        let f = repo_config().merge(Toml::string(
+            "[routing]\nnft_exploded = [\"nft-operations-topic\"]",
+        ));
+        let err = Settings::from_figment(f).expect_err("bad type").to_string();
+        assert!(err.contains("routing.nft_exploded"), "{err}");
     }
 
     #[test]

@@ -1,12 +1,17 @@
-//! nft-event-router: routes NFT domain events to people over Server-Sent Events and (in later
-//! stages) to services over Kafka. This crate is the edge around the `actors` crate.
+//! nft-event-router: routes NFT domain events to people over Server-Sent Events and to
+//! services over Kafka. This crate is the edge around the `actors` crate.
 //!
 //! # Layout
 //!
 //! * [`config`]: typed settings from `config.toml` and `NFT_ROUTER__…` environment overrides.
 //! * [`cli`]: the command line (`serve`, `token`).
 //! * [`auth`]: HS256 JWTs, the [`auth::Principal`] extractor, roles.
+//! * [`cache`]: the counter cache, Redis or in-process.
 //! * [`error`]: the JSON error shape and its HTTP status mapping.
+//! * [`kafka`]: the rdkafka adapter: embedded or real cluster, topics, the idempotent producer,
+//!   consumer-group loops with retries and the dead-letter topic.
+//! * [`kafka_path`]: starts the broker, topics, outbox relay and consumer groups.
+//! * [`store`]: diesel over SQLite or MySQL: the journal, outbox, consumer tables.
 //! * [`routes`]: one file per HTTP route.
 //! * [`peer`]: notices an SSE client hanging up on an idle stream.
 //! * [`startup`]: [`startup::Application`], built on a listener and run until a shutdown
@@ -16,9 +21,12 @@
 //! in the `actors` crate; see its crate documentation.
 
 pub mod auth;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod kafka;
+pub mod kafka_path;
 pub mod peer;
 pub mod routes;
 pub mod startup;

@@ -40,7 +40,7 @@ fn serve(settings: Settings) -> ExitCode {
     .init();
     let result = actix_web::rt::System::new().block_on(async move {
         let shutdown = shutdown_signal()?;
-        let app = Application::build(&settings)?;
+        let app = Application::build(&settings).await?;
         let base = format!("http://127.0.0.1:{}", app.port());
         log::info!("nft-event-router listening on {} (port {})", settings.http.bind, app.port());
         println!(

@@ -2,57 +2,84 @@
 //! is the production path.
 
 use crate::auth::JwtKeys;
+use crate::cache;
 use crate::config::Settings;
+use crate::kafka::Broker;
+use crate::kafka_path::KafkaPath;
 use crate::routes::{self, BodyLimit};
 use crate::store::Store;
 use actix::{Actor, Addr};
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
+use actors::consumers::CounterCache;
 use actors::journal::{EventJournal, EventLog, RetentionPruner};
 use actors::registry::{CloseAll, SessionRegistry};
+use anyhow::Context as _;
 use secrecy::ExposeSecret;
 use std::future::Future;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// What readiness checks, shared with the `/readyz` handler.
+pub struct Dependencies {
+    pub store: Store,
+    pub broker: Arc<Broker>,
+    pub cache: Arc<dyn CounterCache>,
+    pub cache_backend: &'static str,
+}
+
 /// A built, not yet running, router.
 pub struct Application {
     port: u16,
     server: Server,
     registry: Addr<SessionRegistry>,
+    kafka: KafkaPath,
 }
 
 impl Application {
     /// Binds `http.bind` and builds the application. Must run inside an actix `System`.
-    pub fn build(settings: &Settings) -> anyhow::Result<Application> {
+    pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
         let listener = TcpListener::bind(&settings.http.bind).map_err(|e| {
             anyhow::anyhow!(
                 "cannot listen on {} (key `http.bind`): {e}",
                 settings.http.bind
             )
         })?;
-        Application::with_listener(settings, listener)
+        Application::with_listener(settings, listener).await
     }
 
     /// Builds the application on an already bound listener.
-    pub fn with_listener(
+    pub async fn with_listener(
         settings: &Settings,
         listener: TcpListener,
     ) -> anyhow::Result<Application> {
         let port = listener.local_addr()?.port();
         let store = Store::connect(settings.store.url.expose_secret(), settings.store.pool_size)
-            .map_err(|e| anyhow::anyhow!("cannot open the event store (key `store.url`): {e}"))?;
+            .context("cannot open the event store (key `store.url`)")?;
         log::info!("event store: {}", store.backend());
+        let cache_url = settings.redis.url();
+        let cache = cache::open(cache_url).context("cannot set up the cache (key `redis.url`)")?;
+
         let event_log: Arc<dyn EventLog> = Arc::new(store.clone());
         let registry = SessionRegistry::new(settings.stream_config(), event_log.clone()).start();
-        let journal = EventJournal::new(event_log.clone(), registry.clone().recipient()).start();
+        let kafka = KafkaPath::start(settings, &store, cache.clone()).await?;
+        let journal = EventJournal::new(event_log.clone(), registry.clone().recipient())
+            .notify_committed(kafka.relay.clone().recipient())
+            .start();
         RetentionPruner::new(
             event_log.clone(),
             settings.store.retention(),
             Duration::from_secs(settings.store.prune_interval_secs),
         )
         .start();
+
+        let dependencies = web::Data::new(Dependencies {
+            store: store.clone(),
+            broker: kafka.broker.clone(),
+            cache: cache.clone(),
+            cache_backend: cache::backend_name(cache_url),
+        });
         let keys = web::Data::new(JwtKeys::new(
             settings.auth.jwt_secret.expose_secret().as_bytes(),
         ));
@@ -60,6 +87,7 @@ impl Application {
         let journal = web::Data::new(journal);
         let event_log = web::Data::new(event_log);
         let store = web::Data::new(store);
+        let cache = web::Data::new(cache);
         let limit = web::Data::new(BodyLimit(settings.http.max_body_bytes));
 
         let mut server = HttpServer::new(move || {
@@ -69,6 +97,8 @@ impl Application {
                 .app_data(journal.clone())
                 .app_data(event_log.clone())
                 .app_data(store.clone())
+                .app_data(cache.clone())
+                .app_data(dependencies.clone())
                 .app_data(limit.clone())
                 .configure(routes::configure)
         })
@@ -83,6 +113,7 @@ impl Application {
             port,
             server,
             registry,
+            kafka,
         })
     }
 
@@ -95,8 +126,14 @@ impl Application {
         self.registry.clone()
     }
 
+    /// The Kafka cluster in use (the embedded one can be given faults in tests).
+    pub fn broker(&self) -> Arc<Broker> {
+        self.kafka.broker.clone()
+    }
+
     /// Serves until `shutdown` resolves, then stops accepting, closes every stream, lets
-    /// in-flight requests finish (up to `http.shutdown_timeout_secs`) and returns.
+    /// in-flight requests finish (up to `http.shutdown_timeout_secs`), stops the consumers and
+    /// returns.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()>,
@@ -109,6 +146,7 @@ impl Application {
         // Let sessions flush their close before the server stops polling connections.
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
         handle.stop(true).await;
+        self.kafka.stop();
         match server.await {
             Ok(result) => result,
             Err(e) => Err(std::io::Error::other(e)),

@@ -1,3 +1,4 @@
+use super::params::Params;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use actix_web::{get, web, HttpRequest, HttpResponse};
@@ -5,7 +6,6 @@ use actors::frame::SNAPSHOT_URL;
 use actors::journal::{check_cursor, CursorCheck, EventLog, LogError};
 use serde::Serialize;
 use serde_json::value::RawValue;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Page size when `limit` is not given.
@@ -40,21 +40,9 @@ pub async fn portfolio_changes(
     principal: Principal,
     log: web::Data<Arc<dyn EventLog>>,
 ) -> Result<HttpResponse, ApiError> {
-    let query =
-        web::Query::<HashMap<String, String>>::from_query(req.query_string()).map_err(|e| {
-            ApiError::InvalidParameter {
-                name: "query",
-                reason: e.to_string(),
-            }
-        })?;
-    let since = parse_param(&query, "since", 0, Ok)?;
-    let limit = parse_param(&query, "limit", DEFAULT_LIMIT as u64, |n| {
-        if (1..=MAX_LIMIT as u64).contains(&n) {
-            Ok(n)
-        } else {
-            Err(format!("must be between 1 and {MAX_LIMIT}"))
-        }
-    })? as usize;
+    let params = Params::of(&req)?;
+    let since = params.uint("since", 0, 0..=u64::MAX)?;
+    let limit = params.uint("limit", DEFAULT_LIMIT as u64, 1..=MAX_LIMIT as u64)? as usize;
 
     let log = log.get_ref().clone();
     let user = principal.user_id;
@@ -98,20 +86,4 @@ pub async fn portfolio_changes(
         has_more,
         resync: None,
     }))
-}
-
-fn parse_param(
-    query: &HashMap<String, String>,
-    name: &'static str,
-    default: u64,
-    check: impl Fn(u64) -> Result<u64, String>,
-) -> Result<u64, ApiError> {
-    let Some(raw) = query.get(name) else {
-        return Ok(default);
-    };
-    let n: u64 = raw.trim().parse().map_err(|_| ApiError::InvalidParameter {
-        name,
-        reason: "must be a non-negative integer".to_owned(),
-    })?;
-    check(n).map_err(|reason| ApiError::InvalidParameter { name, reason })
 }

@@ -1,7 +1,11 @@
 //! HTTP routes, one file each. Handlers validate and translate; the actors do the work.
 
+mod analytics;
+mod audit;
 mod changes;
 mod health;
+mod notifications;
+mod params;
 mod publish;
 mod stats;
 mod stream;
@@ -18,6 +22,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(publish::publish_event)
         .service(stats::sse_stats)
         .service(changes::portfolio_changes)
+        .service(notifications::list_notifications)
+        .service(notifications::mark_read)
+        .service(audit::audit_log)
+        .service(analytics::analytics)
         .service(health::healthz)
         .service(health::readyz)
         .default_service(web::to(not_found));

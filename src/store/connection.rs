@@ -236,6 +236,28 @@ pub(crate) fn write_transaction<T>(
     }
 }
 
+/// How often a write transaction is run in all after MySQL picks it as a deadlock victim.
+const DEADLOCK_ATTEMPTS: u32 = 3;
+
+/// [`write_transaction`], run again from the start when MySQL reports a deadlock.
+///
+/// InnoDB can deadlock even writers that take their row locks in one agreed order (two inserts
+/// of the same new key through `ON DUPLICATE KEY UPDATE`, or a duplicate-key wait behind a
+/// transaction that then rolls back). It has already rolled the victim back, so nothing of the
+/// first attempt is applied twice. SQLite never deadlocks: `BEGIN IMMEDIATE` queues writers.
+pub(crate) fn write_transaction_retrying<T>(
+    conn: &mut StoreConnection,
+    mut body: impl FnMut(&mut StoreConnection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let mut attempt = 1;
+    loop {
+        match write_transaction(conn, &mut body) {
+            Err(err) if err.is_deadlock() && attempt < DEADLOCK_ATTEMPTS => attempt += 1,
+            result => return result,
+        }
+    }
+}
+
 /// The SQL dialect of the connection, for the few statements that have no portable spelling.
 pub(crate) enum Dialect {
     Sqlite,

@@ -21,8 +21,9 @@ pub enum StoreError {
     #[error("duplicate event id {event_id:?}")]
     DuplicateEvent { event_id: String },
 
-    /// The event does not fit the schema (an id too long, an empty user id). Checked before
-    /// touching the database so SQLite and MySQL reject exactly the same inputs.
+    /// The event, or a record made from it (a notification, an audit entry), does not fit the
+    /// schema (an id too long, an empty user id). Checked before touching the database so
+    /// SQLite and MySQL reject exactly the same inputs.
     #[error("invalid event: {0}")]
     InvalidEvent(String),
 
@@ -58,6 +59,16 @@ impl StoreError {
             ))
         )
     }
+}
+
+/// Whether an insert failed only because its row is already there. The consumer tables have one
+/// unique key besides their primary key (the event id), so for them this means "already
+/// applied", which the idempotent writes answer with `false` rather than an error.
+pub(crate) fn is_unique_violation(err: &DieselError) -> bool {
+    matches!(
+        err,
+        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)
+    )
 }
 
 /// Messages by which the backends report a lost or busy server without a dedicated error kind:

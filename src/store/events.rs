@@ -1,4 +1,5 @@
 //! The event log's queries: append with per-user numbering, replay, bounds, pruning.
+//! (The same rows are the Kafka outbox; its queries are in `outbox`.)
 //!
 //! Everything here takes a `&mut StoreConnection` and is written once for both backends; the
 //! only dialect-specific text is the counter upsert, which has no portable spelling.
@@ -10,7 +11,8 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::sql_types::{BigInt, Text};
 
-use super::connection::{write_transaction, Dialect, StoreConnection};
+use super::columns::{self, check_id, MAX_EVENT_ID, MAX_EVENT_TYPE, MAX_USER_ID};
+use super::connection::{write_transaction, write_transaction_retrying, Dialect, StoreConnection};
 use super::error::StoreError;
 use super::schema::{nft_events, user_streams};
 
@@ -18,11 +20,6 @@ use super::schema::{nft_events, user_streams};
 /// `EventLog` port (see `port.rs`). `created_at` of a stored event is truncated to whole
 /// microseconds, the precision both backends keep.
 pub use actors::journal::{NewEvent, StoredEvent};
-
-/// Column widths from `schema.sql`, in characters (MySQL's unit for VARCHAR).
-const MAX_USER_ID: usize = 128;
-const MAX_EVENT_ID: usize = 64;
-const MAX_EVENT_TYPE: usize = 64;
 
 /// Rows deleted per pruning transaction: bounded so a large prune never holds SQLite's write
 /// lock (or a long run of InnoDB row locks) long enough to stall appends.
@@ -37,9 +34,6 @@ const MYSQL_BUMP_COUNTER: &str = "INSERT INTO user_streams (user_id, last_seq) V
 /// SQLite spelling of the same upsert (`excluded` instead of `VALUES()`).
 const SQLITE_BUMP_COUNTER: &str = "INSERT INTO user_streams (user_id, last_seq) VALUES (?, ?) \
      ON CONFLICT (user_id) DO UPDATE SET last_seq = user_streams.last_seq + excluded.last_seq";
-
-/// How often an append is retried after MySQL picks it as a deadlock victim.
-const DEADLOCK_ATTEMPTS: u32 = 3;
 
 #[derive(Insertable)]
 #[diesel(table_name = nft_events)]
@@ -79,7 +73,7 @@ impl TryFrom<EventRow> for StoredEvent {
 }
 
 fn seq_from_db(seq: i64) -> Result<u64, StoreError> {
-    u64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("negative sequence number {seq}")))
+    columns::u64_from_db(seq, "sequence number")
 }
 
 /// Appends `events` in one transaction, retrying only when MySQL reports a deadlock (the whole
@@ -92,32 +86,13 @@ pub(crate) fn append(
         return Ok(Vec::new());
     }
     events.iter().try_for_each(validate)?;
-    let mut attempt = 1;
-    loop {
-        match write_transaction(conn, |conn| append_in_transaction(conn, events)) {
-            Err(err) if err.is_deadlock() && attempt < DEADLOCK_ATTEMPTS => attempt += 1,
-            result => return result,
-        }
-    }
+    write_transaction_retrying(conn, |conn| append_in_transaction(conn, events))
 }
 
 fn validate(event: &NewEvent) -> Result<(), StoreError> {
-    let fields = [
-        ("user_id", &event.user_id, MAX_USER_ID),
-        ("event_id", &event.event_id, MAX_EVENT_ID),
-        ("event_type", &event.event_type, MAX_EVENT_TYPE),
-    ];
-    for (name, value, max) in fields {
-        if value.is_empty() {
-            return Err(StoreError::InvalidEvent(format!("{name} is empty")));
-        }
-        if value.chars().count() > max {
-            return Err(StoreError::InvalidEvent(format!(
-                "{name} is longer than {max} characters"
-            )));
-        }
-    }
-    Ok(())
+    check_id("user_id", &event.user_id, MAX_USER_ID)?;
+    check_id("event_id", &event.event_id, MAX_EVENT_ID)?;
+    check_id("event_type", &event.event_type, MAX_EVENT_TYPE)
 }
 
 fn append_in_transaction(
@@ -238,14 +213,11 @@ pub(crate) fn events_after(
     if limit == 0 {
         return Ok(Vec::new());
     }
-    // Past i64::MAX nothing can follow; clamping keeps the query valid instead of failing.
-    let after = i64::try_from(after_seq).unwrap_or(i64::MAX);
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     nft_events::table
         .filter(nft_events::user_id.eq(user_id))
-        .filter(nft_events::seq.gt(after))
+        .filter(nft_events::seq.gt(columns::i64_clamped(after_seq)))
         .order(nft_events::seq.asc())
-        .limit(limit)
+        .limit(columns::sql_limit(limit))
         .select(EventRow::as_select())
         .load(conn)?
         .into_iter()
@@ -276,6 +248,14 @@ pub(crate) fn stream_bounds(
     ))
 }
 
+/// Deletes published events created before `cutoff`, in chunks.
+///
+/// An unpublished event is kept whatever its age: it is still the outbox's only copy, and
+/// deleting it would drop it from Kafka for good (DESIGN §6: an outage delays, never drops).
+/// The relay publishes in id order, which per user is seq order, so a user's unpublished rows
+/// are the newest of its stream; keeping them does not open a hole in what a reconnecting
+/// client replays (as long as `created_at` grows with seq, as it does for events stamped at
+/// acceptance).
 pub(crate) fn prune_older_than(
     conn: &mut StoreConnection,
     cutoff: DateTime<Utc>,
@@ -286,6 +266,7 @@ pub(crate) fn prune_older_than(
         let (found, deleted) = write_transaction(conn, |conn| {
             let ids = nft_events::table
                 .filter(nft_events::created_at.lt(cutoff))
+                .filter(nft_events::published_at.is_not_null())
                 .order(nft_events::id.asc())
                 .limit(PRUNE_CHUNK)
                 .select(nft_events::id)

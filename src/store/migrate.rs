@@ -158,13 +158,45 @@ mod tests {
             .collect()
     }
 
+    /// Every table of `schema.rs` with its columns, as diesel generates them. A table added to
+    /// `schema.rs` must be listed here, or the test below fails on the table names.
+    fn diesel_tables() -> BTreeMap<String, BTreeSet<String>> {
+        use crate::store::schema::*;
+
+        macro_rules! tables {
+            ($($table:ident),* $(,)?) => {
+                BTreeMap::from([$((
+                    stringify!($table).to_string(),
+                    diesel_columns($table::table, $table::all_columns, stringify!($table)),
+                )),*])
+            };
+        }
+        tables!(
+            analytics_minute_counts,
+            analytics_processed,
+            analytics_totals,
+            audit_log,
+            nft_events,
+            notifications,
+            user_streams,
+        )
+    }
+
     #[test]
     fn mysql_and_sqlite_ddl_declare_the_same_tables_columns_and_indexes() {
         let mysql = parse_ddl(MYSQL_DDL);
         let sqlite = parse_ddl(SQLITE_DDL);
         assert_eq!(
             mysql.keys().collect::<Vec<_>>(),
-            vec!["nft_events", "user_streams"],
+            vec![
+                "analytics_minute_counts",
+                "analytics_processed",
+                "analytics_totals",
+                "audit_log",
+                "nft_events",
+                "notifications",
+                "user_streams",
+            ],
             "schema.sql tables"
         );
         assert_eq!(
@@ -175,28 +207,40 @@ mod tests {
 
     #[test]
     fn diesel_schema_matches_the_ddl() {
-        use crate::store::schema::{nft_events, user_streams};
-
-        let ddl = parse_ddl(MYSQL_DDL);
+        let ddl: BTreeMap<String, BTreeSet<String>> = parse_ddl(MYSQL_DDL)
+            .into_iter()
+            .map(|(name, shape)| (name, shape.columns))
+            .collect();
+        let diesel = diesel_tables();
         assert_eq!(
-            diesel_columns(nft_events::table, nft_events::all_columns, "nft_events"),
-            ddl["nft_events"].columns,
-            "src/store/schema.rs nft_events vs schema.sql"
+            diesel.keys().collect::<Vec<_>>(),
+            ddl.keys().collect::<Vec<_>>(),
+            "src/store/schema.rs tables vs schema.sql"
         );
-        assert_eq!(
-            diesel_columns(
-                user_streams::table,
-                user_streams::all_columns,
-                "user_streams"
-            ),
-            ddl["user_streams"].columns,
-            "src/store/schema.rs user_streams vs schema.sql"
-        );
+        for (table, columns) in &diesel {
+            assert_eq!(
+                columns, &ddl[table],
+                "src/store/schema.rs {table} vs schema.sql"
+            );
+        }
     }
 
     #[test]
     fn the_drift_check_notices_a_missing_column() {
         let trimmed = SQLITE_DDL.replace("    published_at  TEXT    NULL,\n", "");
+        assert_ne!(
+            trimmed, SQLITE_DDL,
+            "test fixture no longer matches sqlite.sql"
+        );
+        assert_ne!(parse_ddl(MYSQL_DDL), parse_ddl(&trimmed));
+    }
+
+    #[test]
+    fn the_drift_check_notices_a_missing_index() {
+        let trimmed = SQLITE_DDL.replace(
+            "CREATE INDEX IF NOT EXISTS idx_audit_log_occurred_at ON audit_log (occurred_at);\n",
+            "",
+        );
         assert_ne!(
             trimmed, SQLITE_DDL,
             "test fixture no longer matches sqlite.sql"

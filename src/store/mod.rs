@@ -1,9 +1,12 @@
-//! The durable event store: every user event, numbered per user, in SQLite or MySQL/MariaDB.
+//! The durable event store: every user event, numbered per user, in SQLite or MySQL/MariaDB,
+//! and the tables the Kafka consumers write.
 //!
 //! It is what makes delivery exact (DESIGN §6): each stored event gets the next sequence
 //! number of its user's stream, and that number is the cursor an SSE client resumes from
 //! (`Last-Event-ID`) or a poller passes as `since`. Rows also form the Kafka outbox
-//! (`published_at` stays NULL until a relay has published them).
+//! (`published_at` stays NULL until a relay has published them), so an accepted event is
+//! queued for Kafka in the same transaction that stored it. The consumers' writes are
+//! idempotent by event id: a redelivered record changes nothing and answers `false`.
 //!
 //! The store is blocking (diesel + r2d2). Call it from `web::block`, a `SyncArbiter` or another
 //! blocking thread, never from an async task or an actor's context.
@@ -15,12 +18,26 @@
 //! * `schema`: diesel's `table!` view of `schema.sql` / `sqlite.sql`.
 //! * `migrate`: applies the DDL at start-up, idempotently; tests that the DDL files agree.
 //! * `events`: append with per-user numbering, replay, bounds and pruning.
+//! * `outbox`: the unpublished rows of `nft_events`, read and stamped by the outbox relay.
+//! * `analytics`: per event type and minute counts, counted once per event id.
+//! * `notifications`: one notification per event for its user; listing, read marks.
+//! * `audit`: the append-only audit log and its filtered, paged query.
+//! * `port`: the store as the `actors` crate's ports (`EventLog`, `Outbox`, the consumers'
+//!   stores), thin wrappers over the methods here.
+//! * `columns`: column widths, time precision and id conversions shared by the queries.
 //! * `error`: [`StoreError`], split into "unavailable, retry later" and definite failures.
+//!
+//! The event log's methods are below; each later module adds its own `impl Store` block.
 
+mod analytics;
+mod audit;
+mod columns;
 mod connection;
 mod error;
 mod events;
 mod migrate;
+mod notifications;
+mod outbox;
 mod port;
 pub mod schema;
 
@@ -32,9 +49,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use diesel::r2d2::{ManageConnection, Pool, PooledConnection, R2D2Connection};
 
+pub use self::audit::{AuditQuery, AuditRow};
 use self::connection::{StoreConnectionManager, StoreTarget};
 pub use self::error::StoreError;
 pub use self::events::{NewEvent, StoredEvent};
+pub use self::notifications::NotificationRow;
+pub use self::outbox::OutboxEntry;
 
 /// How long a caller waits for a free pooled connection (or for a new one to open) before the
 /// call fails as [`StoreError::Unavailable`]. Short, because the callers are HTTP requests and
@@ -125,6 +145,9 @@ impl Store {
 
     /// Deletes events created before `cutoff` and returns how many. Users' counters stay, so
     /// numbering continues where it left off. Works in bounded chunks so appends keep flowing.
+    ///
+    /// Events not yet published to Kafka are kept whatever their age: the row is the outbox's
+    /// only copy, so a long broker outage delays their publication instead of losing them.
     pub fn prune_older_than(&self, cutoff: DateTime<Utc>) -> Result<usize, StoreError> {
         events::prune_older_than(&mut *self.checkout()?, cutoff)
     }

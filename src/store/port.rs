@@ -1,7 +1,13 @@
-//! The store as the actors' [`EventLog`] port.
+//! The store as the `actors` crate's ports: the journal's [`EventLog`], the relay's [`Outbox`]
+//! and the consumers' stores. Each method is a thin wrapper over the `Store` method of the
+//! same meaning; the only translation is [`StoreError`] into [`LogError`].
 
 use super::{Store, StoreError};
+use actors::consumers::{
+    AnalyticsStore, AuditStore, NewAuditEntry, NewNotification, NotificationStore,
+};
 use actors::journal::{EventLog, LogError, NewEvent, StoredEvent};
+use actors::outbox::{Outbox, OutboxEntry};
 use chrono::{DateTime, Utc};
 
 impl From<StoreError> for LogError {
@@ -34,5 +40,46 @@ impl EventLog for Store {
 
     fn prune_older_than(&self, cutoff: DateTime<Utc>) -> Result<usize, LogError> {
         Ok(Store::prune_older_than(self, cutoff)?)
+    }
+}
+
+impl Outbox for Store {
+    fn pending(&self, limit: usize) -> Result<Vec<OutboxEntry>, LogError> {
+        Ok(Store::pending_outbox(self, limit)?)
+    }
+
+    fn mark_published(&self, ids: &[u64]) -> Result<(), LogError> {
+        Ok(Store::mark_published(self, ids)?)
+    }
+
+    fn backlog(&self) -> Result<u64, LogError> {
+        Ok(Store::outbox_backlog(self)?)
+    }
+}
+
+impl AnalyticsStore for Store {
+    fn count_event(
+        &self,
+        event_id: &str,
+        event_type: &str,
+        occurred_at: DateTime<Utc>,
+    ) -> Result<bool, LogError> {
+        Ok(Store::count_event(self, event_id, event_type, occurred_at)?)
+    }
+
+    fn totals(&self) -> Result<Vec<(String, u64)>, LogError> {
+        Ok(Store::totals(self)?)
+    }
+}
+
+impl NotificationStore for Store {
+    fn insert_notification(&self, n: &NewNotification) -> Result<bool, LogError> {
+        Ok(Store::insert_notification(self, n)?)
+    }
+}
+
+impl AuditStore for Store {
+    fn append_audit(&self, entry: &NewAuditEntry) -> Result<bool, LogError> {
+        Ok(Store::append_audit(self, entry)?)
     }
 }

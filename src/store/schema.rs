@@ -29,4 +29,60 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Event ids the analytics consumer has counted: the marker that makes counting idempotent.
+    analytics_processed (event_id) {
+        event_id -> Text,
+        processed_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// Events per type and UTC minute of occurrence (`minute` has no seconds or fraction).
+    analytics_minute_counts (event_type, minute) {
+        event_type -> Text,
+        minute -> Timestamp,
+        count -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Events per type over all time; the source of the cache's `nft:{type}:count` counters.
+    analytics_totals (event_type) {
+        event_type -> Text,
+        total -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// One notification per event for its user; `read_at` is set once, when first read.
+    notifications (id) {
+        id -> BigInt,
+        event_id -> Text,
+        user_id -> Text,
+        event_type -> Text,
+        title -> Text,
+        message -> Text,
+        priority -> Text,
+        data_json -> Text,
+        created_at -> Timestamp,
+        read_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    /// The append-only audit log: every event once, its envelope verbatim.
+    audit_log (id) {
+        id -> BigInt,
+        event_id -> Text,
+        event_type -> Text,
+        user_id -> Text,
+        source -> Text,
+        correlation_id -> Nullable<Text>,
+        envelope_json -> Text,
+        occurred_at -> Timestamp,
+        recorded_at -> Timestamp,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(nft_events, user_streams);

@@ -28,3 +28,56 @@ CREATE TABLE IF NOT EXISTS nft_events (
 
 CREATE INDEX IF NOT EXISTS idx_nft_events_created_at ON nft_events (created_at);
 CREATE INDEX IF NOT EXISTS idx_nft_events_unpublished ON nft_events (published_at, id);
+
+CREATE TABLE IF NOT EXISTS analytics_processed (
+    event_id     TEXT NOT NULL PRIMARY KEY,
+    processed_at TEXT NOT NULL
+);
+
+-- minute is always written whole ('YYYY-MM-DD HH:MM:00', no fraction), so equal minutes are
+-- equal texts and the primary key merges them.
+CREATE TABLE IF NOT EXISTS analytics_minute_counts (
+    event_type TEXT    NOT NULL,
+    minute     TEXT    NOT NULL,
+    count      INTEGER NOT NULL,
+    PRIMARY KEY (event_type, minute)
+);
+
+CREATE TABLE IF NOT EXISTS analytics_totals (
+    event_type TEXT    NOT NULL PRIMARY KEY,
+    total      INTEGER NOT NULL
+);
+
+-- AUTOINCREMENT, as for nft_events, so a page cursor (before_id) always names one position.
+CREATE TABLE IF NOT EXISTS notifications (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id   TEXT    NOT NULL,
+    user_id    TEXT    NOT NULL,
+    event_type TEXT    NOT NULL,
+    title      TEXT    NOT NULL,
+    message    TEXT    NOT NULL,
+    priority   TEXT    NOT NULL,
+    data_json  TEXT    NOT NULL,
+    created_at TEXT    NOT NULL,
+    read_at    TEXT    NULL,
+    CONSTRAINT uq_notifications_event_id UNIQUE (event_id)
+);
+
+CREATE INDEX IF NOT EXISTS idx_notifications_user_id ON notifications (user_id, id);
+
+CREATE TABLE IF NOT EXISTS audit_log (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id       TEXT    NOT NULL,
+    event_type     TEXT    NOT NULL,
+    user_id        TEXT    NOT NULL,
+    source         TEXT    NOT NULL,
+    correlation_id TEXT    NULL,
+    envelope_json  TEXT    NOT NULL,
+    occurred_at    TEXT    NOT NULL,
+    recorded_at    TEXT    NOT NULL,
+    CONSTRAINT uq_audit_log_event_id UNIQUE (event_id)
+);
+
+CREATE INDEX IF NOT EXISTS idx_audit_log_event_type ON audit_log (event_type, id);
+CREATE INDEX IF NOT EXISTS idx_audit_log_user_id ON audit_log (user_id, id);
+CREATE INDEX IF NOT EXISTS idx_audit_log_occurred_at ON audit_log (occurred_at);

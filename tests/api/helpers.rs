@@ -18,6 +18,8 @@ pub struct TestApp {
     pub address: String,
     /// The database this app stores events in; another app on the same URL sees them.
     pub store_url: String,
+    /// The app's Kafka cluster (embedded: faults can be injected).
+    pub broker: std::sync::Arc<nft_event_router::kafka::Broker>,
     pub keys: JwtKeys,
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
@@ -72,8 +74,11 @@ pub async fn spawn_app_on(store_url: &str, extra: &str) -> TestApp {
     .merge(Toml::string(extra));
     let settings = Settings::from_figment(figment).expect("test settings are valid");
     let keys = JwtKeys::new(settings.auth.jwt_secret.expose_secret().as_bytes());
-    let app = Application::build(&settings).expect("application builds");
+    let app = Application::build(&settings)
+        .await
+        .expect("application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let broker = app.broker();
     let (tx, rx) = oneshot::channel::<()>();
     let stopped = actix_web::rt::spawn(app.run_until_stopped(async {
         let _ = rx.await;
@@ -81,6 +86,7 @@ pub async fn spawn_app_on(store_url: &str, extra: &str) -> TestApp {
     TestApp {
         address,
         store_url: store_url.to_owned(),
+        broker,
         keys,
         client: reqwest::Client::new(),
         shutdown: Some(tx),
@@ -93,6 +99,10 @@ pub async fn spawn_app() -> TestApp {
 }
 
 impl TestApp {
+    pub fn broker(&self) -> std::sync::Arc<nft_event_router::kafka::Broker> {
+        self.broker.clone()
+    }
+
     pub fn token(&self, user: &str, role: Role) -> String {
         self.keys.mint(user, role, 600).expect("mint")
     }

@@ -2,6 +2,7 @@
 
 mod binary;
 mod helpers;
+mod kafka;
 #[cfg(feature = "mysql")]
 mod proxy;
 mod publish;

@@ -1,0 +1,104 @@
+//! Starting the Kafka half of delivery (DESIGN §5–§6): the broker (embedded or real), its
+//! topics, the outbox relay that publishes the journal, and the three consumer groups that
+//! feed the analytics, notification and audit actors.
+
+use crate::config::Settings;
+use crate::kafka::{
+    ensure_topics, spawn_consumer, Broker, ConsumerConfig, ConsumerHandle, KafkaSink,
+};
+use crate::store::Store;
+use actix::{Actor, Addr};
+use actors::consumers::{
+    AnalyticsConsumer, AuditConsumer, CounterCache, NotificationConsumer, ANALYTICS_GROUP,
+    AUDIT_GROUP, NOTIFICATIONS_GROUP,
+};
+use actors::outbox::OutboxRelay;
+use anyhow::Context as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The running Kafka half. Dropping it stops the consumer loops.
+pub struct KafkaPath {
+    pub broker: Arc<Broker>,
+    pub relay: Addr<OutboxRelay>,
+    consumers: Vec<ConsumerHandle>,
+}
+
+impl KafkaPath {
+    /// Connects (or starts the embedded cluster), makes sure every topic exists, and starts the
+    /// relay and the consumers.
+    pub async fn start(
+        settings: &Settings,
+        store: &Store,
+        cache: Arc<dyn CounterCache>,
+    ) -> anyhow::Result<KafkaPath> {
+        let kafka = &settings.kafka;
+        let broker = Arc::new(
+            Broker::start(&kafka.brokers).context("cannot start Kafka (key `kafka.brokers`)")?,
+        );
+        log::info!("kafka bootstrap servers: {}", broker.bootstrap());
+        let topics: Vec<(String, i32)> = kafka
+            .topics
+            .all()
+            .iter()
+            .map(|(_, t)| (t.name.clone(), t.partitions))
+            .collect();
+        ensure_topics(&broker, &topics)
+            .await
+            .context("cannot create the Kafka topics")?;
+
+        let sink = KafkaSink::new(broker.bootstrap(), &kafka.client_id)
+            .context("cannot create the Kafka producer")?;
+        let routing = settings.routing_table()?;
+        let relay = OutboxRelay::new(Arc::new(store.clone()), Arc::new(sink), routing).start();
+
+        let names = &kafka.topics;
+        let store = Arc::new(store.clone());
+        let groups = [
+            (
+                ANALYTICS_GROUP,
+                vec![names.analytics.name.clone(), names.operations.name.clone()],
+                AnalyticsConsumer::new(store.clone(), cache)
+                    .start()
+                    .recipient(),
+            ),
+            (
+                NOTIFICATIONS_GROUP,
+                vec![
+                    names.user_events.name.clone(),
+                    names.notifications.name.clone(),
+                ],
+                NotificationConsumer::new(store.clone()).start().recipient(),
+            ),
+            (
+                AUDIT_GROUP,
+                vec![names.operations.name.clone()],
+                AuditConsumer::new(store.clone()).start().recipient(),
+            ),
+        ];
+        let mut consumers = Vec::new();
+        for (group, topics, handler) in groups {
+            let mut config = ConsumerConfig::new(broker.bootstrap(), group, topics);
+            config.dead_letter_topic = names.dead_letter.name.clone();
+            config.max_attempts = kafka.consumer_max_attempts;
+            config.retry_backoff = Duration::from_millis(kafka.consumer_retry_backoff_ms);
+            config.client_id = format!("{}-{group}", kafka.client_id);
+            consumers.push(
+                spawn_consumer(config, handler)
+                    .with_context(|| format!("cannot start consumer group {group}"))?,
+            );
+        }
+        Ok(KafkaPath {
+            broker,
+            relay,
+            consumers,
+        })
+    }
+
+    /// Stops the consumer loops (offsets of finished records are already committed).
+    pub fn stop(&self) {
+        for consumer in &self.consumers {
+            consumer.stop();
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The analytics consumer's tables: per event type and minute counts, totals per type, and
+//! the processed-event markers that make counting idempotent.
+//!
+//! Counting an event is one transaction: the marker insert, then the minute bucket, then the
+//! total. A redelivered record fails on the marker's primary key before anything else is
+//! touched, so Kafka's at-least-once delivery still counts each event exactly once.
+
+use chrono::{DateTime, DurationRound, NaiveDateTime, TimeDelta, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Text, Timestamp};
+
+use super::columns::{self, check_id, db_now, MAX_EVENT_ID, MAX_EVENT_TYPE};
+use super::connection::{write_transaction_retrying, Dialect, StoreConnection};
+use super::error::{is_unique_violation, StoreError};
+use super::schema::{analytics_minute_counts, analytics_processed, analytics_totals};
+use super::Store;
+
+/// Adds one to an `(event_type, minute)` bucket, creating it at 1. Upserts have no portable
+/// spelling, hence one constant per dialect (as for the user counters in `events`).
+#[cfg(feature = "mysql")]
+const MYSQL_BUMP_MINUTE: &str = "INSERT INTO analytics_minute_counts (event_type, minute, count) \
+     VALUES (?, ?, 1) ON DUPLICATE KEY UPDATE count = count + 1";
+
+const SQLITE_BUMP_MINUTE: &str = "INSERT INTO analytics_minute_counts (event_type, minute, count) \
+     VALUES (?, ?, 1) ON CONFLICT (event_type, minute) \
+     DO UPDATE SET count = analytics_minute_counts.count + 1";
+
+/// Adds one to an event type's total, creating it at 1.
+#[cfg(feature = "mysql")]
+const MYSQL_BUMP_TOTAL: &str = "INSERT INTO analytics_totals (event_type, total) VALUES (?, 1) \
+     ON DUPLICATE KEY UPDATE total = total + 1";
+
+const SQLITE_BUMP_TOTAL: &str = "INSERT INTO analytics_totals (event_type, total) VALUES (?, 1) \
+     ON CONFLICT (event_type) DO UPDATE SET total = analytics_totals.total + 1";
+
+impl Store {
+    /// Counts an event in its `(event_type, UTC minute of occurred_at)` bucket and in its
+    /// type's total, unless this `event_id` was counted before. Answers whether it counted now.
+    ///
+    /// One transaction, so a crash or an outage part-way leaves neither the marker nor the
+    /// counts: the consumer's retry then counts the event exactly once. Concurrent calls with
+    /// the same id (two consumers after a rebalance) serialize on the marker's key; one counts,
+    /// the others answer `false`.
+    pub fn count_event(
+        &self,
+        event_id: &str,
+        event_type: &str,
+        occurred_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        count_event(&mut *self.checkout()?, event_id, event_type, occurred_at)
+    }
+
+    /// Total count per event type, over all minutes, ordered by event type.
+    pub fn totals(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        totals(&mut *self.checkout()?)
+    }
+
+    /// The minute buckets `(event_type, minute, count)`, of one event type or of all, ordered
+    /// by type then minute. For inspection and tests; nothing on a hot path reads them.
+    pub fn minute_counts(
+        &self,
+        event_type: Option<&str>,
+    ) -> Result<Vec<(String, DateTime<Utc>, u64)>, StoreError> {
+        minute_counts(&mut *self.checkout()?, event_type)
+    }
+}
+
+/// The bucket an occurrence falls in: its UTC minute, seconds and fraction dropped, so every
+/// occurrence in that minute writes the same key on both backends.
+fn minute_of(occurred_at: DateTime<Utc>) -> Result<NaiveDateTime, StoreError> {
+    occurred_at
+        .duration_trunc(TimeDelta::minutes(1))
+        .map(|minute| minute.naive_utc())
+        .map_err(|e| StoreError::InvalidEvent(format!("occurred_at {occurred_at}: {e}")))
+}
+
+fn count_event(
+    conn: &mut StoreConnection,
+    event_id: &str,
+    event_type: &str,
+    occurred_at: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    check_id("event_id", event_id, MAX_EVENT_ID)?;
+    check_id("event_type", event_type, MAX_EVENT_TYPE)?;
+    let minute = minute_of(occurred_at)?;
+    let (bump_minute, bump_total) = match conn.dialect() {
+        Dialect::Sqlite => (SQLITE_BUMP_MINUTE, SQLITE_BUMP_TOTAL),
+        #[cfg(feature = "mysql")]
+        Dialect::Mysql => (MYSQL_BUMP_MINUTE, MYSQL_BUMP_TOTAL),
+    };
+    let processed_at = db_now();
+    // Every call locks marker, bucket, total in that order, so two counts cannot wait on each
+    // other in a cycle; InnoDB's own insert-lock deadlocks are retried from the start.
+    write_transaction_retrying(conn, |conn| {
+        let marked = diesel::insert_into(analytics_processed::table)
+            .values((
+                analytics_processed::event_id.eq(event_id),
+                analytics_processed::processed_at.eq(processed_at),
+            ))
+            .execute(conn);
+        match marked {
+            Ok(_) => {}
+            // Counted before: nothing was written, so committing the empty transaction is
+            // the same as rolling it back.
+            Err(err) if is_unique_violation(&err) => return Ok(false),
+            Err(err) => return Err(err.into()),
+        }
+        diesel::sql_query(bump_minute)
+            .bind::<Text, _>(event_type)
+            .bind::<Timestamp, _>(minute)
+            .execute(conn)?;
+        diesel::sql_query(bump_total)
+            .bind::<Text, _>(event_type)
+            .execute(conn)?;
+        Ok(true)
+    })
+}
+
+fn totals(conn: &mut StoreConnection) -> Result<Vec<(String, u64)>, StoreError> {
+    analytics_totals::table
+        .order(analytics_totals::event_type.asc())
+        .select((analytics_totals::event_type, analytics_totals::total))
+        .load::<(String, i64)>(conn)?
+        .into_iter()
+        .map(|(event_type, total)| Ok((event_type, columns::u64_from_db(total, "total")?)))
+        .collect()
+}
+
+fn minute_counts(
+    conn: &mut StoreConnection,
+    event_type: Option<&str>,
+) -> Result<Vec<(String, DateTime<Utc>, u64)>, StoreError> {
+    let mut query = analytics_minute_counts::table
+        .select((
+            analytics_minute_counts::event_type,
+            analytics_minute_counts::minute,
+            analytics_minute_counts::count,
+        ))
+        .order((
+            analytics_minute_counts::event_type.asc(),
+            analytics_minute_counts::minute.asc(),
+        ))
+        .into_boxed();
+    if let Some(event_type) = event_type {
+        query = query.filter(analytics_minute_counts::event_type.eq(event_type));
+    }
+    query
+        .load::<(String, NaiveDateTime, i64)>(conn)?
+        .into_iter()
+        .map(|(event_type, minute, count)| {
+            Ok((
+                event_type,
+                minute.and_utc(),
+                columns::u64_from_db(count, "minute count")?,
+            ))
+        })
+        .collect()
+}
