@@ -23,25 +23,28 @@ pub fn backend_name(url: Option<&str>) -> &'static str {
     }
 }
 
-/// The configured cache.
-pub fn open(url: Option<&str>) -> Result<Arc<dyn CounterCache>, CacheError> {
+/// The configured cache. `key_prefix` is put before every key in Redis (several routers or
+/// test runs can share one Redis without sharing counters).
+pub fn open(url: Option<&str>, key_prefix: &str) -> Result<Arc<dyn CounterCache>, CacheError> {
     match url {
         None => Ok(Arc::new(MemoryCache::new())),
-        Some(url) => Ok(Arc::new(RedisCache::new(url)?)),
+        Some(url) => Ok(Arc::new(RedisCache::new(url, key_prefix)?)),
     }
 }
 
 pub struct RedisCache {
     client: redis::Client,
+    prefix: String,
     manager: Arc<Mutex<Option<ConnectionManager>>>,
 }
 
 impl RedisCache {
-    pub fn new(url: &str) -> Result<Self, CacheError> {
+    pub fn new(url: &str, key_prefix: &str) -> Result<Self, CacheError> {
         let client =
             redis::Client::open(url).map_err(|e| CacheError(format!("invalid redis.url: {e}")))?;
         Ok(RedisCache {
             client,
+            prefix: key_prefix.to_owned(),
             manager: Arc::new(Mutex::new(None)),
         })
     }
@@ -76,6 +79,7 @@ fn redis_error(e: redis::RedisError) -> CacheError {
 impl CounterCache for RedisCache {
     fn set_counters(&self, counters: Vec<(String, u64)>) -> CacheFuture<()> {
         let connection = self.connection();
+        let prefix = self.prefix.clone();
         Box::pin(async move {
             if counters.is_empty() {
                 return Ok(());
@@ -83,7 +87,7 @@ impl CounterCache for RedisCache {
             let mut conn = connection.await?;
             let mut pipe = redis::pipe();
             for (key, value) in &counters {
-                pipe.set(key, *value).ignore();
+                pipe.set(format!("{prefix}{key}"), *value).ignore();
             }
             pipe.query_async::<()>(&mut conn).await.map_err(redis_error)
         })
@@ -91,6 +95,7 @@ impl CounterCache for RedisCache {
 
     fn get_counter(&self, key: String) -> CacheFuture<Option<u64>> {
         let connection = self.connection();
+        let key = format!("{}{key}", self.prefix);
         Box::pin(async move {
             let mut conn = connection.await?;
             redis::cmd("GET")

@@ -74,6 +74,7 @@ pub struct TopicSetting {
 pub struct RedisSettings {
     /// Empty means the in-process cache. Redacted: a Redis URL may carry a password.
     pub url: SecretString,
+    pub key_prefix: String,
 }
 
 impl RedisSettings {

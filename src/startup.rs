@@ -59,7 +59,8 @@ impl Application {
             .context("cannot open the event store (key `store.url`)")?;
         log::info!("event store: {}", store.backend());
         let cache_url = settings.redis.url();
-        let cache = cache::open(cache_url).context("cannot set up the cache (key `redis.url`)")?;
+        let cache = cache::open(cache_url, &settings.redis.key_prefix)
+            .context("cannot set up the cache (key `redis.url`)")?;
 
         let event_log: Arc<dyn EventLog> = Arc::new(store.clone());
         let registry = SessionRegistry::new(settings.stream_config(), event_log.clone()).start();

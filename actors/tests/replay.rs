@@ -106,7 +106,12 @@ async fn a_stale_unknown_or_invalid_cursor_gets_resync_then_live() {
     publish_n(&harness, "u1", 3).await;
     // As the outbox relay would: only events on the broker may be pruned.
     let log = harness.log();
-    let ids: Vec<u64> = log.pending(100).expect("pending").iter().map(|e| e.id).collect();
+    let ids: Vec<u64> = log
+        .pending(100)
+        .expect("pending")
+        .iter()
+        .map(|e| e.id)
+        .collect();
     log.mark_published(&ids).expect("marked");
     // Retention of zero: everything stored so far is past the window.
     let pruner =

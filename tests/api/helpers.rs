@@ -71,6 +71,7 @@ pub async fn spawn_app_on(store_url: &str, extra: &str) -> TestApp {
         "[http]\nbind = \"127.0.0.1:0\"\nworkers = 2\n",
     ))
     .merge(Toml::string(&format!("[store]\nurl = {store_url:?}\n")))
+    .merge(Toml::string(&redis_settings()))
     .merge(Toml::string(extra));
     let settings = Settings::from_figment(figment).expect("test settings are valid");
     let keys = JwtKeys::new(settings.auth.jwt_secret.expose_secret().as_bytes());
@@ -296,6 +297,17 @@ impl SseClient {
                 Err(_) => return false,
             }
         }
+    }
+}
+
+/// `REDIS_URL`, when set, puts the counters in that Redis under a prefix of this test's own.
+fn redis_settings() -> String {
+    match std::env::var("REDIS_URL") {
+        Ok(url) if !url.is_empty() => format!(
+            "[redis]\nurl = {url:?}\nkey_prefix = \"test-{}:\"\n",
+            uuid::Uuid::new_v4().simple()
+        ),
+        _ => String::new(),
     }
 }
 

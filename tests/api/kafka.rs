@@ -417,3 +417,99 @@ async fn kcat_reads_the_embedded_cluster() {
         "{text}"
     );
 }
+
+/// With `REDIS_URL` set (as `.ci/run` does): counters live in that Redis; when it becomes
+/// unreachable the router says so in `/readyz`, keeps counting in the database, and the
+/// counters catch up once Redis is back.
+#[actix_web::test]
+async fn an_unreachable_redis_is_reported_and_counters_catch_up() {
+    let Ok(redis_url) = std::env::var("REDIS_URL") else {
+        eprintln!("skipped: REDIS_URL is not set");
+        return;
+    };
+    let upstream = redis_url
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap_or("127.0.0.1:6379")
+        .to_owned();
+    let proxy = crate::proxy::TcpProxy::start(&upstream).await;
+    let prefix = format!("test-{}:", uuid::Uuid::new_v4().simple());
+    let app = crate::helpers::spawn_app_with(&format!(
+        "[redis]\nurl = \"redis://{}\"\nkey_prefix = \"{prefix}\"\n",
+        proxy.address()
+    ))
+    .await;
+    let user = unique_user();
+    let counted = |n: u64| {
+        let app = &app;
+        async move {
+            let a = get_json(app, "/api/v1/admin/analytics", "ops", Role::Admin).await;
+            a["totals"]["nft_minted"] == n && a["counters"]["nft:nft_minted:count"] == n
+        }
+    };
+
+    assert_eq!(
+        app.publish(&event_body(&user, EventType::NftMinted))
+            .await
+            .status(),
+        202
+    );
+    assert!(eventually(async || counted(1).await).await);
+    let direct = redis::Client::open(redis_url.as_str()).expect("client");
+    let mut conn = direct
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let value: Option<u64> = redis::cmd("GET")
+        .arg(format!("{prefix}nft:nft_minted:count"))
+        .query_async(&mut conn)
+        .await
+        .expect("GET");
+    assert_eq!(value, Some(1), "the counter is in Redis");
+
+    proxy.cut();
+    assert!(
+        eventually(async || {
+            let r = app
+                .client
+                .get(app.url("/readyz"))
+                .send()
+                .await
+                .expect("sent");
+            let status = r.status();
+            let body: serde_json::Value = r.json().await.expect("json");
+            status == 503 && body["checks"]["cache"]["status"] == "down"
+        })
+        .await,
+        "readiness reports the cache down"
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            app.publish(&event_body(&user, EventType::NftMinted))
+                .await
+                .status(),
+            202
+        );
+    }
+    assert!(
+        eventually(async || {
+            let a = get_json(&app, "/api/v1/admin/analytics", "ops", Role::Admin).await;
+            a["totals"]["nft_minted"] == 3
+        })
+        .await,
+        "counting goes on in the database"
+    );
+
+    proxy.restore();
+    assert!(
+        eventually(async || counted(3).await).await,
+        "the counters caught up"
+    );
+    let value: Option<u64> = redis::cmd("GET")
+        .arg(format!("{prefix}nft:nft_minted:count"))
+        .query_async(&mut conn)
+        .await
+        .expect("GET");
+    assert_eq!(value, Some(3));
+}

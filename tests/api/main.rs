@@ -3,7 +3,6 @@
 mod binary;
 mod helpers;
 mod kafka;
-#[cfg(feature = "mysql")]
 mod proxy;
 mod publish;
 mod replay;
