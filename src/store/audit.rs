@@ -45,7 +45,9 @@ pub struct AuditRow {
     pub user_id: String,
     pub source: String,
     pub correlation_id: Option<String>,
-    /// The event's envelope exactly as consumed.
+    /// The event's envelope exactly as consumed (served as the object itself, under
+    /// `envelope`).
+    #[serde(rename = "envelope", serialize_with = "super::columns::as_json")]
     pub envelope_json: String,
     pub occurred_at: DateTime<Utc>,
     pub recorded_at: DateTime<Utc>,

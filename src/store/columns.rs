@@ -78,3 +78,13 @@ pub(crate) fn i64_clamped(value: u64) -> i64 {
 pub(crate) fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
+
+/// Serializes stored JSON text as the JSON it is (an object in the API's response, not a
+/// string holding one); text that is somehow not JSON is served as a string.
+pub(crate) fn as_json<S: serde::Serializer>(text: &str, s: S) -> Result<S::Ok, S::Error> {
+    use serde::Serialize;
+    match serde_json::from_str::<&serde_json::value::RawValue>(text) {
+        Ok(raw) => raw.serialize(s),
+        Err(_) => s.serialize_str(text),
+    }
+}

@@ -31,7 +31,8 @@ pub struct NotificationRow {
     pub message: String,
     /// `low`, `normal` or `high` (the consumer's `Priority`).
     pub priority: String,
-    /// The event's `data`, as JSON text.
+    /// The event's `data`, as JSON text (served as the object itself, under `data`).
+    #[serde(rename = "data", serialize_with = "super::columns::as_json")]
     pub data_json: String,
     pub created_at: DateTime<Utc>,
     /// When the user first marked it read; `None` while unread.

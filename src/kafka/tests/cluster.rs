@@ -1,7 +1,7 @@
 //! The broker handle, topic creation and the readiness probe.
 
 use super::support::cluster_with;
-use crate::kafka::{broker_health, ensure_topics, Broker, KafkaError};
+use crate::kafka::{broker_health, ensure_topics, Broker, ConsumerHandle, KafkaError, KafkaSink};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 use std::time::Duration;
@@ -15,6 +15,14 @@ fn partitions(bootstrap: &str, topic: &str) -> usize {
         .fetch_metadata(Some(topic), Duration::from_secs(5))
         .expect("metadata");
     metadata.topics()[0].partitions().len()
+}
+
+#[test]
+fn the_handles_can_live_in_shared_state() {
+    fn shared<T: Send + Sync + 'static>() {}
+    shared::<Broker>();
+    shared::<KafkaSink>();
+    shared::<ConsumerHandle>();
 }
 
 #[actix::test]
