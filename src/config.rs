@@ -2,6 +2,8 @@
 //! environment overrides. Every key is required and unknown keys are refused, so a typo fails
 //! start-up with one line naming the key instead of silently running on a default.
 
+use actors::domain::{BadgeRule, DomainRules, TierRule};
+use actors::event::Benefits;
 use actors::routing::RoutingTable;
 use actors::stream_config::{StreamConfig, MIN_SESSION_QUEUE};
 use actors::EventType;
@@ -26,7 +28,44 @@ pub struct Settings {
     pub kafka: KafkaSettings,
     pub routing: BTreeMap<String, Vec<String>>,
     pub redis: RedisSettings,
+    pub domain: DomainSettings,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainSettings {
+    pub tiers: Vec<TierSetting>,
+    pub badges: Vec<BadgeSetting>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierSetting {
+    pub id: u32,
+    pub name: String,
+    pub milestone: f64,
+    pub image_url: String,
+    pub badges_required: u32,
+    pub benefits: BenefitsSetting,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BenefitsSetting {
+    pub trading_fee_reduction: String,
+    pub ai_agent_weekly_uses: u32,
+    pub priority_support: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BadgeSetting {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub image_url: String,
+    pub required_for_tier: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -208,6 +247,7 @@ impl Settings {
             }
         }
         self.routing_table()?;
+        self.domain_rules()?;
         Ok(())
     }
 
@@ -246,6 +286,41 @@ impl Settings {
         let fallback =
             fallback.ok_or_else(|| ConfigError("key `routing.fallback` is missing".to_owned()))?;
         Ok(RoutingTable::new(routes, fallback))
+    }
+
+    /// The tier and badge rules, checked (increasing milestones, badges for existing tiers).
+    pub fn domain_rules(&self) -> Result<DomainRules, ConfigError> {
+        let tiers = self
+            .domain
+            .tiers
+            .iter()
+            .map(|t| TierRule {
+                id: t.id,
+                name: t.name.clone(),
+                milestone: t.milestone,
+                image_url: t.image_url.clone(),
+                badges_required: t.badges_required,
+                benefits: Benefits {
+                    trading_fee_reduction: t.benefits.trading_fee_reduction.clone(),
+                    ai_agent_weekly_uses: t.benefits.ai_agent_weekly_uses,
+                    priority_support: t.benefits.priority_support,
+                },
+            })
+            .collect();
+        let badges = self
+            .domain
+            .badges
+            .iter()
+            .map(|b| BadgeRule {
+                id: b.id.clone(),
+                name: b.name.clone(),
+                description: b.description.clone(),
+                image_url: b.image_url.clone(),
+                required_for_tier: b.required_for_tier,
+            })
+            .collect();
+        DomainRules::new(tiers, badges)
+            .map_err(|e| ConfigError(format!("key `{}`: {}", e.key, e.reason)))
     }
 
     /// The stream tunables the actors need.
@@ -352,6 +427,29 @@ mod tests {
         ));
         let err = Settings::from_figment(f).expect_err("bad type").to_string();
         assert!(err.contains("routing.nft_exploded"), "{err}");
+    }
+
+    #[test]
+    fn the_shipped_domain_rules_have_the_seed_milestones() {
+        let s = Settings::from_figment(repo_config()).expect("valid");
+        let rules = s.domain_rules().expect("rules");
+        let milestones: Vec<f64> = rules.tiers().iter().map(|t| t.milestone).collect();
+        assert_eq!(
+            milestones,
+            [100_000.0, 250_000.0, 500_000.0, 1_000_000.0, 2_500_000.0]
+        );
+    }
+
+    #[test]
+    fn invalid_domain_rules_fail_naming_the_entry() {
+        let toml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"))
+            .expect("config")
+            .replace("milestone = 500000", "milestone = 200000");
+        let err = Settings::from_figment(Figment::from(Toml::string(&toml)))
+            .expect_err("decreasing milestones")
+            .to_string();
+        assert!(err.contains("domain.tiers[2]"), "{err}");
+        assert!(err.contains("strictly increasing"), "{err}");
     }
 
     #[test]

@@ -33,6 +33,7 @@
 //! supervisor with no sessions left sends `SupervisorIdle` → registry retires it.
 
 pub mod consumers;
+pub mod domain;
 pub mod event;
 pub mod frame;
 pub mod journal;

@@ -1,0 +1,7 @@
+//! The NFT domain's rules (DESIGN §7): tiers qualified by trading volume and activated badges,
+//! milestones, and what an unlock or an upgrade requires. Pure functions over a user's state,
+//! so the rules are testable without a database, a chain or an actor.
+
+mod rules;
+
+pub use rules::*;
