@@ -82,9 +82,14 @@ async fn brokers_refusing_writes_for_a_second_delay_but_never_drop_or_duplicate(
 
     refuse_writes(&broker);
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let during_outage = acked.load(Ordering::SeqCst);
     accept_writes(&broker);
     publishing.await.expect("publisher finished");
 
+    assert!(
+        during_outage < RECORDS,
+        "records were waiting during the outage"
+    );
     assert_eq!(acked.load(Ordering::SeqCst), RECORDS);
     assert_exactly_once_in_order(&broker).await;
 }
