@@ -143,12 +143,7 @@ impl TestApp {
             let event_type = actors::EventType::ALL[i % actors::EventType::ALL.len()];
             let response = self.publish(&event_body(user, event_type)).await;
             assert_eq!(response.status(), 202);
-            let cursor = response.headers()["x-event-cursor"]
-                .to_str()
-                .expect("ascii")
-                .to_owned();
-            let envelope: serde_json::Value = response.json().await.expect("json");
-            out.push((cursor, envelope["eventId"].as_str().expect("id").to_owned()));
+            out.push(accepted(response).await);
         }
         out
     }
@@ -177,15 +172,33 @@ impl TestApp {
     }
 
     pub async fn stats(&self) -> serde_json::Value {
+        self.get_as("/api/v1/admin/sse-stats", "ops", Role::Admin)
+            .await
+    }
+
+    /// `GET path` as `user` with `role`; the JSON body.
+    pub async fn get_as(&self, path: &str, user: &str, role: Role) -> serde_json::Value {
         self.client
-            .get(self.url("/api/v1/admin/sse-stats"))
-            .bearer_auth(self.token("ops", Role::Admin))
+            .get(self.url(path))
+            .bearer_auth(self.token(user, role))
             .send()
             .await
             .expect("sent")
             .json()
             .await
             .expect("json")
+    }
+
+    /// `GET /readyz`: status code and body.
+    pub async fn readyz(&self) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .get(self.url("/readyz"))
+            .send()
+            .await
+            .expect("sent");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("json"))
     }
 
     /// Polls the statistics until `pred` holds.
@@ -314,4 +327,14 @@ fn redis_settings() -> String {
 /// A user id no other test uses.
 pub fn unique_user() -> String {
     format!("user-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// `(cursor, eventId)` of a 202 from `POST /api/v1/events`.
+pub async fn accepted(response: reqwest::Response) -> (String, String) {
+    let cursor = response.headers()["x-event-cursor"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let envelope: serde_json::Value = response.json().await.expect("json");
+    (cursor, envelope["eventId"].as_str().expect("id").to_owned())
 }

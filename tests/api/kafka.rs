@@ -25,15 +25,7 @@ struct Seen {
 }
 
 async fn bootstrap(app: &TestApp) -> String {
-    let ready: serde_json::Value = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let (_, ready) = app.readyz().await;
     assert_eq!(ready["checks"]["kafka"]["status"], "up", "{ready}");
     ready["checks"]["kafka"]["bootstrapServers"]
         .as_str()
@@ -221,15 +213,7 @@ async fn a_broker_outage_during_500_publishes_loses_and_duplicates_nothing() {
 }
 
 async fn get_json(app: &TestApp, path: &str, user: &str, role: Role) -> serde_json::Value {
-    app.client
-        .get(app.url(path))
-        .bearer_auth(app.token(user, role))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json")
+    app.get_as(path, user, role).await
 }
 
 async fn eventually(mut check: impl AsyncFnMut() -> bool) -> bool {
@@ -471,14 +455,7 @@ async fn an_unreachable_redis_is_reported_and_counters_catch_up() {
     proxy.cut();
     assert!(
         eventually(async || {
-            let r = app
-                .client
-                .get(app.url("/readyz"))
-                .send()
-                .await
-                .expect("sent");
-            let status = r.status();
-            let body: serde_json::Value = r.json().await.expect("json");
+            let (status, body) = app.readyz().await;
             status == 503 && body["checks"]["cache"]["status"] == "down"
         })
         .await,

@@ -268,14 +268,8 @@ async fn mysql_outage(user: &str) {
 
     proxy.cut();
     assert_publish_refused(&app, user).await;
-    let ready = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(ready.status(), 503);
-    let body: serde_json::Value = ready.json().await.expect("json");
+    let (status, body) = app.readyz().await;
+    assert_eq!(status, 503);
     assert_eq!(body["status"], "not_ready");
     assert_eq!(body["checks"]["database"]["status"], "down");
 
@@ -284,12 +278,7 @@ async fn mysql_outage(user: &str) {
     let after = loop {
         let response = app.publish(&event_body(user, EventType::BadgeEarned)).await;
         if response.status() == 202 {
-            let cursor = response.headers()["x-event-cursor"]
-                .to_str()
-                .expect("ascii")
-                .to_owned();
-            let envelope: serde_json::Value = response.json().await.expect("json");
-            break vec![(cursor, envelope["eventId"].as_str().expect("id").to_owned())];
+            break vec![crate::helpers::accepted(response).await];
         }
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -301,13 +290,7 @@ async fn mysql_outage(user: &str) {
     let (first, _) = stream.next_event().await.expect("first");
     assert_eq!(first, "1");
     expect_events(&mut stream, &after).await;
-    let ready = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(ready.status(), 200);
+    assert_eq!(app.readyz().await.0, 200);
 }
 
 #[cfg(not(feature = "mysql"))]
@@ -318,14 +301,8 @@ async fn mysql_outage(_: &str) {
 #[actix_web::test]
 async fn readyz_reports_the_database() {
     let app = spawn_app_with("").await;
-    let response = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(response.status(), 200);
-    let body: serde_json::Value = response.json().await.expect("json");
+    let (status, body) = app.readyz().await;
+    assert_eq!(status, 200);
     assert_eq!(body["status"], "ready");
     assert_eq!(body["checks"]["database"]["status"], "up");
 }
