@@ -96,3 +96,21 @@ CREATE TABLE IF NOT EXISTS audit_log (
     KEY idx_audit_log_user_id (user_id, id),
     KEY idx_audit_log_occurred_at (occurred_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- The local ledger, the default chain adapter (DESIGN §7): every mint and burn, once per flow
+-- operation and kind, so a resumed flow gets its first result back instead of a second NFT.
+-- A ledger in the database with derived base58 addresses and signatures; not a blockchain.
+CREATE TABLE IF NOT EXISTS ledger_entries (
+    id           BIGINT       NOT NULL AUTO_INCREMENT,
+    operation_id VARCHAR(64)  NOT NULL,
+    kind         VARCHAR(8)   NOT NULL,
+    user_id      VARCHAR(128) NOT NULL,
+    tier_id      INT          NULL,
+    nft_id       VARCHAR(64)  NOT NULL,
+    mint_address VARCHAR(64)  NOT NULL,
+    signature    VARCHAR(128) NOT NULL,
+    created_at   DATETIME(6)  NOT NULL,
+    PRIMARY KEY (id),
+    UNIQUE KEY uq_ledger_entries_operation_kind (operation_id, kind),
+    KEY idx_ledger_entries_mint_address (mint_address)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

@@ -29,9 +29,10 @@ pub enum StoreConnection {
 }
 
 /// How long SQLite waits for another connection's write lock before giving up with
-/// `database is locked`. Writers hold it for one short append transaction, so five seconds
-/// only runs out when something is badly wrong.
-const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// `database is locked`. Writers hold it for one short append transaction, but each commit
+/// is an fsync, and on a loaded machine a queue of them can take seconds: fifteen leaves room
+/// for that while still answering 503 when something really holds the database.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The database a store URL names.
 #[derive(Clone)]

@@ -35,6 +35,7 @@ mod columns;
 mod connection;
 mod error;
 mod events;
+mod ledger;
 mod migrate;
 mod notifications;
 mod outbox;

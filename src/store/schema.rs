@@ -85,4 +85,19 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// The local ledger: one mint or burn per (operation, kind).
+    ledger_entries (id) {
+        id -> BigInt,
+        operation_id -> Text,
+        kind -> Text,
+        user_id -> Text,
+        tier_id -> Nullable<Integer>,
+        nft_id -> Text,
+        mint_address -> Text,
+        signature -> Text,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(nft_events, user_streams);

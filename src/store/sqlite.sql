@@ -81,3 +81,18 @@ CREATE TABLE IF NOT EXISTS audit_log (
 CREATE INDEX IF NOT EXISTS idx_audit_log_event_type ON audit_log (event_type, id);
 CREATE INDEX IF NOT EXISTS idx_audit_log_user_id ON audit_log (user_id, id);
 CREATE INDEX IF NOT EXISTS idx_audit_log_occurred_at ON audit_log (occurred_at);
+
+CREATE TABLE IF NOT EXISTS ledger_entries (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    operation_id TEXT    NOT NULL,
+    kind         TEXT    NOT NULL,
+    user_id      TEXT    NOT NULL,
+    tier_id      INTEGER NULL,
+    nft_id       TEXT    NOT NULL,
+    mint_address TEXT    NOT NULL,
+    signature    TEXT    NOT NULL,
+    created_at   TEXT    NOT NULL,
+    CONSTRAINT uq_ledger_entries_operation_kind UNIQUE (operation_id, kind)
+);
+
+CREATE INDEX IF NOT EXISTS idx_ledger_entries_mint_address ON ledger_entries (mint_address);

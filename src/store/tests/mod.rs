@@ -11,6 +11,7 @@ mod append;
 mod audit;
 mod concurrency;
 mod connect;
+mod ledger;
 mod notifications;
 mod outbox;
 mod prune;
