@@ -114,3 +114,21 @@ CREATE TABLE IF NOT EXISTS ledger_entries (
     UNIQUE KEY uq_ledger_entries_operation_kind (operation_id, kind),
     KEY idx_ledger_entries_mint_address (mint_address)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- The NFT domain's state per user (DESIGN §7). Written only together with the events the
+-- change causes, in one transaction (through the journal), so streams and outbox agree.
+CREATE TABLE IF NOT EXISTS user_volumes (
+    user_id    VARCHAR(128) NOT NULL,
+    volume     DOUBLE       NOT NULL,
+    updated_at DATETIME(6)  NOT NULL,
+    PRIMARY KEY (user_id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- A user's badges and where each is: earned, activated, consumed.
+CREATE TABLE IF NOT EXISTS user_badges (
+    user_id    VARCHAR(128) NOT NULL,
+    badge_id   VARCHAR(64)  NOT NULL,
+    status     VARCHAR(16)  NOT NULL,
+    updated_at DATETIME(6)  NOT NULL,
+    PRIMARY KEY (user_id, badge_id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

@@ -3,6 +3,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
+use actors::domain::DomainError;
 use actors::event::EventError;
 use serde::Serialize;
 
@@ -18,6 +19,12 @@ pub enum ApiError {
     InvalidEvent(EventError),
     #[error("{name}: {reason}")]
     InvalidParameter { name: &'static str, reason: String },
+    /// A request body that is not what the route takes (the field is named when known).
+    #[error("{0}")]
+    InvalidRequest(EventError),
+    /// The NFT domain's rules refuse the request.
+    #[error("{0}")]
+    Domain(DomainError),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -43,6 +50,8 @@ impl ApiError {
             ApiError::RateLimited => "RATE_LIMITED",
             ApiError::InvalidEvent(_) => "INVALID_EVENT",
             ApiError::InvalidParameter { .. } => "INVALID_PARAMETER",
+            ApiError::InvalidRequest(_) => "INVALID_REQUEST",
+            ApiError::Domain(e) => e.error_code(),
             ApiError::NotFound(_) => "NOT_FOUND",
             ApiError::Unavailable(_) => "UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL",
@@ -56,9 +65,11 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::InvalidEvent(_) | ApiError::InvalidParameter { .. } => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::InvalidEvent(_)
+            | ApiError::InvalidParameter { .. }
+            | ApiError::InvalidRequest(_)
+            | ApiError::Domain(DomainError::VolumeDecreased { .. }) => StatusCode::BAD_REQUEST,
+            ApiError::Domain(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -71,7 +82,7 @@ impl ResponseError for ApiError {
             log::error!("internal error: {detail}");
         }
         let field = match self {
-            ApiError::InvalidEvent(e) => e.field.as_deref(),
+            ApiError::InvalidEvent(e) | ApiError::InvalidRequest(e) => e.field.as_deref(),
             ApiError::InvalidParameter { name, .. } => Some(*name),
             _ => None,
         };

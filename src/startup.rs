@@ -12,6 +12,7 @@ use actix::{Actor, Addr};
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use actors::consumers::CounterCache;
+use actors::domain::NftDomain;
 use actors::journal::{EventJournal, EventLog, RetentionPruner};
 use actors::registry::{CloseAll, SessionRegistry};
 use anyhow::Context as _;
@@ -68,6 +69,9 @@ impl Application {
         let journal = EventJournal::new(event_log.clone(), registry.clone().recipient())
             .notify_committed(kafka.relay.clone().recipient())
             .start();
+        let rules = Arc::new(settings.domain_rules()?);
+        let domain =
+            NftDomain::new(rules.clone(), Arc::new(store.clone()), journal.clone()).start();
         RetentionPruner::new(
             event_log.clone(),
             settings.store.retention(),
@@ -86,6 +90,8 @@ impl Application {
         ));
         let registry_data = web::Data::new(registry.clone());
         let journal = web::Data::new(journal);
+        let domain = web::Data::new(domain);
+        let rules = web::Data::new(rules);
         let event_log = web::Data::new(event_log);
         let store = web::Data::new(store);
         let cache = web::Data::new(cache);
@@ -96,6 +102,8 @@ impl Application {
                 .app_data(keys.clone())
                 .app_data(registry_data.clone())
                 .app_data(journal.clone())
+                .app_data(domain.clone())
+                .app_data(rules.clone())
                 .app_data(event_log.clone())
                 .app_data(store.clone())
                 .app_data(cache.clone())

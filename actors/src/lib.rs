@@ -32,6 +32,11 @@
 //! session sends `SessionStarted` → … → session stops and sends `SessionEnded { reason }` →
 //! supervisor with no sessions left sends `SupervisorIdle` → registry retires it.
 
+/// Mailbox capacity of the actors every request goes through (registry, journal): large enough
+/// that `send` never waits for room under a burst, yet far below actix's limit (its sender
+/// count shares the same bound, so "unbounded" would make every new `Addr` clone panic).
+pub const MAILBOX_CAPACITY: usize = 1 << 20;
+
 pub mod consumers;
 pub mod domain;
 pub mod event;

@@ -119,7 +119,7 @@ impl Actor for SessionRegistry {
     fn started(&mut self, ctx: &mut Self::Context) {
         // Connects queue here while a retirement is in flight; the default of 16 would make
         // `send` callers wait for mailbox room under a burst of connects.
-        ctx.set_mailbox_capacity(usize::MAX / 2);
+        ctx.set_mailbox_capacity(crate::MAILBOX_CAPACITY);
     }
 }
 

@@ -3,6 +3,7 @@
 mod analytics;
 mod audit;
 mod changes;
+mod domain;
 mod health;
 mod notifications;
 mod params;
@@ -26,6 +27,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(notifications::mark_read)
         .service(audit::audit_log)
         .service(analytics::analytics)
+        .service(domain::trading_volume)
+        .service(domain::award_badge)
+        .service(domain::activate_badge)
+        .service(domain::portfolio)
         .service(health::healthz)
         .service(health::readyz)
         .default_service(web::to(not_found));

@@ -73,7 +73,10 @@ fn correlation_header(req: &HttpRequest) -> Result<Option<String>, ApiError> {
 }
 
 /// Reads the body up to `limit` bytes; a larger one is refused without reading it all.
-async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, ApiError> {
+pub(super) async fn read_body(
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::BytesMut, ApiError> {
     let too_large = || {
         ApiError::InvalidEvent(EventError {
             field: None,

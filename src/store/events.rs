@@ -95,7 +95,7 @@ fn validate(event: &NewEvent) -> Result<(), StoreError> {
     check_id("event_type", &event.event_type, MAX_EVENT_TYPE)
 }
 
-fn append_in_transaction(
+pub(crate) fn append_in_transaction(
     conn: &mut StoreConnection,
     events: &[NewEvent],
 ) -> Result<Vec<StoredEvent>, StoreError> {

@@ -179,7 +179,9 @@ mod tests {
             ledger_entries,
             nft_events,
             notifications,
+            user_badges,
             user_streams,
+            user_volumes,
         )
     }
 
@@ -197,7 +199,9 @@ mod tests {
                 "ledger_entries",
                 "nft_events",
                 "notifications",
+                "user_badges",
                 "user_streams",
+                "user_volumes",
             ],
             "schema.sql tables"
         );

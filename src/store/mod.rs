@@ -33,6 +33,7 @@ mod analytics;
 mod audit;
 mod columns;
 mod connection;
+mod domain;
 mod error;
 mod events;
 mod ledger;

@@ -6,6 +6,7 @@ use super::{Store, StoreError};
 use actors::consumers::{
     AnalyticsStore, AuditStore, NewAuditEntry, NewNotification, NotificationStore,
 };
+use actors::domain::{ChangeError, DomainState, StateChange, UserState};
 use actors::journal::{EventLog, LogError, NewEvent, StoredEvent};
 use actors::outbox::{Outbox, OutboxEntry};
 use chrono::{DateTime, Utc};
@@ -40,6 +41,24 @@ impl EventLog for Store {
 
     fn prune_older_than(&self, cutoff: DateTime<Utc>) -> Result<usize, LogError> {
         Ok(Store::prune_older_than(self, cutoff)?)
+    }
+
+    fn apply_change(
+        &self,
+        change: &StateChange,
+        events: &[NewEvent],
+    ) -> Result<Vec<StoredEvent>, ChangeError> {
+        match Store::apply_change(self, change, events) {
+            Ok(Ok(stored)) => Ok(stored),
+            Ok(Err(_)) => Err(ChangeError::Conflict),
+            Err(e) => Err(ChangeError::Log(e.into())),
+        }
+    }
+}
+
+impl DomainState for Store {
+    fn user_state(&self, user_id: &str) -> Result<UserState, LogError> {
+        Ok(Store::user_state(self, user_id)?)
     }
 }
 

@@ -100,4 +100,23 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Cumulative trading volume per user.
+    user_volumes (user_id) {
+        user_id -> Text,
+        volume -> Double,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// A user's badges: earned, activated, consumed.
+    user_badges (user_id, badge_id) {
+        user_id -> Text,
+        badge_id -> Text,
+        status -> Text,
+        updated_at -> Timestamp,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(nft_events, user_streams);

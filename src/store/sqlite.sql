@@ -96,3 +96,18 @@ CREATE TABLE IF NOT EXISTS ledger_entries (
 );
 
 CREATE INDEX IF NOT EXISTS idx_ledger_entries_mint_address ON ledger_entries (mint_address);
+
+CREATE TABLE IF NOT EXISTS user_volumes (
+    user_id    TEXT NOT NULL,
+    volume     REAL NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (user_id)
+);
+
+CREATE TABLE IF NOT EXISTS user_badges (
+    user_id    TEXT NOT NULL,
+    badge_id   TEXT NOT NULL,
+    status     TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (user_id, badge_id)
+);

@@ -1,6 +1,7 @@
 //! Integration tests: the real application on port 0, driven over real TCP sockets.
 
 mod binary;
+mod domain;
 mod helpers;
 mod kafka;
 mod proxy;

@@ -4,7 +4,11 @@
 //! its default adapter, the `LocalLedger`.
 
 mod chain;
+mod nft_domain;
 mod rules;
+mod state;
 
 pub use chain::*;
+pub use nft_domain::*;
 pub use rules::*;
+pub use state::*;

@@ -222,6 +222,8 @@ pub enum DomainError {
     VolumeDecreased { previous: f64, requested: f64 },
     #[error("badge `{0}` is not earned, or already activated or consumed")]
     BadgeNotActivatable(String),
+    #[error("badge `{0}` was already earned by this user")]
+    BadgeAlreadyEarned(String),
 }
 
 impl DomainError {
@@ -235,6 +237,7 @@ impl DomainError {
             DomainError::WrongTier { .. } => "WRONG_TIER",
             DomainError::VolumeDecreased { .. } => "VOLUME_DECREASED",
             DomainError::BadgeNotActivatable(_) => "BADGE_NOT_ACTIVATABLE",
+            DomainError::BadgeAlreadyEarned(_) => "BADGE_ALREADY_EARNED",
         }
     }
 }

@@ -2,6 +2,7 @@
 //! an unreachable database.
 
 use super::{EventLog, LogError, NewEvent, StoredEvent};
+use crate::domain::{BadgeStatus, ChangeError, DomainState, StateChange, UserState};
 use crate::outbox::{Outbox, OutboxEntry};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -16,6 +17,8 @@ struct Streams {
     /// Outbox view: row id → (event, published?), in commit order.
     rows: BTreeMap<u64, (StoredEvent, bool)>,
     next_row: u64,
+    /// Domain state: what `apply_change` writes and `user_state` reads.
+    users: HashMap<String, UserState>,
 }
 
 #[derive(Default)]
@@ -44,9 +47,8 @@ impl MemoryLog {
     }
 }
 
-impl EventLog for MemoryLog {
-    fn append(&self, events: &[NewEvent]) -> Result<Vec<StoredEvent>, LogError> {
-        let mut s = self.lock()?;
+impl MemoryLog {
+    fn append_locked(s: &mut Streams, events: &[NewEvent]) -> Result<Vec<StoredEvent>, LogError> {
         let mut batch_ids = HashSet::new();
         for e in events {
             if s.ids.contains(&e.event_id) || !batch_ids.insert(e.event_id.as_str()) {
@@ -81,6 +83,54 @@ impl EventLog for MemoryLog {
                 .push(row.clone());
             stored.push(row);
         }
+        Ok(stored)
+    }
+}
+
+/// Checks `change` against `state` and applies it to a copy.
+fn changed(state: &UserState, change: &StateChange) -> Result<UserState, ChangeError> {
+    let mut next = state.clone();
+    match change {
+        StateChange::SetVolume {
+            expected, volume, ..
+        } => {
+            if state.volume != *expected {
+                return Err(ChangeError::Conflict);
+            }
+            next.volume = *volume;
+        }
+        StateChange::AwardBadge { badge_id, .. } => {
+            if state.badges.contains_key(badge_id) {
+                return Err(ChangeError::Conflict);
+            }
+            next.badges.insert(badge_id.clone(), BadgeStatus::Earned);
+        }
+        StateChange::ActivateBadge { badge_id, .. } => {
+            if state.badges.get(badge_id) != Some(&BadgeStatus::Earned) {
+                return Err(ChangeError::Conflict);
+            }
+            next.badges.insert(badge_id.clone(), BadgeStatus::Activated);
+        }
+    }
+    Ok(next)
+}
+
+impl EventLog for MemoryLog {
+    fn append(&self, events: &[NewEvent]) -> Result<Vec<StoredEvent>, LogError> {
+        let mut s = self.lock()?;
+        MemoryLog::append_locked(&mut s, events)
+    }
+
+    fn apply_change(
+        &self,
+        change: &StateChange,
+        events: &[NewEvent],
+    ) -> Result<Vec<StoredEvent>, ChangeError> {
+        let mut s = self.lock()?;
+        let state = s.users.get(change.user_id()).cloned().unwrap_or_default();
+        let next = changed(&state, change)?;
+        let stored = MemoryLog::append_locked(&mut s, events)?;
+        s.users.insert(change.user_id().to_owned(), next);
         Ok(stored)
     }
 
@@ -167,5 +217,11 @@ impl Outbox for MemoryLog {
     fn backlog(&self) -> Result<u64, LogError> {
         let s = self.lock()?;
         Ok(s.rows.values().filter(|(_, p)| !p).count() as u64)
+    }
+}
+
+impl DomainState for MemoryLog {
+    fn user_state(&self, user_id: &str) -> Result<UserState, LogError> {
+        Ok(self.lock()?.users.get(user_id).cloned().unwrap_or_default())
     }
 }

@@ -15,7 +15,7 @@ mod writer;
 
 pub use memory::MemoryLog;
 pub use pruner::{PruneNow, RetentionPruner};
-pub use writer::{Append, Appended, EventJournal, JournalError};
+pub use writer::{Append, AppendChange, Appended, ChangeFailure, EventJournal, JournalError};
 
 use chrono::{DateTime, Utc};
 
@@ -72,6 +72,14 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// Deletes events created before `cutoff`; returns how many.
     fn prune_older_than(&self, cutoff: DateTime<Utc>) -> Result<usize, LogError>;
+
+    /// Applies a domain state change and appends the events it caused, in one transaction;
+    /// nothing is written when the change's precondition fails.
+    fn apply_change(
+        &self,
+        change: &crate::domain::StateChange,
+        events: &[NewEvent],
+    ) -> Result<Vec<StoredEvent>, crate::domain::ChangeError>;
 }
 
 /// Where a reader stands relative to a user's retained stream.

@@ -7,6 +7,7 @@
 //! which is what lets a session drop duplicates by cursor alone.
 
 use super::{blocking, EventLog, LogError, NewEvent};
+use crate::domain::{ChangeError, StateChange};
 use crate::event::Envelope;
 use crate::frame::Frame;
 use crate::outbox::RelayNow;
@@ -51,15 +52,50 @@ impl From<LogError> for JournalError {
     }
 }
 
+/// Store a domain state change and the events it caused, in one transaction, then deliver
+/// the events. Written on its own (never batched with others), so a change whose precondition
+/// fails refuses only itself.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<Appended>, ChangeFailure>")]
+pub struct AppendChange {
+    pub change: StateChange,
+    pub envelopes: Vec<Envelope>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeFailure {
+    /// The change's precondition failed: another writer changed the state meanwhile.
+    #[error("the state changed meanwhile")]
+    Conflict,
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
 type Reply = oneshot::Sender<Result<Appended, JournalError>>;
+type ChangeReply = oneshot::Sender<Result<Vec<Appended>, ChangeFailure>>;
+
+enum Pending {
+    Event(NewEvent, Reply),
+    Change(StateChange, Vec<NewEvent>, ChangeReply),
+}
 
 pub struct EventJournal {
     log: Arc<dyn EventLog>,
     deliver: Recipient<Publish>,
     /// Told after each commit, so the outbox relay publishes at once instead of at its poll.
     committed: Option<Recipient<RelayNow>>,
-    pending: Vec<(NewEvent, Reply)>,
+    pending: std::collections::VecDeque<Pending>,
     writing: bool,
+}
+
+fn new_event(envelope: Envelope) -> NewEvent {
+    NewEvent {
+        envelope_json: envelope.to_json(),
+        event_id: envelope.event_id,
+        user_id: envelope.user_id,
+        event_type: envelope.event_type.as_str().to_owned(),
+        created_at: envelope.timestamp,
+    }
 }
 
 impl EventJournal {
@@ -68,7 +104,7 @@ impl EventJournal {
             log,
             deliver,
             committed: None,
-            pending: Vec::new(),
+            pending: std::collections::VecDeque::new(),
             writing: false,
         }
     }
@@ -79,14 +115,57 @@ impl EventJournal {
         self
     }
 
-    /// Starts a write of everything pending, unless one is already in flight (its completion
-    /// calls this again).
+    /// Starts a write of what is pending, unless one is already in flight (its completion
+    /// calls this again): a run of plain appends as one batch, or one state change alone.
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        if self.writing || self.pending.is_empty() {
+        if self.writing {
             return;
         }
-        let n = self.pending.len().min(MAX_BATCH);
-        let (events, replies): (Vec<NewEvent>, Vec<Reply>) = self.pending.drain(..n).unzip();
+        match self.pending.pop_front() {
+            None => {}
+            Some(Pending::Change(change, events, reply)) => {
+                self.write_change(change, events, reply, ctx)
+            }
+            Some(Pending::Event(event, reply)) => {
+                let mut batch = vec![(event, reply)];
+                while batch.len() < MAX_BATCH {
+                    match self.pending.pop_front() {
+                        Some(Pending::Event(e, r)) => batch.push((e, r)),
+                        Some(other) => {
+                            self.pending.push_front(other);
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+                self.write_batch(batch, ctx);
+            }
+        }
+    }
+
+    /// Hands stored events to the registry, in commit order, and nudges the relay.
+    fn delivered(&self, stored: Vec<super::StoredEvent>) -> Vec<Appended> {
+        if let Some(relay) = &self.committed {
+            relay.do_send(RelayNow);
+        }
+        stored
+            .into_iter()
+            .map(|event| {
+                self.deliver.do_send(Publish {
+                    user_id: event.user_id.clone(),
+                    frame: Frame::stored(event.seq, &event.envelope_json),
+                });
+                Appended {
+                    seq: event.seq,
+                    envelope_json: event.envelope_json,
+                }
+            })
+            .collect()
+    }
+
+    fn write_batch(&mut self, batch: Vec<(NewEvent, Reply)>, ctx: &mut Context<Self>) {
+        let n = batch.len();
+        let (events, replies): (Vec<NewEvent>, Vec<Reply>) = batch.into_iter().unzip();
         self.writing = true;
         let log = self.log.clone();
         ctx.spawn(blocking(move || log.append(&events)).into_actor(self).map(
@@ -94,15 +173,8 @@ impl EventJournal {
                 act.writing = false;
                 match result {
                     Ok(stored) => {
-                        for (event, reply) in stored.into_iter().zip(replies) {
-                            act.deliver.do_send(Publish {
-                                user_id: event.user_id.clone(),
-                                frame: Frame::stored(event.seq, &event.envelope_json),
-                            });
-                            let _ = reply.send(Ok(Appended {
-                                seq: event.seq,
-                                envelope_json: event.envelope_json,
-                            }));
+                        for (appended, reply) in act.delivered(stored).into_iter().zip(replies) {
+                            let _ = reply.send(Ok(appended));
                         }
                     }
                     Err(e) => {
@@ -117,6 +189,36 @@ impl EventJournal {
             },
         ));
     }
+
+    fn write_change(
+        &mut self,
+        change: StateChange,
+        events: Vec<NewEvent>,
+        reply: ChangeReply,
+        ctx: &mut Context<Self>,
+    ) {
+        self.writing = true;
+        let log = self.log.clone();
+        let write = async move {
+            tokio::task::spawn_blocking(move || log.apply_change(&change, &events))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(ChangeError::Log(LogError::Failed(format!(
+                        "log call panicked: {e}"
+                    ))))
+                })
+        };
+        ctx.spawn(write.into_actor(self).map(move |result, act, ctx| {
+            act.writing = false;
+            let answer = match result {
+                Ok(stored) => Ok(act.delivered(stored)),
+                Err(ChangeError::Conflict) => Err(ChangeFailure::Conflict),
+                Err(ChangeError::Log(e)) => Err(ChangeFailure::Journal(e.into())),
+            };
+            let _ = reply.send(answer);
+            act.flush(ctx);
+        }));
+    }
 }
 
 impl Actor for EventJournal {
@@ -124,7 +226,7 @@ impl Actor for EventJournal {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         // Publishers wait on their own reply, not on mailbox room.
-        ctx.set_mailbox_capacity(usize::MAX / 2);
+        ctx.set_mailbox_capacity(crate::MAILBOX_CAPACITY);
     }
 }
 
@@ -132,20 +234,32 @@ impl Handler<Append> for EventJournal {
     type Result = ResponseFuture<Result<Appended, JournalError>>;
 
     fn handle(&mut self, msg: Append, ctx: &mut Self::Context) -> Self::Result {
-        let envelope = msg.envelope;
-        let event = NewEvent {
-            envelope_json: envelope.to_json(),
-            event_id: envelope.event_id,
-            user_id: envelope.user_id,
-            event_type: envelope.event_type.as_str().to_owned(),
-            created_at: envelope.timestamp,
-        };
         let (tx, rx) = oneshot::channel();
-        self.pending.push((event, tx));
+        self.pending
+            .push_back(Pending::Event(new_event(msg.envelope), tx));
         self.flush(ctx);
         Box::pin(async move {
             rx.await
                 .unwrap_or_else(|_| Err(JournalError::Unavailable("journal stopped".into())))
+        })
+    }
+}
+
+impl Handler<AppendChange> for EventJournal {
+    type Result = ResponseFuture<Result<Vec<Appended>, ChangeFailure>>;
+
+    fn handle(&mut self, msg: AppendChange, ctx: &mut Self::Context) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        let events = msg.envelopes.into_iter().map(new_event).collect();
+        self.pending
+            .push_back(Pending::Change(msg.change, events, tx));
+        self.flush(ctx);
+        Box::pin(async move {
+            rx.await.unwrap_or_else(|_| {
+                Err(ChangeFailure::Journal(JournalError::Unavailable(
+                    "journal stopped".into(),
+                )))
+            })
         })
     }
 }

@@ -1,0 +1,344 @@
+//! `NftDomain`: the home of the NFT flows (DESIGN §7). This part covers trading volume and
+//! badges; every command reads the user's state, decides with the rules, and hands the state
+//! change and the events it causes to the journal as one [`AppendChange`], so state, streams
+//! and outbox always agree. Commands run one at a time; a change whose precondition another
+//! router instance invalidated meanwhile is decided again from fresh state.
+
+use super::{BadgeStatus, DomainError, DomainRules, DomainState, StateChange, UserState};
+use crate::event::{BadgeChanges, BadgeEarned, Envelope, EventData};
+use crate::event::{TierQualificationChanged, VolumeMilestoneReached};
+use crate::journal::{blocking, AppendChange, Appended, ChangeFailure, EventJournal, JournalError};
+use actix::prelude::*;
+use std::sync::Arc;
+
+/// The `source` of events the domain emits.
+pub const DOMAIN_SOURCE: &str = "nft-event-router";
+
+/// How often a command is decided again after losing a race to another writer.
+const CONFLICT_ATTEMPTS: usize = 3;
+
+/// Why a domain command did not happen.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DomainFailure {
+    /// The rules refuse it (not qualified, unknown badge, volume going down, …).
+    #[error(transparent)]
+    Refused(#[from] DomainError),
+    /// The database is unreachable; nothing was written.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Something else failed; nothing was written.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<ChangeFailure> for DomainFailure {
+    fn from(e: ChangeFailure) -> Self {
+        match e {
+            ChangeFailure::Conflict => {
+                DomainFailure::Failed("the user's state kept changing; try again".into())
+            }
+            ChangeFailure::Journal(JournalError::Unavailable(m)) => DomainFailure::Unavailable(m),
+            ChangeFailure::Journal(JournalError::Failed(m)) => DomainFailure::Failed(m),
+        }
+    }
+}
+
+impl From<crate::journal::LogError> for DomainFailure {
+    fn from(e: crate::journal::LogError) -> Self {
+        match e {
+            crate::journal::LogError::Unavailable(m) => DomainFailure::Unavailable(m),
+            crate::journal::LogError::Failed(m) => DomainFailure::Failed(m),
+        }
+    }
+}
+
+/// Record a user's new cumulative trading volume.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<DomainOutcome, DomainFailure>")]
+pub struct RecordVolume {
+    pub user_id: String,
+    pub volume: f64,
+    pub correlation_id: Option<String>,
+}
+
+/// Award a badge from the catalogue.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<DomainOutcome, DomainFailure>")]
+pub struct AwardBadge {
+    pub user_id: String,
+    pub badge_id: String,
+    pub correlation_id: Option<String>,
+}
+
+/// Activate one of the user's earned badges.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<DomainOutcome, DomainFailure>")]
+pub struct ActivateBadge {
+    pub user_id: String,
+    pub badge_id: String,
+    pub correlation_id: Option<String>,
+}
+
+/// The user's state and qualifications.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<Portfolio, DomainFailure>")]
+pub struct GetPortfolio {
+    pub user_id: String,
+}
+
+/// What a command did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DomainOutcome {
+    pub before: UserState,
+    pub after: UserState,
+    pub qualified_tiers: Vec<u32>,
+    /// The events stored (and delivered), with their cursors.
+    pub events: Vec<(u64, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Portfolio {
+    pub state: UserState,
+    pub qualified_tiers: Vec<u32>,
+}
+
+pub struct NftDomain {
+    rules: Arc<DomainRules>,
+    state: Arc<dyn DomainState>,
+    journal: Addr<EventJournal>,
+}
+
+/// A decision: the change to write and the events it causes.
+type Decision = (StateChange, Vec<Envelope>);
+
+impl NftDomain {
+    pub fn new(
+        rules: Arc<DomainRules>,
+        state: Arc<dyn DomainState>,
+        journal: Addr<EventJournal>,
+    ) -> Self {
+        NftDomain {
+            rules,
+            state,
+            journal,
+        }
+    }
+
+    /// Reads, decides with `decide`, writes; decides again on a conflict.
+    fn run(
+        &self,
+        user_id: String,
+        decide: impl Fn(&DomainRules, &UserState) -> Result<Decision, DomainError> + Send + 'static,
+    ) -> impl std::future::Future<Output = Result<DomainOutcome, DomainFailure>> {
+        let (rules, state, journal) =
+            (self.rules.clone(), self.state.clone(), self.journal.clone());
+        async move {
+            for _ in 0..CONFLICT_ATTEMPTS {
+                let before = {
+                    let (state, user) = (state.clone(), user_id.clone());
+                    blocking(move || state.user_state(&user)).await?
+                };
+                let (change, envelopes) = decide(&rules, &before)?;
+                let after = apply(&before, &change);
+                let written = journal
+                    .send(AppendChange { change, envelopes })
+                    .await
+                    .map_err(|_| DomainFailure::Unavailable("journal stopped".into()))?;
+                match written {
+                    Err(ChangeFailure::Conflict) => continue,
+                    Err(e) => return Err(e.into()),
+                    Ok(appended) => {
+                        let qualified_tiers =
+                            rules.qualified_tiers(after.volume, after.activated());
+                        return Ok(DomainOutcome {
+                            before,
+                            after,
+                            qualified_tiers,
+                            events: appended.into_iter().map(cursor_and_id).collect(),
+                        });
+                    }
+                }
+            }
+            Err(ChangeFailure::Conflict.into())
+        }
+    }
+}
+
+fn cursor_and_id(a: Appended) -> (u64, String) {
+    let id = serde_json::from_str::<serde_json::Value>(&a.envelope_json)
+        .ok()
+        .and_then(|v| v.get("eventId")?.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    (a.seq, id)
+}
+
+/// The state after `change` (its precondition already checked by the decision).
+fn apply(state: &UserState, change: &StateChange) -> UserState {
+    let mut next = state.clone();
+    match change {
+        StateChange::SetVolume { volume, .. } => next.volume = *volume,
+        StateChange::AwardBadge { badge_id, .. } => {
+            next.badges.insert(badge_id.clone(), BadgeStatus::Earned);
+        }
+        StateChange::ActivateBadge { badge_id, .. } => {
+            next.badges.insert(badge_id.clone(), BadgeStatus::Activated);
+        }
+    }
+    next
+}
+
+fn event(user_id: &str, data: EventData, correlation_id: &Option<String>) -> Envelope {
+    Envelope::new(user_id, data, DOMAIN_SOURCE, correlation_id.clone())
+}
+
+/// The qualification event, when the set of qualified tiers changes.
+fn qualification_change(
+    rules: &DomainRules,
+    before: &UserState,
+    after: &UserState,
+    badge_changes: BadgeChanges,
+) -> Option<EventData> {
+    let previous = rules.qualified_tiers(before.volume, before.activated());
+    let current = rules.qualified_tiers(after.volume, after.activated());
+    if previous == current {
+        return None;
+    }
+    Some(EventData::TierQualificationChanged(TierQualificationChanged {
+        previous_qualifications: previous,
+        current_qualifications: current,
+        volume_change: after.volume - before.volume,
+        badge_changes,
+    }))
+}
+
+impl Actor for NftDomain {
+    type Context = Context<Self>;
+}
+
+impl Handler<RecordVolume> for NftDomain {
+    type Result = AtomicResponse<Self, Result<DomainOutcome, DomainFailure>>;
+
+    fn handle(&mut self, msg: RecordVolume, _: &mut Self::Context) -> Self::Result {
+        let user = msg.user_id.clone();
+        let run = self.run(user.clone(), move |rules, before| {
+            let (previous, current) = (before.volume, msg.volume);
+            if current < previous {
+                return Err(DomainError::VolumeDecreased {
+                    previous,
+                    requested: current,
+                });
+            }
+            let after = UserState {
+                volume: current,
+                ..before.clone()
+            };
+            let mut data: Vec<EventData> = rules
+                .milestones_crossed(previous, current)
+                .into_iter()
+                .map(|(milestone, tier)| {
+                    EventData::VolumeMilestoneReached(VolumeMilestoneReached {
+                        previous_volume: previous,
+                        current_volume: current,
+                        milestone,
+                        tier_unlocked: tier,
+                    })
+                })
+                .collect();
+            data.extend(qualification_change(
+                rules,
+                before,
+                &after,
+                BadgeChanges::default(),
+            ));
+            let change = StateChange::SetVolume {
+                user_id: user.clone(),
+                expected: previous,
+                volume: current,
+            };
+            let envelopes = data
+                .into_iter()
+                .map(|d| event(&user, d, &msg.correlation_id))
+                .collect();
+            Ok((change, envelopes))
+        });
+        AtomicResponse::new(Box::pin(run.into_actor(self)))
+    }
+}
+
+impl Handler<AwardBadge> for NftDomain {
+    type Result = AtomicResponse<Self, Result<DomainOutcome, DomainFailure>>;
+
+    fn handle(&mut self, msg: AwardBadge, _: &mut Self::Context) -> Self::Result {
+        let user = msg.user_id.clone();
+        let run = self.run(user.clone(), move |rules, before| {
+            let badge = rules
+                .badge(&msg.badge_id)
+                .ok_or_else(|| DomainError::UnknownBadge(msg.badge_id.clone()))?;
+            if before.badges.contains_key(&badge.id) {
+                return Err(DomainError::BadgeAlreadyEarned(badge.id.clone()));
+            }
+            let earned = EventData::BadgeEarned(BadgeEarned {
+                badge_id: badge.id.clone(),
+                badge_name: badge.name.clone(),
+                description: badge.description.clone(),
+                image_url: badge.image_url.clone(),
+                earned_at: chrono::Utc::now(),
+                required_for_tier: badge.required_for_tier,
+            });
+            let change = StateChange::AwardBadge {
+                user_id: user.clone(),
+                badge_id: badge.id.clone(),
+            };
+            Ok((change, vec![event(&user, earned, &msg.correlation_id)]))
+        });
+        AtomicResponse::new(Box::pin(run.into_actor(self)))
+    }
+}
+
+impl Handler<ActivateBadge> for NftDomain {
+    type Result = AtomicResponse<Self, Result<DomainOutcome, DomainFailure>>;
+
+    fn handle(&mut self, msg: ActivateBadge, _: &mut Self::Context) -> Self::Result {
+        let user = msg.user_id.clone();
+        let run = self.run(user.clone(), move |rules, before| {
+            if rules.badge(&msg.badge_id).is_none() {
+                return Err(DomainError::UnknownBadge(msg.badge_id.clone()));
+            }
+            if before.badges.get(&msg.badge_id) != Some(&BadgeStatus::Earned) {
+                return Err(DomainError::BadgeNotActivatable(msg.badge_id.clone()));
+            }
+            let change = StateChange::ActivateBadge {
+                user_id: user.clone(),
+                badge_id: msg.badge_id.clone(),
+            };
+            let after = apply(before, &change);
+            let changes = BadgeChanges {
+                activated: vec![msg.badge_id.clone()],
+                ..BadgeChanges::default()
+            };
+            let envelopes = qualification_change(rules, before, &after, changes)
+                .into_iter()
+                .map(|d| event(&user, d, &msg.correlation_id))
+                .collect();
+            Ok((change, envelopes))
+        });
+        AtomicResponse::new(Box::pin(run.into_actor(self)))
+    }
+}
+
+impl Handler<GetPortfolio> for NftDomain {
+    type Result = ResponseFuture<Result<Portfolio, DomainFailure>>;
+
+    fn handle(&mut self, msg: GetPortfolio, _: &mut Self::Context) -> Self::Result {
+        let (rules, state) = (self.rules.clone(), self.state.clone());
+        Box::pin(async move {
+            let user = msg.user_id;
+            let state = blocking(move || state.user_state(&user)).await?;
+            let qualified_tiers = rules.qualified_tiers(state.volume, state.activated());
+            Ok(Portfolio {
+                state,
+                qualified_tiers,
+            })
+        })
+    }
+}

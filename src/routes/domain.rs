@@ -1,0 +1,244 @@
+//! The NFT domain's routes (DESIGN §7): trading volume, badges and the portfolio. The
+//! `NftDomain` actor decides; these handlers check input and translate.
+
+use super::publish::{read_body, CORRELATION_HEADER};
+use super::BodyLimit;
+use crate::auth::{Principal, Role};
+use crate::error::ApiError;
+use actix::Addr;
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use actors::domain::{
+    ActivateBadge, AwardBadge, DomainFailure, DomainOutcome, DomainRules, GetPortfolio, NftDomain,
+    RecordVolume,
+};
+use actors::event::{check_id, EventError};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct VolumeBody {
+    user_id: String,
+    volume: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct BadgeBody {
+    user_id: String,
+    badge_id: String,
+}
+
+/// Parses a JSON body, naming the field that does not fit.
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let field = inner
+            .to_string()
+            .strip_prefix("missing field `")
+            .and_then(|r| r.split('`').next())
+            .map(str::to_owned)
+            .or_else(|| (path != ".").then_some(path));
+        ApiError::InvalidRequest(EventError {
+            message: match &field {
+                Some(f) => format!("{f}: {inner}"),
+                None => format!("body is not valid JSON: {inner}"),
+            },
+            field,
+        })
+    })
+}
+
+fn invalid(e: EventError) -> ApiError {
+    ApiError::InvalidRequest(e)
+}
+
+fn correlation(req: &HttpRequest) -> Option<String> {
+    req.headers()
+        .get(CORRELATION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| check_id(CORRELATION_HEADER, v).is_ok())
+        .map(str::to_owned)
+}
+
+fn failed(e: DomainFailure) -> ApiError {
+    match e {
+        DomainFailure::Refused(e) => ApiError::Domain(e),
+        DomainFailure::Unavailable(m) => ApiError::Unavailable(m),
+        DomainFailure::Failed(m) => ApiError::Internal(m),
+    }
+}
+
+async fn ask<M>(domain: &Addr<NftDomain>, msg: M) -> Result<M::Result, ApiError>
+where
+    M: actix::Message + Send + 'static,
+    M::Result: Send,
+    NftDomain: actix::Handler<M>,
+{
+    domain
+        .send(msg)
+        .await
+        .map_err(|_| ApiError::Unavailable("the NFT domain is not running".to_owned()))
+}
+
+fn events(outcome: &DomainOutcome) -> serde_json::Value {
+    json!(outcome
+        .events
+        .iter()
+        .map(|(cursor, id)| json!({ "cursor": cursor.to_string(), "eventId": id }))
+        .collect::<Vec<_>>())
+}
+
+/// A service reports a user's new cumulative trading volume: one `volume_milestone_reached`
+/// per milestone crossed, and `tier_qualification_changed` when the qualified tiers change.
+#[post("/api/v1/internal/trading-volume")]
+pub async fn trading_volume(
+    req: HttpRequest,
+    principal: Principal,
+    payload: web::Payload,
+    limit: web::Data<BodyLimit>,
+    domain: web::Data<Addr<NftDomain>>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(&[Role::Service])?;
+    let body: VolumeBody = parse(&read_body(payload, limit.0).await?)?;
+    check_id("userId", &body.user_id).map_err(invalid)?;
+    if !(body.volume.is_finite() && body.volume >= 0.0) {
+        return Err(invalid(EventError {
+            field: Some("volume".into()),
+            message: "volume: must be a non-negative number".into(),
+        }));
+    }
+    let outcome = ask(
+        &domain,
+        RecordVolume {
+            user_id: body.user_id.clone(),
+            volume: body.volume,
+            correlation_id: correlation(&req),
+        },
+    )
+    .await?
+    .map_err(failed)?;
+    Ok(HttpResponse::Ok().json(json!({
+        "userId": body.user_id,
+        "previousVolume": outcome.before.volume,
+        "currentVolume": outcome.after.volume,
+        "qualifiedTiers": outcome.qualified_tiers,
+        "events": events(&outcome),
+    })))
+}
+
+/// An admin or a service awards a badge from the catalogue → `badge_earned`.
+#[post("/api/v1/admin/badges")]
+pub async fn award_badge(
+    req: HttpRequest,
+    principal: Principal,
+    payload: web::Payload,
+    limit: web::Data<BodyLimit>,
+    domain: web::Data<Addr<NftDomain>>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(&[Role::Admin, Role::Service])?;
+    let body: BadgeBody = parse(&read_body(payload, limit.0).await?)?;
+    check_id("userId", &body.user_id).map_err(invalid)?;
+    check_id("badgeId", &body.badge_id).map_err(invalid)?;
+    let outcome = ask(
+        &domain,
+        AwardBadge {
+            user_id: body.user_id.clone(),
+            badge_id: body.badge_id.clone(),
+            correlation_id: correlation(&req),
+        },
+    )
+    .await?
+    .map_err(failed)?;
+    Ok(HttpResponse::Created().json(json!({
+        "userId": body.user_id,
+        "badgeId": body.badge_id,
+        "status": "earned",
+        "events": events(&outcome),
+    })))
+}
+
+/// The user activates one of their earned badges → `tier_qualification_changed` when that
+/// changes which tiers they qualify for.
+#[post("/api/v1/user/badges/{badge_id}/activate")]
+pub async fn activate_badge(
+    req: HttpRequest,
+    path: web::Path<String>,
+    principal: Principal,
+    domain: web::Data<Addr<NftDomain>>,
+) -> Result<HttpResponse, ApiError> {
+    let badge_id = path.into_inner();
+    let outcome = ask(
+        &domain,
+        ActivateBadge {
+            user_id: principal.user_id,
+            badge_id: badge_id.clone(),
+            correlation_id: correlation(&req),
+        },
+    )
+    .await?
+    .map_err(failed)?;
+    Ok(HttpResponse::Ok().json(json!({
+        "badgeId": badge_id,
+        "status": "activated",
+        "qualifiedTiers": outcome.qualified_tiers,
+        "events": events(&outcome),
+    })))
+}
+
+/// The caller's portfolio: volume, badges by state, qualified tiers, and the tier table.
+#[get("/api/v1/user/nfts")]
+pub async fn portfolio(
+    principal: Principal,
+    domain: web::Data<Addr<NftDomain>>,
+    rules: web::Data<Arc<DomainRules>>,
+) -> Result<HttpResponse, ApiError> {
+    let user_id = principal.user_id;
+    let portfolio = ask(
+        &domain,
+        GetPortfolio {
+            user_id: user_id.clone(),
+        },
+    )
+    .await?
+    .map_err(failed)?;
+    let badges: Vec<_> = portfolio
+        .state
+        .badges
+        .iter()
+        .map(|(id, status)| {
+            let rule = rules.badge(id);
+            json!({
+                "badgeId": id,
+                "name": rule.map(|b| b.name.clone()),
+                "requiredForTier": rule.map(|b| b.required_for_tier),
+                "status": status.as_str(),
+            })
+        })
+        .collect();
+    let tiers: Vec<_> = rules
+        .tiers()
+        .iter()
+        .map(|t| {
+            json!({
+                "tierId": t.id,
+                "name": t.name,
+                "milestone": t.milestone,
+                "badgesRequired": t.badges_required,
+                "qualified": portfolio.qualified_tiers.contains(&t.id),
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "userId": user_id,
+        "volume": portfolio.state.volume,
+        "badges": badges,
+        "qualifiedTiers": portfolio.qualified_tiers,
+        "nft": null,
+        "tiers": tiers,
+    })))
+}
