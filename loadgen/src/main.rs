@@ -1,0 +1,129 @@
+//! `loadgen`: the command line over the load generator library. See `loadgen/README.md`.
+
+use clap::Parser;
+use loadgen::Scenario;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Holds many SSE streams on nft-event-router, publishes events at a fixed rate, and reports
+/// deliveries, publish→receive latency, and the server's memory.
+#[derive(Debug, Parser)]
+#[command(name = "loadgen", version)]
+struct Cli {
+    /// Base URL of the router.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// SSE connections to open.
+    #[arg(long, default_value_t = 100)]
+    connections: usize,
+    /// Users the connections are spread over, round-robin [default: connections / max-per-user,
+    /// rounded up].
+    #[arg(long)]
+    users: Option<usize>,
+    /// Most connections per user (the router's sse.max_connections_per_user).
+    #[arg(long, default_value_t = 3)]
+    max_per_user: usize,
+    /// Events published per second, to users in turn.
+    #[arg(long, default_value_t = 100.0)]
+    rate: f64,
+    /// Seconds to publish for (with --idle: to hold the connections for).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Stop publishing after this many events, even before --duration.
+    #[arg(long)]
+    events: Option<u64>,
+    /// New connections per second while connecting.
+    #[arg(long, default_value_t = 2000.0)]
+    connect_rate: f64,
+    /// The router's auth.jwt_secret (tokens are minted from it).
+    #[arg(long, default_value = "dev-only-secret-change-me-in-production")]
+    jwt_secret: String,
+    /// The router's process id: report its RSS (VmRSS) before and after.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Print the report as JSON on stdout instead of the summary.
+    #[arg(long)]
+    json: bool,
+    /// Hold the connections for --duration and publish nothing; report RSS per connection.
+    #[arg(long)]
+    idle: bool,
+    /// Publish requests in flight at most (each a keep-alive connection).
+    #[arg(long, default_value_t = 16)]
+    publishers: usize,
+    /// Seconds to wait after publishing for the deliveries still on their way.
+    #[arg(long, default_value_t = 10.0)]
+    drain: f64,
+    /// Runtime worker threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// User ids are PREFIX0, PREFIX1, …
+    #[arg(long, default_value = "lg-")]
+    user_prefix: String,
+    /// Connect every stream from the default source address instead of 127.0.0.2–251.
+    #[arg(long)]
+    no_spread: bool,
+    /// No progress line on stderr.
+    #[arg(long)]
+    quiet: bool,
+    /// Exit with status 1 unless every expected delivery arrived once and in order.
+    #[arg(long)]
+    check: bool,
+}
+
+impl Cli {
+    fn scenario(&self) -> anyhow::Result<Scenario> {
+        let seconds = |name: &str, value: f64| {
+            Duration::try_from_secs_f64(value)
+                .map_err(|_| anyhow::anyhow!("--{name} must be a number of seconds ≥ 0"))
+        };
+        let mut s = Scenario::new(self.url.clone());
+        s.connections = self.connections;
+        s.max_per_user = self.max_per_user;
+        s.users = self
+            .users
+            .unwrap_or_else(|| self.connections.div_ceil(self.max_per_user.max(1)));
+        s.rate = self.rate;
+        s.duration = seconds("duration", self.duration)?;
+        s.max_events = self.events;
+        s.connect_rate = self.connect_rate;
+        s.jwt_secret = self.jwt_secret.clone();
+        s.server_pid = self.server_pid;
+        s.idle = self.idle;
+        s.publishers = self.publishers;
+        s.drain = seconds("drain", self.drain)?;
+        s.user_prefix = self.user_prefix.clone();
+        s.spread_sources = !self.no_spread;
+        s.progress = !self.quiet;
+        Ok(s)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let report = cli
+        .scenario()
+        .and_then(|scenario| loadgen::run_blocking(&scenario, cli.threads));
+    let report = match report {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("loadgen: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(json) => println!("{json}"),
+            Err(e) => {
+                eprintln!("loadgen: encoding the report: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        println!("{report}");
+    }
+    if cli.check && !report.problems().is_empty() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
