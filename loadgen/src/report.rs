@@ -325,7 +325,9 @@ impl fmt::Display for Report {
         self.fmt_latency(f)?;
         self.fmt_memory_and_cpu(f)?;
         let problems = self.problems();
-        if problems.is_empty() {
+        if problems.is_empty() && self.publish.is_none() {
+            write!(f, "  result       clean: every connection held to the end")
+        } else if problems.is_empty() {
             write!(
                 f,
                 "  result       clean: every expected delivery arrived once, in order"
