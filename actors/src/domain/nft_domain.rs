@@ -203,12 +203,14 @@ fn qualification_change(
     if previous == current {
         return None;
     }
-    Some(EventData::TierQualificationChanged(TierQualificationChanged {
-        previous_qualifications: previous,
-        current_qualifications: current,
-        volume_change: after.volume - before.volume,
-        badge_changes,
-    }))
+    Some(EventData::TierQualificationChanged(
+        TierQualificationChanged {
+            previous_qualifications: previous,
+            current_qualifications: current,
+            volume_change: after.volume - before.volume,
+            badge_changes,
+        },
+    ))
 }
 
 impl Actor for NftDomain {
