@@ -130,6 +130,7 @@ pub struct HttpSettings {
     pub workers: usize,
     pub max_body_bytes: usize,
     pub shutdown_timeout_secs: u64,
+    pub reuse_port: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -397,7 +398,7 @@ mod tests {
 
     #[test]
     fn a_missing_key_names_itself() {
-        let toml = "[http]\nbind=\"127.0.0.1:0\"\nworkers=1\nmax_body_bytes=65536\nshutdown_timeout_secs=1\n";
+        let toml = "[http]\nbind=\"127.0.0.1:0\"\nworkers=1\nmax_body_bytes=65536\nshutdown_timeout_secs=1\nreuse_port=false\n";
         let err = Settings::from_figment(Figment::from(Toml::string(toml)))
             .expect_err("incomplete")
             .to_string();

@@ -41,7 +41,7 @@ pub struct Application {
 impl Application {
     /// Binds `http.bind` and builds the application. Must run inside an actix `System`.
     pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
-        let listener = TcpListener::bind(&settings.http.bind).map_err(|e| {
+        let listener = listen(&settings.http.bind, settings.http.reuse_port).map_err(|e| {
             anyhow::anyhow!(
                 "cannot listen on {} (key `http.bind`): {e}",
                 settings.http.bind
@@ -166,6 +166,27 @@ impl Application {
             Err(e) => Err(std::io::Error::other(e)),
         }
     }
+}
+
+/// Pending connections the kernel queues before the server accepts them: a reconnect storm of
+/// thousands of SSE clients must not be refused at the door.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Binds `addr`; with `reuse_port`, other processes may bind it too (SO_REUSEPORT), and the
+/// kernel spreads new connections across all of them.
+pub fn listen(addr: &str, reuse_port: bool) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let addr: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
 }
 
 /// Installs SIGINT and SIGTERM handlers now (so a signal that arrives before the returned
