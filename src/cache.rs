@@ -1,11 +1,11 @@
-//! The counter cache: Redis when `redis.url` is set, the in-process [`MemoryCache`] otherwise.
+//! The cache (counters, cached portfolios): Redis when `redis.url` is set, the in-process [`MemoryCache`] otherwise.
 //!
 //! Redis is reached through the `redis` crate's `ConnectionManager`, which reconnects on its
 //! own after a failure. It is created on first use rather than at start-up, so a router whose
 //! Redis is down still starts, reports "not ready" and fills the counters in once Redis is
 //! back (the analytics consumer keeps the database counts and resyncs the cache).
 
-use actors::consumers::{CacheError, CacheFuture, CounterCache, MemoryCache};
+use actors::consumers::{Cache, CacheError, CacheFuture, MemoryCache};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +25,7 @@ pub fn backend_name(url: Option<&str>) -> &'static str {
 
 /// The configured cache. `key_prefix` is put before every key in Redis (several routers or
 /// test runs can share one Redis without sharing counters).
-pub fn open(url: Option<&str>, key_prefix: &str) -> Result<Arc<dyn CounterCache>, CacheError> {
+pub fn open(url: Option<&str>, key_prefix: &str) -> Result<Arc<dyn Cache>, CacheError> {
     match url {
         None => Ok(Arc::new(MemoryCache::new())),
         Some(url) => Ok(Arc::new(RedisCache::new(url, key_prefix)?)),
@@ -76,7 +76,7 @@ fn redis_error(e: redis::RedisError) -> CacheError {
     CacheError(e.to_string())
 }
 
-impl CounterCache for RedisCache {
+impl Cache for RedisCache {
     fn set_counters(&self, counters: Vec<(String, u64)>) -> CacheFuture<()> {
         let connection = self.connection();
         let prefix = self.prefix.clone();
@@ -114,6 +114,48 @@ impl CounterCache for RedisCache {
                 .query_async::<String>(&mut conn)
                 .await
                 .map(|_| ())
+                .map_err(redis_error)
+        })
+    }
+
+    fn get_document(&self, key: String) -> CacheFuture<Option<String>> {
+        let connection = self.connection();
+        let key = format!("{}{key}", self.prefix);
+        Box::pin(async move {
+            let mut conn = connection.await?;
+            redis::cmd("GET")
+                .arg(&key)
+                .query_async::<Option<String>>(&mut conn)
+                .await
+                .map_err(redis_error)
+        })
+    }
+
+    fn put_document(&self, key: String, value: String, ttl: Duration) -> CacheFuture<()> {
+        let connection = self.connection();
+        let key = format!("{}{key}", self.prefix);
+        Box::pin(async move {
+            let mut conn = connection.await?;
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(value)
+                .arg("PX")
+                .arg(ttl.as_millis().max(1) as u64)
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(redis_error)
+        })
+    }
+
+    fn remove(&self, key: String) -> CacheFuture<()> {
+        let connection = self.connection();
+        let key = format!("{}{key}", self.prefix);
+        Box::pin(async move {
+            let mut conn = connection.await?;
+            redis::cmd("DEL")
+                .arg(&key)
+                .query_async::<()>(&mut conn)
+                .await
                 .map_err(redis_error)
         })
     }

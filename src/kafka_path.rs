@@ -9,7 +9,7 @@ use crate::kafka::{
 use crate::store::Store;
 use actix::{Actor, Addr};
 use actors::consumers::{
-    AnalyticsConsumer, AuditConsumer, CounterCache, NotificationConsumer, ANALYTICS_GROUP,
+    AnalyticsConsumer, AuditConsumer, Cache, NotificationConsumer, ANALYTICS_GROUP,
     AUDIT_GROUP, NOTIFICATIONS_GROUP,
 };
 use actors::outbox::OutboxRelay;
@@ -30,7 +30,7 @@ impl KafkaPath {
     pub async fn start(
         settings: &Settings,
         store: &Store,
-        cache: Arc<dyn CounterCache>,
+        cache: Arc<dyn Cache>,
     ) -> anyhow::Result<KafkaPath> {
         let kafka = &settings.kafka;
         let broker = Arc::new(

@@ -3,9 +3,8 @@
 
 use actix::Actor;
 use actors::consumers::{
-    counter_key, AnalyticsConsumer, AuditConsumer, Consume, ConsumeError, ConsumedRecord,
-    CounterCache, MemoryCache, MemoryConsumerStore, NotificationConsumer, Outcome, Priority,
-    SyncCounters,
+    counter_key, AnalyticsConsumer, AuditConsumer, Cache, Consume, ConsumeError, ConsumedRecord,
+    MemoryCache, MemoryConsumerStore, NotificationConsumer, Outcome, Priority, SyncCounters,
 };
 use actors::journal::{EventJournal, MemoryLog};
 use actors::outbox::{MemoryBroker, OutboxRelay, RelayNow};

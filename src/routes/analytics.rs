@@ -3,7 +3,7 @@ use crate::auth::{Principal, Role};
 use crate::error::ApiError;
 use crate::store::Store;
 use actix_web::{get, web, HttpResponse};
-use actors::consumers::{counter_key, CounterCache};
+use actors::consumers::{counter_key, Cache};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -13,7 +13,7 @@ use std::sync::Arc;
 pub async fn analytics(
     principal: Principal,
     store: web::Data<Store>,
-    cache: web::Data<Arc<dyn CounterCache>>,
+    cache: web::Data<Arc<dyn Cache>>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require(&[Role::Admin])?;
     let store = store.get_ref().clone();

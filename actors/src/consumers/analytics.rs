@@ -5,7 +5,7 @@
 //! loses nothing: the consumer keeps counting in the database and marks the cache stale, and a
 //! timer copies every total over once the cache answers again.
 
-use super::{parse_record, AnalyticsStore, Consume, ConsumeError, CounterCache, Outcome};
+use super::{parse_record, AnalyticsStore, Cache, Consume, ConsumeError, Outcome};
 use crate::journal::blocking;
 use actix::prelude::*;
 use std::sync::Arc;
@@ -21,12 +21,12 @@ pub struct SyncCounters;
 
 pub struct AnalyticsConsumer {
     store: Arc<dyn AnalyticsStore>,
-    cache: Arc<dyn CounterCache>,
+    cache: Arc<dyn Cache>,
     stale: bool,
 }
 
 impl AnalyticsConsumer {
-    pub fn new(store: Arc<dyn AnalyticsStore>, cache: Arc<dyn CounterCache>) -> Self {
+    pub fn new(store: Arc<dyn AnalyticsStore>, cache: Arc<dyn Cache>) -> Self {
         AnalyticsConsumer {
             store,
             cache,

@@ -85,14 +85,22 @@ pub struct CacheError(pub String);
 pub type CacheFuture<T> =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, CacheError>> + Send>>;
 
-/// The counter cache (Redis, or in-process). Counters are set to absolute values computed from
-/// the database, so setting one twice, or late, never double counts.
-pub trait CounterCache: Send + Sync + 'static {
+/// The cache (Redis, or in-process): event counters and cached documents such as portfolios.
+/// Counters are set to absolute values computed from the database, so setting one twice, or
+/// late, never double counts; documents expire and are dropped by whatever changes them.
+pub trait Cache: Send + Sync + 'static {
     /// Sets each `(key, value)`.
     fn set_counters(&self, counters: Vec<(String, u64)>) -> CacheFuture<()>;
     fn get_counter(&self, key: String) -> CacheFuture<Option<u64>>;
     /// A round trip, for readiness.
     fn ping(&self) -> CacheFuture<()>;
+    /// A cached document (JSON text), unless absent or expired.
+    fn get_document(&self, key: String) -> CacheFuture<Option<String>>;
+    /// Caches `value` under `key` for `ttl`.
+    fn put_document(&self, key: String, value: String, ttl: std::time::Duration)
+        -> CacheFuture<()>;
+    /// Drops `key`; absent is fine.
+    fn remove(&self, key: String) -> CacheFuture<()>;
 }
 
 /// The in-process cache used when no Redis is configured (and by tests, where it can be
@@ -100,6 +108,8 @@ pub trait CounterCache: Send + Sync + 'static {
 #[derive(Default)]
 pub struct MemoryCache {
     values: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    /// Documents with their expiry.
+    documents: std::sync::Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>,
     down: std::sync::atomic::AtomicBool,
 }
 
@@ -124,7 +134,22 @@ impl MemoryCache {
     }
 }
 
-impl CounterCache for MemoryCache {
+impl MemoryCache {
+    #[allow(clippy::type_complexity)]
+    fn documents(
+        &self,
+    ) -> Result<
+        std::sync::MutexGuard<'_, std::collections::HashMap<String, (String, std::time::Instant)>>,
+        CacheError,
+    > {
+        drop(self.check()?);
+        self.documents
+            .lock()
+            .map_err(|_| CacheError("memory cache lock poisoned".into()))
+    }
+}
+
+impl Cache for MemoryCache {
     fn set_counters(&self, counters: Vec<(String, u64)>) -> CacheFuture<()> {
         let result = self.check().map(|mut values| values.extend(counters));
         Box::pin(std::future::ready(result))
@@ -137,6 +162,37 @@ impl CounterCache for MemoryCache {
 
     fn ping(&self) -> CacheFuture<()> {
         let result = self.check().map(|_| ());
+        Box::pin(std::future::ready(result))
+    }
+
+    fn get_document(&self, key: String) -> CacheFuture<Option<String>> {
+        let result = self.documents().map(|mut docs| match docs.get(&key) {
+            Some((value, expires)) if *expires > std::time::Instant::now() => Some(value.clone()),
+            Some(_) => {
+                docs.remove(&key);
+                None
+            }
+            None => None,
+        });
+        Box::pin(std::future::ready(result))
+    }
+
+    fn put_document(
+        &self,
+        key: String,
+        value: String,
+        ttl: std::time::Duration,
+    ) -> CacheFuture<()> {
+        let result = self.documents().map(|mut docs| {
+            docs.insert(key, (value, std::time::Instant::now() + ttl));
+        });
+        Box::pin(std::future::ready(result))
+    }
+
+    fn remove(&self, key: String) -> CacheFuture<()> {
+        let result = self.documents().map(|mut docs| {
+            docs.remove(&key);
+        });
         Box::pin(std::future::ready(result))
     }
 }

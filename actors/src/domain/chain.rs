@@ -89,6 +89,8 @@ pub trait LedgerBook: Send + Sync + 'static {
     /// Stores `entry` unless an entry for its `(operation_id, kind)` exists; returns the entry
     /// that is stored either way.
     fn record(&self, entry: &LedgerEntry) -> Result<LedgerEntry, ChainError>;
+    /// The entry for `(operation_id, kind)`, if recorded.
+    fn find(&self, operation_id: &str, kind: EntryKind) -> Result<Option<LedgerEntry>, ChainError>;
 }
 
 /// Injected faults.
@@ -144,21 +146,15 @@ impl LocalLedger {
 
 impl Chain for LocalLedger {
     fn mint(&self, request: &MintRequest) -> Result<Minted, ChainError> {
-        self.weather()?;
-        let tier = request.tier_id.to_string();
-        let mint_address = derive(
-            &["mint", &request.operation_id, &request.user_id, &tier],
-            32,
-        );
-        let entry = self.book.record(&LedgerEntry {
-            operation_id: request.operation_id.clone(),
-            kind: EntryKind::Mint,
-            user_id: request.user_id.clone(),
-            tier_id: Some(request.tier_id),
-            nft_id: format!("nft-{}", &mint_address[..12]),
-            signature: derive(&["mint-signature", &request.operation_id], 64),
-            mint_address,
-        })?;
+        // A confirmed entry answers a repeated request even in bad weather: a flow resumed
+        // after a crash learns what already happened instead of guessing.
+        let entry = match self.book.find(&request.operation_id, EntryKind::Mint)? {
+            Some(entry) => entry,
+            None => {
+                self.weather()?;
+                self.record_mint(request)?
+            }
+        };
         Ok(Minted {
             metadata_uri: format!("ledger://nft/{}", entry.nft_id),
             nft_id: entry.nft_id,
@@ -169,18 +165,42 @@ impl Chain for LocalLedger {
     }
 
     fn burn(&self, request: &BurnRequest) -> Result<Burned, ChainError> {
-        self.weather()?;
-        let entry = self.book.record(&LedgerEntry {
-            operation_id: request.operation_id.clone(),
-            kind: EntryKind::Burn,
-            user_id: request.user_id.clone(),
-            tier_id: None,
-            nft_id: String::new(),
-            mint_address: request.mint_address.clone(),
-            signature: derive(&["burn-signature", &request.operation_id], 64),
-        })?;
+        let entry = match self.book.find(&request.operation_id, EntryKind::Burn)? {
+            Some(entry) => entry,
+            None => {
+                self.weather()?;
+                self.book.record(&LedgerEntry {
+                    operation_id: request.operation_id.clone(),
+                    kind: EntryKind::Burn,
+                    user_id: request.user_id.clone(),
+                    tier_id: None,
+                    nft_id: String::new(),
+                    mint_address: request.mint_address.clone(),
+                    signature: derive(&["burn-signature", &request.operation_id], 64),
+                })?
+            }
+        };
         Ok(Burned {
             transaction_signature: entry.signature,
+        })
+    }
+}
+
+impl LocalLedger {
+    fn record_mint(&self, request: &MintRequest) -> Result<LedgerEntry, ChainError> {
+        let tier = request.tier_id.to_string();
+        let mint_address = derive(
+            &["mint", &request.operation_id, &request.user_id, &tier],
+            32,
+        );
+        self.book.record(&LedgerEntry {
+            operation_id: request.operation_id.clone(),
+            kind: EntryKind::Mint,
+            user_id: request.user_id.clone(),
+            tier_id: Some(request.tier_id),
+            nft_id: format!("nft-{}", &mint_address[..12]),
+            signature: derive(&["mint-signature", &request.operation_id], 64),
+            mint_address,
         })
     }
 }
@@ -215,6 +235,17 @@ impl LedgerBook for MemoryLedgerBook {
         }
         entries.push(entry.clone());
         Ok(entry.clone())
+    }
+
+    fn find(&self, operation_id: &str, kind: EntryKind) -> Result<Option<LedgerEntry>, ChainError> {
+        let entries = self
+            .entries
+            .lock()
+            .map_err(|_| ChainError::Unavailable("ledger lock poisoned".into()))?;
+        Ok(entries
+            .iter()
+            .find(|e| e.operation_id == operation_id && e.kind == kind)
+            .cloned())
     }
 }
 

@@ -4,11 +4,17 @@
 //! its default adapter, the `LocalLedger`.
 
 mod chain;
+mod flow;
+mod flows;
 mod nft_domain;
 mod rules;
 mod state;
 
 pub use chain::*;
+pub use flow::*;
+pub use flows::{
+    portfolio_key, FlowPolicy, FlowsIdle, GetOperation, ResumeFlows, StartUnlock, StartUpgrade,
+};
 pub use nft_domain::*;
 pub use rules::*;
 pub use state::*;

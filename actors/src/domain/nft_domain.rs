@@ -4,11 +4,14 @@
 //! and outbox always agree. Commands run one at a time; a change whose precondition another
 //! router instance invalidated meanwhile is decided again from fresh state.
 
-use super::{BadgeStatus, DomainError, DomainRules, DomainState, StateChange, UserState};
+use super::flows::{portfolio_key, FlowDriver, FlowPolicy};
+use super::{BadgeStatus, Chain, DomainError, DomainRules, DomainState, StateChange, UserState};
+use crate::consumers::Cache;
 use crate::event::{BadgeChanges, BadgeEarned, Envelope, EventData};
 use crate::event::{TierQualificationChanged, VolumeMilestoneReached};
 use crate::journal::{blocking, AppendChange, Appended, ChangeFailure, EventJournal, JournalError};
 use actix::prelude::*;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 /// The `source` of events the domain emits.
@@ -92,6 +95,8 @@ pub struct DomainOutcome {
     pub before: UserState,
     pub after: UserState,
     pub qualified_tiers: Vec<u32>,
+    /// The change written.
+    pub change: StateChange,
     /// The events stored (and delivered), with their cursors.
     pub events: Vec<(u64, String)>,
 }
@@ -103,35 +108,61 @@ pub struct Portfolio {
 }
 
 pub struct NftDomain {
-    rules: Arc<DomainRules>,
-    state: Arc<dyn DomainState>,
+    pub(super) rules: Arc<DomainRules>,
+    pub(super) state: Arc<dyn DomainState>,
     journal: Addr<EventJournal>,
+    chain: Arc<dyn Chain>,
+    cache: Arc<dyn Cache>,
+    policy: FlowPolicy,
+    /// Flow drivers running now.
+    pub(super) running: Arc<AtomicUsize>,
 }
 
 /// A decision: the change to write and the events it causes.
 type Decision = (StateChange, Vec<Envelope>);
 
 impl NftDomain {
+    /// `cache` holds rendered portfolios; every change to a user drops theirs.
     pub fn new(
         rules: Arc<DomainRules>,
         state: Arc<dyn DomainState>,
         journal: Addr<EventJournal>,
+        chain: Arc<dyn Chain>,
+        cache: Arc<dyn Cache>,
+        policy: FlowPolicy,
     ) -> Self {
         NftDomain {
             rules,
             state,
             journal,
+            chain,
+            cache,
+            policy,
+            running: Arc::new(AtomicUsize::new(0)),
         }
     }
 
-    /// Reads, decides with `decide`, writes; decides again on a conflict.
-    fn run(
+    pub(super) fn driver(&self) -> FlowDriver {
+        FlowDriver {
+            rules: self.rules.clone(),
+            state: self.state.clone(),
+            journal: self.journal.clone(),
+            chain: self.chain.clone(),
+            cache: self.cache.clone(),
+            policy: self.policy,
+        }
+    }
+
+    /// Reads, decides with `decide`, writes, drops the user's cached portfolio; decides again
+    /// on a conflict.
+    pub(super) fn run(
         &self,
         user_id: String,
         decide: impl Fn(&DomainRules, &UserState) -> Result<Decision, DomainError> + Send + 'static,
     ) -> impl std::future::Future<Output = Result<DomainOutcome, DomainFailure>> {
         let (rules, state, journal) =
             (self.rules.clone(), self.state.clone(), self.journal.clone());
+        let cache = self.cache.clone();
         async move {
             for _ in 0..CONFLICT_ATTEMPTS {
                 let before = {
@@ -141,19 +172,26 @@ impl NftDomain {
                 let (change, envelopes) = decide(&rules, &before)?;
                 let after = apply(&before, &change);
                 let written = journal
-                    .send(AppendChange { change, envelopes })
+                    .send(AppendChange {
+                        change: change.clone(),
+                        envelopes,
+                    })
                     .await
                     .map_err(|_| DomainFailure::Unavailable("journal stopped".into()))?;
                 match written {
                     Err(ChangeFailure::Conflict) => continue,
                     Err(e) => return Err(e.into()),
                     Ok(appended) => {
+                        if let Err(e) = cache.remove(portfolio_key(&user_id)).await {
+                            log::warn!("cannot drop the cached portfolio of {user_id}: {e}");
+                        }
                         let qualified_tiers =
                             rules.qualified_tiers(after.volume, after.activated());
                         return Ok(DomainOutcome {
                             before,
                             after,
                             qualified_tiers,
+                            change,
                             events: appended.into_iter().map(cursor_and_id).collect(),
                         });
                     }
@@ -174,20 +212,13 @@ fn cursor_and_id(a: Appended) -> (u64, String) {
 
 /// The state after `change` (its precondition already checked by the decision).
 fn apply(state: &UserState, change: &StateChange) -> UserState {
-    let mut next = state.clone();
-    match change {
-        StateChange::SetVolume { volume, .. } => next.volume = *volume,
-        StateChange::AwardBadge { badge_id, .. } => {
-            next.badges.insert(badge_id.clone(), BadgeStatus::Earned);
-        }
-        StateChange::ActivateBadge { badge_id, .. } => {
-            next.badges.insert(badge_id.clone(), BadgeStatus::Activated);
-        }
-    }
-    next
+    state
+        .apply(None, change)
+        .map(|(next, _)| next)
+        .unwrap_or_else(|_| state.clone())
 }
 
-fn event(user_id: &str, data: EventData, correlation_id: &Option<String>) -> Envelope {
+pub(super) fn event(user_id: &str, data: EventData, correlation_id: &Option<String>) -> Envelope {
     Envelope::new(user_id, data, DOMAIN_SOURCE, correlation_id.clone())
 }
 

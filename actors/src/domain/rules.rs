@@ -224,6 +224,8 @@ pub enum DomainError {
     BadgeNotActivatable(String),
     #[error("badge `{0}` was already earned by this user")]
     BadgeAlreadyEarned(String),
+    #[error("operation {0} is still running for this user; wait for it to end")]
+    FlowInProgress(String),
 }
 
 impl DomainError {
@@ -238,6 +240,7 @@ impl DomainError {
             DomainError::VolumeDecreased { .. } => "VOLUME_DECREASED",
             DomainError::BadgeNotActivatable(_) => "BADGE_NOT_ACTIVATABLE",
             DomainError::BadgeAlreadyEarned(_) => "BADGE_ALREADY_EARNED",
+            DomainError::FlowInProgress(_) => "FLOW_IN_PROGRESS",
         }
     }
 }

@@ -2,7 +2,7 @@
 //! an unreachable database.
 
 use super::{EventLog, LogError, NewEvent, StoredEvent};
-use crate::domain::{BadgeStatus, ChangeError, DomainState, StateChange, UserState};
+use crate::domain::{ChangeError, DomainState, FlowRecord, FlowStatus, StateChange, UserState};
 use crate::outbox::{Outbox, OutboxEntry};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -19,6 +19,8 @@ struct Streams {
     next_row: u64,
     /// Domain state: what `apply_change` writes and `user_state` reads.
     users: HashMap<String, UserState>,
+    /// Flow records by operation id.
+    flows: BTreeMap<String, FlowRecord>,
 }
 
 #[derive(Default)]
@@ -87,34 +89,6 @@ impl MemoryLog {
     }
 }
 
-/// Checks `change` against `state` and applies it to a copy.
-fn changed(state: &UserState, change: &StateChange) -> Result<UserState, ChangeError> {
-    let mut next = state.clone();
-    match change {
-        StateChange::SetVolume {
-            expected, volume, ..
-        } => {
-            if state.volume != *expected {
-                return Err(ChangeError::Conflict);
-            }
-            next.volume = *volume;
-        }
-        StateChange::AwardBadge { badge_id, .. } => {
-            if state.badges.contains_key(badge_id) {
-                return Err(ChangeError::Conflict);
-            }
-            next.badges.insert(badge_id.clone(), BadgeStatus::Earned);
-        }
-        StateChange::ActivateBadge { badge_id, .. } => {
-            if state.badges.get(badge_id) != Some(&BadgeStatus::Earned) {
-                return Err(ChangeError::Conflict);
-            }
-            next.badges.insert(badge_id.clone(), BadgeStatus::Activated);
-        }
-    }
-    Ok(next)
-}
-
 impl EventLog for MemoryLog {
     fn append(&self, events: &[NewEvent]) -> Result<Vec<StoredEvent>, LogError> {
         let mut s = self.lock()?;
@@ -128,9 +102,19 @@ impl EventLog for MemoryLog {
     ) -> Result<Vec<StoredEvent>, ChangeError> {
         let mut s = self.lock()?;
         let state = s.users.get(change.user_id()).cloned().unwrap_or_default();
-        let next = changed(&state, change)?;
+        let stored_flow = match change {
+            StateChange::StartFlow { flow }
+            | StateChange::AdvanceFlow { flow }
+            | StateChange::CompleteFlow { flow }
+            | StateChange::FailFlow { flow } => s.flows.get(&flow.operation_id).cloned(),
+            _ => None,
+        };
+        let (next, flow) = state.apply(stored_flow.as_ref(), change)?;
         let stored = MemoryLog::append_locked(&mut s, events)?;
         s.users.insert(change.user_id().to_owned(), next);
+        if let Some(flow) = flow {
+            s.flows.insert(flow.operation_id.clone(), flow);
+        }
         Ok(stored)
     }
 
@@ -223,5 +207,21 @@ impl Outbox for MemoryLog {
 impl DomainState for MemoryLog {
     fn user_state(&self, user_id: &str) -> Result<UserState, LogError> {
         Ok(self.lock()?.users.get(user_id).cloned().unwrap_or_default())
+    }
+
+    fn flow(&self, operation_id: &str) -> Result<Option<FlowRecord>, LogError> {
+        Ok(self.lock()?.flows.get(operation_id).cloned())
+    }
+
+    fn pending_flows(&self) -> Result<Vec<FlowRecord>, LogError> {
+        let mut pending: Vec<FlowRecord> = self
+            .lock()?
+            .flows
+            .values()
+            .filter(|f| f.status == FlowStatus::Pending)
+            .cloned()
+            .collect();
+        pending.sort_by_key(|f| f.created_at);
+        Ok(pending)
     }
 }

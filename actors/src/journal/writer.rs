@@ -76,7 +76,7 @@ type ChangeReply = oneshot::Sender<Result<Vec<Appended>, ChangeFailure>>;
 
 enum Pending {
     Event(NewEvent, Reply),
-    Change(StateChange, Vec<NewEvent>, ChangeReply),
+    Change(Box<StateChange>, Vec<NewEvent>, ChangeReply),
 }
 
 pub struct EventJournal {
@@ -124,7 +124,7 @@ impl EventJournal {
         match self.pending.pop_front() {
             None => {}
             Some(Pending::Change(change, events, reply)) => {
-                self.write_change(change, events, reply, ctx)
+                self.write_change(*change, events, reply, ctx)
             }
             Some(Pending::Event(event, reply)) => {
                 let mut batch = vec![(event, reply)];
@@ -252,7 +252,7 @@ impl Handler<AppendChange> for EventJournal {
         let (tx, rx) = oneshot::channel();
         let events = msg.envelopes.into_iter().map(new_event).collect();
         self.pending
-            .push_back(Pending::Change(msg.change, events, tx));
+            .push_back(Pending::Change(Box::new(msg.change), events, tx));
         self.flush(ctx);
         Box::pin(async move {
             rx.await.unwrap_or_else(|_| {
