@@ -132,3 +132,38 @@ CREATE TABLE IF NOT EXISTS user_badges (
     updated_at DATETIME(6)  NOT NULL,
     PRIMARY KEY (user_id, badge_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- The NFT each user holds (at most one) and the flow running for them, one row per user once
+-- a flow has started; no row means no NFT and no flow. status restates the other columns for
+-- readers of the table: unlocking/upgrading while a flow of that kind is active_operation,
+-- else active when an NFT is held (nft_id set), else none. Written only by the guarded flow
+-- changes, together with their events, so a second router instance racing on the same user
+-- is refused instead of starting a second flow.
+CREATE TABLE IF NOT EXISTS user_nfts (
+    user_id          VARCHAR(128) NOT NULL,
+    nft_id           VARCHAR(64)  NULL,
+    tier_id          INT          NULL,
+    mint_address     VARCHAR(64)  NULL,
+    acquired_at      DATETIME(6)  NULL,
+    status           VARCHAR(16)  NOT NULL,
+    active_operation VARCHAR(64)  NULL,
+    updated_at       DATETIME(6)  NOT NULL,
+    PRIMARY KEY (user_id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- Every unlock and upgrade flow, pending or ended: detail is the whole flow record as JSON, the
+-- other columns copy what the queries filter on. A router that stops mid-flow resumes or
+-- compensates its pending flows (status index) from the step stored here; a user's operations
+-- are listed through the user_id index.
+CREATE TABLE IF NOT EXISTS nft_flows (
+    operation_id VARCHAR(64)  NOT NULL,
+    user_id      VARCHAR(128) NOT NULL,
+    kind         VARCHAR(16)  NOT NULL,
+    status       VARCHAR(16)  NOT NULL,
+    detail       TEXT         NOT NULL,
+    created_at   DATETIME(6)  NOT NULL,
+    updated_at   DATETIME(6)  NOT NULL,
+    PRIMARY KEY (operation_id),
+    KEY idx_nft_flows_status (status),
+    KEY idx_nft_flows_user_id (user_id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

@@ -2,7 +2,7 @@
 //! environment overrides. Every key is required and unknown keys are refused, so a typo fails
 //! start-up with one line naming the key instead of silently running on a default.
 
-use actors::domain::{BadgeRule, DomainRules, TierRule};
+use actors::domain::{BadgeRule, DomainRules, FlowPolicy, LedgerFaults, TierRule};
 use actors::event::Benefits;
 use actors::routing::RoutingTable;
 use actors::stream_config::{StreamConfig, MIN_SESSION_QUEUE};
@@ -29,7 +29,25 @@ pub struct Settings {
     pub routing: BTreeMap<String, Vec<String>>,
     pub redis: RedisSettings,
     pub domain: DomainSettings,
+    pub chain: ChainSettings,
     pub log: LogSettings,
+}
+
+/// The chain port's adapter and how flows treat it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainSettings {
+    /// Only `local_ledger` exists: a ledger in the router's database, not a blockchain.
+    pub adapter: String,
+    /// Injected faults: share of ledger calls (0.0–1.0) that fail as unavailable.
+    pub failure_rate: f64,
+    /// Injected faults: added to every ledger call.
+    pub latency_ms: u64,
+    /// Tries of a mint or burn before the flow is compensated.
+    pub attempts: u32,
+    pub retry_backoff_ms: u64,
+    /// How long a rendered portfolio stays cached (every change drops it sooner).
+    pub portfolio_cache_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -221,6 +239,15 @@ impl Settings {
         if self.sse.session_queue < MIN_SESSION_QUEUE {
             return fail("sse.session_queue", "must be at least 4");
         }
+        if self.chain.adapter != "local_ledger" {
+            return fail("chain.adapter", "must be `local_ledger`");
+        }
+        if !(0.0..=1.0).contains(&self.chain.failure_rate) {
+            return fail("chain.failure_rate", "must be between 0.0 and 1.0");
+        }
+        if self.chain.attempts == 0 {
+            return fail("chain.attempts", "must be at least 1");
+        }
         if self.store.url.expose_secret().trim().is_empty() {
             return fail("store.url", "must name a database");
         }
@@ -322,6 +349,22 @@ impl Settings {
             .collect();
         DomainRules::new(tiers, badges)
             .map_err(|e| ConfigError(format!("key `{}`: {}", e.key, e.reason)))
+    }
+
+    /// The local ledger's injected faults.
+    pub fn ledger_faults(&self) -> LedgerFaults {
+        LedgerFaults {
+            failure_rate: self.chain.failure_rate,
+            latency: Duration::from_millis(self.chain.latency_ms),
+        }
+    }
+
+    /// How patiently flows ask the chain.
+    pub fn flow_policy(&self) -> FlowPolicy {
+        FlowPolicy {
+            attempts: self.chain.attempts,
+            backoff: Duration::from_millis(self.chain.retry_backoff_ms),
+        }
     }
 
     /// The stream tunables the actors need.

@@ -69,6 +69,7 @@ impl ResponseError for ApiError {
             | ApiError::InvalidParameter { .. }
             | ApiError::InvalidRequest(_)
             | ApiError::Domain(DomainError::VolumeDecreased { .. }) => StatusCode::BAD_REQUEST,
+            ApiError::Domain(DomainError::FlowInProgress(_)) => StatusCode::CONFLICT,
             ApiError::Domain(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -9,8 +9,8 @@ use crate::kafka::{
 use crate::store::Store;
 use actix::{Actor, Addr};
 use actors::consumers::{
-    AnalyticsConsumer, AuditConsumer, Cache, NotificationConsumer, ANALYTICS_GROUP,
-    AUDIT_GROUP, NOTIFICATIONS_GROUP,
+    AnalyticsConsumer, AuditConsumer, Cache, NotificationConsumer, ANALYTICS_GROUP, AUDIT_GROUP,
+    NOTIFICATIONS_GROUP,
 };
 use actors::outbox::OutboxRelay;
 use anyhow::Context as _;

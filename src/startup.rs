@@ -11,8 +11,8 @@ use crate::store::Store;
 use actix::{Actor, Addr};
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
-use actors::consumers::CounterCache;
-use actors::domain::NftDomain;
+use actors::consumers::Cache;
+use actors::domain::{LocalLedger, NftDomain, ResumeFlows};
 use actors::journal::{EventJournal, EventLog, RetentionPruner};
 use actors::registry::{CloseAll, SessionRegistry};
 use anyhow::Context as _;
@@ -26,7 +26,7 @@ use std::time::Duration;
 pub struct Dependencies {
     pub store: Store,
     pub broker: Arc<Broker>,
-    pub cache: Arc<dyn CounterCache>,
+    pub cache: Arc<dyn Cache>,
     pub cache_backend: &'static str,
 }
 
@@ -75,8 +75,26 @@ impl Application {
             .notify_committed(kafka.relay.clone().recipient())
             .start();
         let rules = Arc::new(settings.domain_rules()?);
-        let domain =
-            NftDomain::new(rules.clone(), Arc::new(store.clone()), journal.clone()).start();
+        let chain = Arc::new(LocalLedger::new(
+            Arc::new(store.clone()),
+            settings.ledger_faults(),
+        ));
+        let domain = NftDomain::new(
+            rules.clone(),
+            Arc::new(store.clone()),
+            journal.clone(),
+            chain,
+            cache.clone(),
+            settings.flow_policy(),
+        )
+        .start();
+        // Flows a previous run left pending (stopped mid-flow) are resumed or compensated.
+        match domain.send(ResumeFlows).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => log::info!("resuming {n} interrupted flow(s)"),
+            Ok(Err(e)) => log::warn!("cannot read interrupted flows: {e}"),
+            Err(_) => log::warn!("the NFT domain stopped before resuming flows"),
+        }
         RetentionPruner::new(
             event_log.clone(),
             settings.store.retention(),
@@ -101,6 +119,9 @@ impl Application {
         let store = web::Data::new(store);
         let cache = web::Data::new(cache);
         let limit = web::Data::new(BodyLimit(settings.http.max_body_bytes));
+        let portfolio_ttl = web::Data::new(routes::PortfolioTtl(Duration::from_secs(
+            settings.chain.portfolio_cache_secs,
+        )));
 
         let mut server = HttpServer::new(move || {
             App::new()
@@ -114,6 +135,7 @@ impl Application {
                 .app_data(cache.clone())
                 .app_data(dependencies.clone())
                 .app_data(limit.clone())
+                .app_data(portfolio_ttl.clone())
                 .configure(routes::configure)
         })
         .on_connect(crate::peer::remember_socket)

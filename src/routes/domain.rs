@@ -1,21 +1,20 @@
-//! The NFT domain's routes (DESIGN §7): trading volume, badges and the portfolio. The
-//! `NftDomain` actor decides; these handlers check input and translate.
+//! The NFT domain's routes (DESIGN §7): trading volume and badges, and the helpers the flow
+//! and portfolio routes share. The `NftDomain` actor decides; these handlers check input and
+//! translate.
 
 use super::publish::{read_body, CORRELATION_HEADER};
 use super::BodyLimit;
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;
 use actix::Addr;
-use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use actix_web::{post, web, HttpRequest, HttpResponse};
 use actors::domain::{
-    ActivateBadge, AwardBadge, DomainFailure, DomainOutcome, DomainRules, GetPortfolio, NftDomain,
-    RecordVolume,
+    ActivateBadge, AwardBadge, DomainFailure, DomainOutcome, NftDomain, RecordVolume,
 };
 use actors::event::{check_id, EventError};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
-use std::sync::Arc;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -32,7 +31,7 @@ struct BadgeBody {
 }
 
 /// Parses a JSON body, naming the field that does not fit.
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(super) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -53,11 +52,11 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-fn invalid(e: EventError) -> ApiError {
+pub(super) fn invalid(e: EventError) -> ApiError {
     ApiError::InvalidRequest(e)
 }
 
-fn correlation(req: &HttpRequest) -> Option<String> {
+pub(super) fn correlation(req: &HttpRequest) -> Option<String> {
     req.headers()
         .get(CORRELATION_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -65,7 +64,7 @@ fn correlation(req: &HttpRequest) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn failed(e: DomainFailure) -> ApiError {
+pub(super) fn failed(e: DomainFailure) -> ApiError {
     match e {
         DomainFailure::Refused(e) => ApiError::Domain(e),
         DomainFailure::Unavailable(m) => ApiError::Unavailable(m),
@@ -73,7 +72,7 @@ fn failed(e: DomainFailure) -> ApiError {
     }
 }
 
-async fn ask<M>(domain: &Addr<NftDomain>, msg: M) -> Result<M::Result, ApiError>
+pub(super) async fn ask<M>(domain: &Addr<NftDomain>, msg: M) -> Result<M::Result, ApiError>
 where
     M: actix::Message + Send + 'static,
     M::Result: Send,
@@ -187,58 +186,5 @@ pub async fn activate_badge(
         "status": "activated",
         "qualifiedTiers": outcome.qualified_tiers,
         "events": events(&outcome),
-    })))
-}
-
-/// The caller's portfolio: volume, badges by state, qualified tiers, and the tier table.
-#[get("/api/v1/user/nfts")]
-pub async fn portfolio(
-    principal: Principal,
-    domain: web::Data<Addr<NftDomain>>,
-    rules: web::Data<Arc<DomainRules>>,
-) -> Result<HttpResponse, ApiError> {
-    let user_id = principal.user_id;
-    let portfolio = ask(
-        &domain,
-        GetPortfolio {
-            user_id: user_id.clone(),
-        },
-    )
-    .await?
-    .map_err(failed)?;
-    let badges: Vec<_> = portfolio
-        .state
-        .badges
-        .iter()
-        .map(|(id, status)| {
-            let rule = rules.badge(id);
-            json!({
-                "badgeId": id,
-                "name": rule.map(|b| b.name.clone()),
-                "requiredForTier": rule.map(|b| b.required_for_tier),
-                "status": status.as_str(),
-            })
-        })
-        .collect();
-    let tiers: Vec<_> = rules
-        .tiers()
-        .iter()
-        .map(|t| {
-            json!({
-                "tierId": t.id,
-                "name": t.name,
-                "milestone": t.milestone,
-                "badgesRequired": t.badges_required,
-                "qualified": portfolio.qualified_tiers.contains(&t.id),
-            })
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "userId": user_id,
-        "volume": portfolio.state.volume,
-        "badges": badges,
-        "qualifiedTiers": portfolio.qualified_tiers,
-        "nft": null,
-        "tiers": tiers,
     })))
 }

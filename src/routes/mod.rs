@@ -4,15 +4,19 @@ mod analytics;
 mod audit;
 mod changes;
 mod domain;
+mod flows;
 mod health;
 mod notifications;
 mod params;
+mod portfolio;
 mod publish;
 mod stats;
 mod stream;
 
 use crate::error::ApiError;
 use actix_web::web;
+
+pub use portfolio::PortfolioTtl;
 
 /// Request-size limits shared by the handlers that read a body.
 #[derive(Debug, Clone, Copy)]
@@ -30,7 +34,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(domain::trading_volume)
         .service(domain::award_badge)
         .service(domain::activate_badge)
-        .service(domain::portfolio)
+        .service(portfolio::portfolio)
+        .service(flows::unlock_nft)
+        .service(flows::upgrade_nft)
+        .service(flows::operation)
         .service(health::healthz)
         .service(health::readyz)
         .default_service(web::to(not_found));

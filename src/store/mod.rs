@@ -22,6 +22,11 @@
 //! * `analytics`: per event type and minute counts, counted once per event id.
 //! * `notifications`: one notification per event for its user; listing, read marks.
 //! * `audit`: the append-only audit log and its filtered, paged query.
+//! * `domain`: the NFT domain's state (volumes, badges, NFTs, flows) and its guarded changes,
+//!   written with their events in one transaction.
+//! * `flows`: unlock and upgrade flow records and the NFT each user holds; their reads and the
+//!   locked reads the flow changes check their preconditions with.
+//! * `ledger`: the local ledger's book of mints and burns (the default chain adapter's).
 //! * `port`: the store as the `actors` crate's ports (`EventLog`, `Outbox`, the consumers'
 //!   stores), thin wrappers over the methods here.
 //! * `columns`: column widths, time precision and id conversions shared by the queries.
@@ -36,6 +41,7 @@ mod connection;
 mod domain;
 mod error;
 mod events;
+mod flows;
 mod ledger;
 mod migrate;
 mod notifications;

@@ -6,7 +6,7 @@ use super::{Store, StoreError};
 use actors::consumers::{
     AnalyticsStore, AuditStore, NewAuditEntry, NewNotification, NotificationStore,
 };
-use actors::domain::{ChangeError, DomainState, StateChange, UserState};
+use actors::domain::{ChangeError, DomainState, FlowRecord, StateChange, UserState};
 use actors::journal::{EventLog, LogError, NewEvent, StoredEvent};
 use actors::outbox::{Outbox, OutboxEntry};
 use chrono::{DateTime, Utc};
@@ -59,6 +59,14 @@ impl EventLog for Store {
 impl DomainState for Store {
     fn user_state(&self, user_id: &str) -> Result<UserState, LogError> {
         Ok(Store::user_state(self, user_id)?)
+    }
+
+    fn flow(&self, operation_id: &str) -> Result<Option<FlowRecord>, LogError> {
+        Ok(Store::flow(self, operation_id)?)
+    }
+
+    fn pending_flows(&self) -> Result<Vec<FlowRecord>, LogError> {
+        Ok(Store::pending_flows(self)?)
     }
 }
 

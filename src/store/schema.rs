@@ -119,4 +119,31 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// The NFT each user holds and the flow running for them; no row: neither.
+    user_nfts (user_id) {
+        user_id -> Text,
+        nft_id -> Nullable<Text>,
+        tier_id -> Nullable<Integer>,
+        mint_address -> Nullable<Text>,
+        acquired_at -> Nullable<Timestamp>,
+        status -> Text,
+        active_operation -> Nullable<Text>,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// Unlock and upgrade flows; `detail` is the whole flow record as JSON.
+    nft_flows (operation_id) {
+        operation_id -> Text,
+        user_id -> Text,
+        kind -> Text,
+        status -> Text,
+        detail -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(nft_events, user_streams);

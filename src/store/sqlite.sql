@@ -111,3 +111,29 @@ CREATE TABLE IF NOT EXISTS user_badges (
     updated_at TEXT NOT NULL,
     PRIMARY KEY (user_id, badge_id)
 );
+
+CREATE TABLE IF NOT EXISTS user_nfts (
+    user_id          TEXT    NOT NULL,
+    nft_id           TEXT    NULL,
+    tier_id          INTEGER NULL,
+    mint_address     TEXT    NULL,
+    acquired_at      TEXT    NULL,
+    status           TEXT    NOT NULL,
+    active_operation TEXT    NULL,
+    updated_at       TEXT    NOT NULL,
+    PRIMARY KEY (user_id)
+);
+
+CREATE TABLE IF NOT EXISTS nft_flows (
+    operation_id TEXT NOT NULL,
+    user_id      TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    detail       TEXT NOT NULL,
+    created_at   TEXT NOT NULL,
+    updated_at   TEXT NOT NULL,
+    PRIMARY KEY (operation_id)
+);
+
+CREATE INDEX IF NOT EXISTS idx_nft_flows_status ON nft_flows (status);
+CREATE INDEX IF NOT EXISTS idx_nft_flows_user_id ON nft_flows (user_id);

@@ -100,6 +100,20 @@ pub async fn spawn_app() -> TestApp {
 }
 
 impl TestApp {
+    /// A handle on a router running elsewhere (the real binary) at `address`, minting tokens
+    /// with `app`'s keys (both read the repo's `config.toml`).
+    pub fn remote(app: &TestApp, address: &str) -> TestApp {
+        TestApp {
+            address: address.to_owned(),
+            store_url: app.store_url.clone(),
+            broker: app.broker.clone(),
+            keys: app.keys.clone(),
+            client: reqwest::Client::new(),
+            shutdown: None,
+            stopped: None,
+        }
+    }
+
     pub fn broker(&self) -> std::sync::Arc<nft_event_router::kafka::Broker> {
         self.broker.clone()
     }

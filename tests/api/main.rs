@@ -2,6 +2,7 @@
 
 mod binary;
 mod domain;
+mod flows;
 mod helpers;
 mod kafka;
 mod proxy;
