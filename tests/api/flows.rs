@@ -21,7 +21,7 @@ pub async fn post(app: &TestApp, path: &str, role: Role, user: &str, body: Value
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-async fn volume(app: &TestApp, user: &str, volume: f64) {
+pub async fn volume(app: &TestApp, user: &str, volume: f64) {
     let (status, body) = post(
         app,
         "/api/v1/internal/trading-volume",
@@ -33,7 +33,7 @@ async fn volume(app: &TestApp, user: &str, volume: f64) {
     assert_eq!(status, 200, "{body}");
 }
 
-async fn earn_and_activate(app: &TestApp, user: &str, badge: &str) {
+pub async fn earn_and_activate(app: &TestApp, user: &str, badge: &str) {
     let (status, body) = post(
         app,
         "/api/v1/admin/badges",
@@ -48,7 +48,7 @@ async fn earn_and_activate(app: &TestApp, user: &str, badge: &str) {
     assert_eq!(status, 200, "{body}");
 }
 
-async fn unlock(app: &TestApp, user: &str, tier: u32) -> (u16, Value) {
+pub async fn unlock(app: &TestApp, user: &str, tier: u32) -> (u16, Value) {
     post(
         app,
         "/api/v1/user/unlock-nft",
@@ -59,7 +59,7 @@ async fn unlock(app: &TestApp, user: &str, tier: u32) -> (u16, Value) {
     .await
 }
 
-async fn upgrade(app: &TestApp, user: &str, tier: u32) -> (u16, Value) {
+pub async fn upgrade(app: &TestApp, user: &str, tier: u32) -> (u16, Value) {
     post(
         app,
         "/api/v1/user/upgrade-nft",
@@ -71,7 +71,7 @@ async fn upgrade(app: &TestApp, user: &str, tier: u32) -> (u16, Value) {
 }
 
 /// Polls the operation until it is no longer pending.
-async fn outcome(app: &TestApp, user: &str, op: &str) -> Value {
+pub async fn outcome(app: &TestApp, user: &str, op: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let body = app
@@ -85,7 +85,7 @@ async fn outcome(app: &TestApp, user: &str, op: &str) -> Value {
     }
 }
 
-fn operation_id(body: &Value) -> String {
+pub fn operation_id(body: &Value) -> String {
     body["operationId"]
         .as_str()
         .expect("operationId")
@@ -177,6 +177,11 @@ async fn unlock_then_upgrade_over_http_reaches_the_stream_and_the_portfolio() {
         "the upgrade dropped the cache"
     );
     assert_eq!(portfolio["badges"][0]["status"], "consumed");
+    assert_eq!(
+        portfolio["qualifiedTiers"],
+        json!([1, 2]),
+        "a consumed badge keeps the tier it paid for qualified"
+    );
     assert_eq!(
         portfolio["nft"]["mintAddress"],
         upgraded["newNft"]["mintAddress"]

@@ -490,3 +490,72 @@ async fn an_unreachable_redis_is_reported_and_counters_catch_up() {
         .expect("GET");
     assert_eq!(value, Some(3));
 }
+
+#[actix_web::test]
+async fn the_domain_journey_lands_on_the_routed_topics() {
+    use crate::flows::{earn_and_activate, operation_id, outcome, unlock, upgrade, volume};
+    let app = spawn_app().await;
+    let user = unique_user();
+    volume(&app, &user, 90_000.0).await;
+    volume(&app, &user, 260_000.0).await;
+    let (_, body) = unlock(&app, &user, 1).await;
+    outcome(&app, &user, &operation_id(&body)).await;
+    earn_and_activate(&app, &user, "first-trade").await;
+    let (_, body) = upgrade(&app, &user, 2).await;
+    let done = outcome(&app, &user, &operation_id(&body)).await;
+    assert_eq!(done["status"], "completed", "{done}");
+
+    let changes = get_json(
+        &app,
+        "/api/v1/user/nft-portfolio-changes?limit=100",
+        &user,
+        Role::User,
+    )
+    .await;
+    let table = RoutingTable::default();
+    let mut expected: HashMap<String, Vec<String>> = HashMap::new();
+    let mut types = Vec::new();
+    for change in changes["events"].as_array().expect("events") {
+        let event = &change["event"];
+        let event_type: EventType = event["eventType"]
+            .as_str()
+            .and_then(|t| t.parse().ok())
+            .expect("a known type");
+        types.push(event_type.as_str());
+        let id = event["eventId"].as_str().expect("id").to_owned();
+        expected.insert(id, table.topics(event_type).to_vec());
+    }
+    assert_eq!(
+        types,
+        [
+            "volume_milestone_reached",
+            "volume_milestone_reached",
+            "tier_qualification_changed",
+            "nft_minted",
+            "nft_unlocked",
+            "badge_earned",
+            "tier_qualification_changed",
+            "nft_minted",
+            "nft_burned",
+            "nft_upgraded",
+        ]
+    );
+    let total: usize = expected.values().map(Vec::len).sum();
+    let seen = read_topics(&bootstrap(&app).await, &ALL_TOPICS, move |s| {
+        s.len() >= total
+    })
+    .await;
+    assert_eq!(seen.len(), total, "every routed copy arrived");
+    for (event_id, topics) in &expected {
+        let mut got: Vec<String> = seen
+            .iter()
+            .filter(|s| s.headers.get("eventId") == Some(event_id))
+            .map(|s| s.topic.clone())
+            .collect();
+        got.sort();
+        let mut want = topics.clone();
+        want.sort();
+        assert_eq!(got, want, "topics of {event_id}");
+    }
+    assert!(seen.iter().all(|s| s.key == user));
+}

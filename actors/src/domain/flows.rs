@@ -478,7 +478,7 @@ impl Handler<StartUnlock> for NftDomain {
             rules.check_unlock(
                 msg.tier_id,
                 before.volume,
-                before.activated(),
+                before.qualifying(),
                 before.nft.as_ref().map(|n| n.tier_id),
             )?;
             Ok(new_flow(&user, FlowKind::Unlock, msg.tier_id))
@@ -495,6 +495,7 @@ impl Handler<StartUpgrade> for NftDomain {
             let (_, consumed) = rules.check_upgrade(
                 msg.target_tier_id,
                 before.volume,
+                before.qualifying(),
                 before.activated(),
                 before.nft.as_ref().map(|n| n.tier_id),
             )?;

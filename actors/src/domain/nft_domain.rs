@@ -186,7 +186,7 @@ impl NftDomain {
                             log::warn!("cannot drop the cached portfolio of {user_id}: {e}");
                         }
                         let qualified_tiers =
-                            rules.qualified_tiers(after.volume, after.activated());
+                            rules.qualified_tiers(after.volume, after.qualifying());
                         return Ok(DomainOutcome {
                             before,
                             after,
@@ -229,8 +229,8 @@ fn qualification_change(
     after: &UserState,
     badge_changes: BadgeChanges,
 ) -> Option<EventData> {
-    let previous = rules.qualified_tiers(before.volume, before.activated());
-    let current = rules.qualified_tiers(after.volume, after.activated());
+    let previous = rules.qualified_tiers(before.volume, before.qualifying());
+    let current = rules.qualified_tiers(after.volume, after.qualifying());
     if previous == current {
         return None;
     }
@@ -367,7 +367,7 @@ impl Handler<GetPortfolio> for NftDomain {
         Box::pin(async move {
             let user = msg.user_id;
             let state = blocking(move || state.user_state(&user)).await?;
-            let qualified_tiers = rules.qualified_tiers(state.volume, state.activated());
+            let qualified_tiers = rules.qualified_tiers(state.volume, state.qualifying());
             Ok(Portfolio {
                 state,
                 qualified_tiers,

@@ -120,8 +120,8 @@ impl DomainRules {
             .collect()
     }
 
-    /// Tiers the user qualifies for: enough volume, and at least `badges_required` activated
-    /// badges meant for that tier.
+    /// Tiers the user qualifies for: enough volume, and at least `badges_required` qualifying
+    /// (activated or consumed) badges meant for that tier.
     pub fn qualified_tiers<'a>(
         &self,
         volume: f64,
@@ -175,12 +175,14 @@ impl DomainRules {
         Ok(rule)
     }
 
-    /// The badges an upgrade into `target` consumes, or why it cannot happen now.
+    /// The badges an upgrade into `target` consumes (from `activated_badges`), or why it cannot
+    /// happen now.
     pub fn check_upgrade<'a>(
         &self,
         target: u32,
         volume: f64,
-        activated_badges: impl IntoIterator<Item = &'a str> + Clone,
+        qualifying_badges: impl IntoIterator<Item = &'a str> + Clone,
+        activated_badges: impl IntoIterator<Item = &'a str>,
         current_nft_tier: Option<u32>,
     ) -> Result<(&TierRule, Vec<String>), DomainError> {
         let rule = self.tier(target).ok_or(DomainError::UnknownTier(target))?;
@@ -192,12 +194,15 @@ impl DomainRules {
             });
         }
         if !self
-            .qualified_tiers(volume, activated_badges.clone())
+            .qualified_tiers(volume, qualifying_badges)
             .contains(&target)
         {
             return Err(DomainError::NotQualified(target));
         }
         let mut consumed = self.activated_for(target, activated_badges);
+        if consumed.len() < rule.badges_required as usize {
+            return Err(DomainError::NotQualified(target));
+        }
         consumed.truncate(rule.badges_required as usize);
         Ok((rule, consumed))
     }
@@ -323,14 +328,16 @@ mod tests {
             Some(DomainError::UnknownTier(9))
         );
 
-        let (rule, consumed) = r.check_upgrade(2, 300_000.0, ["a"], Some(1)).expect("ok");
+        let (rule, consumed) = r
+            .check_upgrade(2, 300_000.0, ["a"], ["a"], Some(1))
+            .expect("ok");
         assert_eq!((rule.id, consumed), (2, vec!["a".to_owned()]));
         assert_eq!(
-            r.check_upgrade(2, 300_000.0, ["a"], None).err(),
+            r.check_upgrade(2, 300_000.0, ["a"], ["a"], None).err(),
             Some(DomainError::NoNftToUpgrade)
         );
         assert_eq!(
-            r.check_upgrade(3, 900_000.0, ["a", "b", "c"], Some(1))
+            r.check_upgrade(3, 900_000.0, ["a", "b", "c"], ["a", "b", "c"], Some(1))
                 .err(),
             Some(DomainError::WrongTier {
                 current: 1,
@@ -338,8 +345,15 @@ mod tests {
             })
         );
         assert_eq!(
-            r.check_upgrade(2, 300_000.0, [], Some(1)).err(),
+            r.check_upgrade(2, 300_000.0, [], [], Some(1)).err(),
             Some(DomainError::NotQualified(2))
+        );
+        // Consumed badges keep the tier qualified but cannot be consumed again.
+        assert_eq!(r.qualified_tiers(900_000.0, ["a", "b", "c"]), vec![1, 2, 3]);
+        assert_eq!(
+            r.check_upgrade(3, 900_000.0, ["a", "b", "c"], ["a"], Some(2))
+                .err(),
+            Some(DomainError::NotQualified(3))
         );
     }
 

@@ -48,7 +48,17 @@ pub struct UserState {
 }
 
 impl UserState {
-    /// Ids of the user's activated badges.
+    /// Ids of the badges that count toward qualification: activated ones, and those an
+    /// upgrade consumed (the user holds the tier they paid for, so it stays qualified).
+    pub fn qualifying(&self) -> Vec<&str> {
+        self.badges
+            .iter()
+            .filter(|(_, s)| **s != BadgeStatus::Earned)
+            .map(|(id, _)| id.as_str())
+            .collect()
+    }
+
+    /// Ids of the user's activated badges (those an upgrade can consume).
     pub fn activated(&self) -> Vec<&str> {
         self.badges
             .iter()
