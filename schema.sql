@@ -167,3 +167,30 @@ CREATE TABLE IF NOT EXISTS nft_flows (
     KEY idx_nft_flows_status (status),
     KEY idx_nft_flows_user_id (user_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- One row per feed: the last sequence number handed out (today the one row 'operations', for
+-- operations_feed). Like user_streams: a write locks the row first (INSERT ... ON DUPLICATE KEY
+-- UPDATE) and holds it until commit, so the feed's writers, from any router instance, commit
+-- one at a time in seq order. Never pruned, so a seq is never handed out twice.
+CREATE TABLE IF NOT EXISTS feed_counters (
+    name     VARCHAR(64) NOT NULL,
+    last_seq BIGINT      NOT NULL,
+    PRIMARY KEY (name)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- The admin operations feed (consumer group nft-operations-feed-group): every record of the
+-- operations topic once (the unique event_id makes a redelivery a no-op), its envelope verbatim,
+-- numbered in commit order from the 'operations' row of feed_counters. Admin sessions tail it
+-- and resume from it by seq, so a reader past seq N has seen every row up to N. Pruned oldest
+-- seq first, so what remains is always one unbroken run.
+CREATE TABLE IF NOT EXISTS operations_feed (
+    seq           BIGINT       NOT NULL,
+    event_id      VARCHAR(64)  NOT NULL,
+    event_type    VARCHAR(64)  NOT NULL,
+    user_id       VARCHAR(128) NOT NULL,
+    envelope_json MEDIUMTEXT   NOT NULL,
+    created_at    DATETIME(6)  NOT NULL,
+    PRIMARY KEY (seq),
+    UNIQUE KEY uq_operations_feed_event_id (event_id),
+    KEY idx_operations_feed_created_at (created_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

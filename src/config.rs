@@ -4,6 +4,7 @@
 
 use actors::domain::{BadgeRule, DomainRules, FlowPolicy, LedgerFaults, TierRule};
 use actors::event::Benefits;
+use actors::monitoring::AlertRules;
 use actors::routing::RoutingTable;
 use actors::stream_config::{StreamConfig, MIN_SESSION_QUEUE};
 use actors::EventType;
@@ -30,7 +31,32 @@ pub struct Settings {
     pub redis: RedisSettings,
     pub domain: DomainSettings,
     pub chain: ChainSettings,
+    pub monitoring: MonitoringSettings,
+    pub alerts: AlertSettings,
     pub log: LogSettings,
+}
+
+/// The monitoring reporter and the operations feed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitoringSettings {
+    /// How often the one-line metrics summary is logged and posted on the operations feed.
+    pub report_interval_secs: u64,
+    /// How often each instance looks for new operations feed entries.
+    pub feed_poll_ms: u64,
+}
+
+/// The seed's `alertConfig` thresholds and how alerts are evaluated.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertSettings {
+    pub interval_secs: u64,
+    /// Evaluations within the threshold, in a row, before a raised alert resolves.
+    pub clear_after: u32,
+    pub sse_error_rate_percent: f64,
+    pub consumer_lag: f64,
+    pub avg_processing_ms: f64,
+    pub active_connections: f64,
 }
 
 /// The chain port's adapter and how flows treat it.
@@ -156,6 +182,8 @@ pub struct HttpSettings {
 pub struct AuthSettings {
     pub jwt_secret: SecretString,
     pub dev_token_ttl_secs: u64,
+    /// `POST /api/v1/dev/token` exists (and the pages offer to mint): development only.
+    pub dev_tokens: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -165,6 +193,8 @@ pub struct SseSettings {
     pub heartbeat_secs: u64,
     pub session_queue: usize,
     pub retry_ms: u64,
+    /// Event types a user's own stream (and polling) does not carry (DESIGN §5: for admins).
+    pub hidden_event_types: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -236,8 +266,41 @@ impl Settings {
         if self.sse.heartbeat_secs == 0 {
             return fail("sse.heartbeat_secs", "must be at least 1");
         }
+        for (i, name) in self.sse.hidden_event_types.iter().enumerate() {
+            if name.parse::<EventType>().is_err() {
+                return fail(
+                    &format!("sse.hidden_event_types[{i}]"),
+                    &format!("unknown event type `{name}`"),
+                );
+            }
+        }
         if self.sse.session_queue < MIN_SESSION_QUEUE {
             return fail("sse.session_queue", "must be at least 4");
+        }
+        if self.monitoring.report_interval_secs == 0 {
+            return fail("monitoring.report_interval_secs", "must be at least 1");
+        }
+        if self.monitoring.feed_poll_ms == 0 {
+            return fail("monitoring.feed_poll_ms", "must be at least 1");
+        }
+        if self.alerts.interval_secs == 0 {
+            return fail("alerts.interval_secs", "must be at least 1");
+        }
+        if self.alerts.clear_after == 0 {
+            return fail("alerts.clear_after", "must be at least 1");
+        }
+        for (key, value) in [
+            (
+                "alerts.sse_error_rate_percent",
+                self.alerts.sse_error_rate_percent,
+            ),
+            ("alerts.consumer_lag", self.alerts.consumer_lag),
+            ("alerts.avg_processing_ms", self.alerts.avg_processing_ms),
+            ("alerts.active_connections", self.alerts.active_connections),
+        ] {
+            if !(value.is_finite() && value >= 0.0) {
+                return fail(key, "must be a non-negative number");
+            }
         }
         if self.chain.adapter != "local_ledger" {
             return fail("chain.adapter", "must be `local_ledger`");
@@ -359,6 +422,19 @@ impl Settings {
         }
     }
 
+    /// The alert rules with the configured thresholds.
+    pub fn alert_rules(&self) -> AlertRules {
+        let a = &self.alerts;
+        AlertRules::seed(
+            a.sse_error_rate_percent,
+            a.consumer_lag,
+            a.avg_processing_ms,
+            a.active_connections,
+            Duration::from_secs(a.interval_secs),
+            a.clear_after,
+        )
+    }
+
     /// How patiently flows ask the chain.
     pub fn flow_policy(&self) -> FlowPolicy {
         FlowPolicy {
@@ -374,6 +450,12 @@ impl Settings {
             session_queue: self.sse.session_queue,
             heartbeat: Duration::from_secs(self.sse.heartbeat_secs),
             retry: Duration::from_millis(self.sse.retry_ms),
+            hidden_types: self
+                .sse
+                .hidden_event_types
+                .iter()
+                .filter_map(|t| t.parse().ok())
+                .collect(),
         }
     }
 }

@@ -9,8 +9,8 @@ use crate::kafka::{
 use crate::store::Store;
 use actix::{Actor, Addr};
 use actors::consumers::{
-    AnalyticsConsumer, AuditConsumer, Cache, NotificationConsumer, ANALYTICS_GROUP, AUDIT_GROUP,
-    NOTIFICATIONS_GROUP,
+    AnalyticsConsumer, AuditConsumer, Cache, NotificationConsumer, OperationsConsumer,
+    ANALYTICS_GROUP, AUDIT_GROUP, NOTIFICATIONS_GROUP, OPERATIONS_GROUP,
 };
 use actors::outbox::OutboxRelay;
 use anyhow::Context as _;
@@ -74,6 +74,11 @@ impl KafkaPath {
                 AUDIT_GROUP,
                 vec![names.operations.name.clone()],
                 AuditConsumer::new(store.clone()).start().recipient(),
+            ),
+            (
+                OPERATIONS_GROUP,
+                vec![names.operations.name.clone()],
+                OperationsConsumer::new(store.clone()).start().recipient(),
             ),
         ];
         let mut consumers = Vec::new();

@@ -44,7 +44,7 @@ fn serve(settings: Settings) -> ExitCode {
         let base = format!("http://127.0.0.1:{}", app.port());
         log::info!("nft-event-router listening on {} (port {})", settings.http.bind, app.port());
         println!(
-            "nft-event-router is up on {base}\n  a user token:   cargo run --release -- token --user u1\n  open a stream:  curl -N -H \"Authorization: Bearer $TOKEN\" {base}/api/v1/user/nft-events"
+            "nft-event-router is up on {base}\n  a user token:   cargo run --release -- token --user u1\n  open a stream:  curl -N -H \"Authorization: Bearer $TOKEN\" {base}/api/v1/user/nft-events\n  in a browser:   {base}/ (live events) and {base}/admin (operations)"
         );
         app.run_until_stopped(shutdown).await?;
         anyhow::Ok(())

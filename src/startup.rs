@@ -7,14 +7,18 @@ use crate::config::Settings;
 use crate::kafka::Broker;
 use crate::kafka_path::KafkaPath;
 use crate::routes::{self, BodyLimit};
-use crate::store::Store;
+use crate::store::{OperationsLog, Store};
 use actix::{Actor, Addr};
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use actors::consumers::Cache;
 use actors::domain::{LocalLedger, NftDomain, ResumeFlows};
 use actors::journal::{EventJournal, EventLog, RetentionPruner};
+use actors::metrics::metrics;
+use actors::monitoring::{AlertEvaluator, MonitoringReporter, SnapshotSource};
+use actors::operations_feed::OperationsFeed;
 use actors::registry::{CloseAll, SessionRegistry};
+use actors::StreamConfig;
 use anyhow::Context as _;
 use secrecy::ExposeSecret;
 use std::future::Future;
@@ -35,6 +39,7 @@ pub struct Application {
     port: u16,
     server: Server,
     registry: Addr<SessionRegistry>,
+    operations: Addr<SessionRegistry>,
     kafka: KafkaPath,
 }
 
@@ -102,6 +107,37 @@ impl Application {
         )
         .start();
 
+        // Watching the router: summaries and alerts, posted on the operations feed.
+        let snapshots: SnapshotSource = Arc::new(|| metrics().snapshot());
+        MonitoringReporter::new(
+            snapshots.clone(),
+            journal.clone(),
+            Duration::from_secs(settings.monitoring.report_interval_secs),
+        )
+        .start();
+        AlertEvaluator::new(settings.alert_rules(), snapshots, journal.clone()).start();
+
+        // The admin operations feed: its own registry over the feed table, fed by a tailer.
+        let feed_log: Arc<dyn EventLog> = Arc::new(OperationsLog(store.clone()));
+        // Admins see every event type on the feed.
+        let feed_config = StreamConfig {
+            hidden_types: Vec::new(),
+            ..settings.stream_config()
+        };
+        let operations = SessionRegistry::new(feed_config, feed_log.clone()).start();
+        OperationsFeed::new(
+            feed_log.clone(),
+            operations.clone(),
+            Duration::from_millis(settings.monitoring.feed_poll_ms),
+        )
+        .start();
+        RetentionPruner::new(
+            feed_log,
+            settings.store.retention(),
+            Duration::from_secs(settings.store.prune_interval_secs),
+        )
+        .start();
+
         let dependencies = web::Data::new(Dependencies {
             store: store.clone(),
             broker: kafka.broker.clone(),
@@ -112,6 +148,7 @@ impl Application {
             settings.auth.jwt_secret.expose_secret().as_bytes(),
         ));
         let registry_data = web::Data::new(registry.clone());
+        let operations_data = web::Data::new(routes::OperationsSessions(operations.clone()));
         let journal = web::Data::new(journal);
         let domain = web::Data::new(domain);
         let rules = web::Data::new(rules);
@@ -119,6 +156,8 @@ impl Application {
         let store = web::Data::new(store);
         let cache = web::Data::new(cache);
         let limit = web::Data::new(BodyLimit(settings.http.max_body_bytes));
+        let stream_config = web::Data::new(settings.stream_config());
+        let dev_tokens = web::Data::new(routes::DevTokens::from_settings(&settings.auth));
         let portfolio_ttl = web::Data::new(routes::PortfolioTtl(Duration::from_secs(
             settings.chain.portfolio_cache_secs,
         )));
@@ -127,6 +166,7 @@ impl Application {
             App::new()
                 .app_data(keys.clone())
                 .app_data(registry_data.clone())
+                .app_data(operations_data.clone())
                 .app_data(journal.clone())
                 .app_data(domain.clone())
                 .app_data(rules.clone())
@@ -135,6 +175,8 @@ impl Application {
                 .app_data(cache.clone())
                 .app_data(dependencies.clone())
                 .app_data(limit.clone())
+                .app_data(stream_config.clone())
+                .app_data(dev_tokens.clone())
                 .app_data(portfolio_ttl.clone())
                 .configure(routes::configure)
         })
@@ -149,6 +191,7 @@ impl Application {
             port,
             server,
             registry,
+            operations,
             kafka,
         })
     }
@@ -179,6 +222,7 @@ impl Application {
         shutdown.await;
         log::info!("shutting down: closing streams");
         self.registry.do_send(CloseAll);
+        self.operations.do_send(CloseAll);
         // Let sessions flush their close before the server stops polling connections.
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
         handle.stop(true).await;

@@ -1,23 +1,52 @@
 //! SSE frames, encoded once and shared. An event fanned out to many sessions is serialized a
 //! single time; each session queues a reference-counted handle to the same bytes.
 
+use crate::event::EventType;
 use bytes::{BufMut, Bytes, BytesMut};
 use chrono::{SecondsFormat, Utc};
+use std::time::Instant;
 
 /// Where resynchronizing clients fetch a fresh snapshot.
 pub const SNAPSHOT_URL: &str = "/api/v1/user/nfts";
 
+/// What the delivery metrics need of a stored event's frame: its type, and, for a live frame,
+/// when the journal committed it. Both `Copy`, so fanning a frame out to many sessions still
+/// clones nothing heavier than the shared bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventStamp {
+    pub event_type: EventType,
+    /// `None` for a frame read back from the journal (catch-up): it was not waiting on us.
+    pub committed_at: Option<Instant>,
+}
+
 /// One complete SSE frame (terminated by a blank line), ready to write to a socket. Frames of
-/// stored events also carry their cursor, so a session can drop one it already sent.
+/// stored events also carry their cursor, so a session can drop one it already sent, and
+/// their [`EventStamp`] when the metrics should count them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
     seq: Option<u64>,
+    stamp: Option<EventStamp>,
     bytes: Bytes,
 }
 
 impl Frame {
     fn raw(bytes: Bytes) -> Self {
-        Frame { seq: None, bytes }
+        Frame {
+            seq: None,
+            stamp: None,
+            bytes,
+        }
+    }
+
+    /// The same frame, counted (and, if live, timed) as an event delivery when a session
+    /// queues it.
+    pub fn stamped(mut self, stamp: EventStamp) -> Self {
+        self.stamp = Some(stamp);
+        self
+    }
+
+    pub fn stamp(&self) -> Option<EventStamp> {
+        self.stamp
     }
 
     /// A stored event: `id: <seq>` + `data: <envelope json>`.

@@ -21,6 +21,8 @@
 //! * [`registry`]: `SessionRegistry`, user id → supervisor. Creates and retires supervisors,
 //!   routes published frames, answers connection statistics.
 //! * [`stream_config`]: the stream tunables shared by the three actors above.
+//! * [`metrics`]: the process-wide Prometheus collectors behind `GET /metrics`, and the
+//!   [`MetricsSnapshot`](metrics::MetricsSnapshot) the alerts are evaluated on.
 //! * [`testkit`]: an in-process harness to drive all of the above from tests.
 //!
 //! # Lifecycle
@@ -42,6 +44,9 @@ pub mod domain;
 pub mod event;
 pub mod frame;
 pub mod journal;
+pub mod metrics;
+pub mod monitoring;
+pub mod operations_feed;
 pub mod outbox;
 pub mod registry;
 pub mod routing;

@@ -38,6 +38,12 @@ pub struct Publish {
     pub frame: Frame,
 }
 
+/// A frame for every open session of every user: the admin operations feed is one stream that
+/// all connected admins share.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct Broadcast(pub Frame);
+
 /// Sent by a supervisor whose last session ended.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -147,8 +153,23 @@ impl Handler<Publish> for SessionRegistry {
     type Result = ();
 
     fn handle(&mut self, msg: Publish, _: &mut Self::Context) {
+        if let Some(stamp) = msg.frame.stamp() {
+            if !self.config.shows(stamp.event_type) {
+                return;
+            }
+        }
         if let Some(entry) = self.users.get(msg.user_id.as_str()) {
             entry.supervisor.do_send(Fanout(msg.frame));
+        }
+    }
+}
+
+impl Handler<Broadcast> for SessionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Broadcast, _: &mut Self::Context) {
+        for entry in self.users.values() {
+            entry.supervisor.do_send(Fanout(msg.0.clone()));
         }
     }
 }

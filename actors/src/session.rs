@@ -11,8 +11,10 @@
 //! is dropped if its cursor was already sent. Together with the journal handing frames over in
 //! commit order, that makes the switch-over free of gaps and duplicates.
 
-use crate::frame::Frame;
+use crate::event::EventType;
+use crate::frame::{EventStamp, Frame};
 use crate::journal::{blocking, check_cursor, CursorCheck, EventLog, LogError};
+use crate::metrics::metrics;
 use crate::stream_config::StreamConfig;
 use actix::prelude::*;
 use bytes::Bytes;
@@ -148,8 +150,13 @@ impl SseSession {
 
     /// Queues a frame without waiting; stops the session if the client cannot take it.
     fn push(&mut self, frame: Frame, ctx: &mut Context<Self>) {
+        let stamp = frame.stamp();
         match self.outbox.try_send(frame.into_bytes()) {
-            Ok(()) => {}
+            Ok(()) => {
+                if let Some(stamp) = stamp {
+                    metrics().event_delivered(stamp);
+                }
+            }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 log::info!(
                     "session {} of user {} closed: queue of {} frames overflowed",
@@ -177,6 +184,7 @@ impl SseSession {
             self.user_id.clone(),
             self.resume,
             self.outbox.clone(),
+            self.config.hidden_types.clone(),
         );
         ctx.wait(
             replay
@@ -207,8 +215,14 @@ impl From<LogError> for CatchUpError {
 }
 
 async fn send(outbox: &mpsc::Sender<Bytes>, frame: Frame) -> Result<(), CatchUpError> {
+    let stamp = frame.stamp();
     match tokio::time::timeout(REPLAY_SEND_TIMEOUT, outbox.send(frame.into_bytes())).await {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(())) => {
+            if let Some(stamp) = stamp {
+                metrics().event_delivered(stamp);
+            }
+            Ok(())
+        }
         Ok(Err(_)) => Err(CatchUpError::ClientGone),
         Err(_) => Err(CatchUpError::Stalled),
     }
@@ -222,6 +236,7 @@ async fn catch_up(
     user_id: Arc<str>,
     resume: Resume,
     outbox: mpsc::Sender<Bytes>,
+    hidden: Vec<EventType>,
 ) -> Result<Option<u64>, CatchUpError> {
     let user = user_id.to_string();
     let bounds = {
@@ -249,7 +264,13 @@ async fn catch_up(
                 send(&outbox, Frame::resync(head.max(event.seq))).await?;
                 return Ok(Some(head.max(event.seq)));
             }
-            send(&outbox, Frame::stored(event.seq, &event.envelope_json)).await?;
+            let shown = event
+                .event_type
+                .parse::<EventType>()
+                .map_or(true, |t| !hidden.contains(&t));
+            if shown {
+                send(&outbox, replayed(&event)).await?;
+            }
             cursor = event.seq;
         }
         if !full {
@@ -258,10 +279,23 @@ async fn catch_up(
     }
 }
 
+/// A stored event's frame as read back from the journal: counted as delivered, not timed.
+fn replayed(event: &crate::journal::StoredEvent) -> Frame {
+    let frame = Frame::stored(event.seq, &event.envelope_json);
+    match event.event_type.parse::<EventType>() {
+        Ok(event_type) => frame.stamped(EventStamp {
+            event_type,
+            committed_at: None,
+        }),
+        Err(_) => frame,
+    }
+}
+
 impl Actor for SseSession {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        metrics().session_opened();
         self.started.do_send(SessionStarted { id: self.id });
         self.push(Frame::connection_established(&self.user_id), ctx);
         self.push(Frame::retry(self.config.retry.as_millis() as u64), ctx);
@@ -289,6 +323,7 @@ impl Actor for SseSession {
     }
 
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        metrics().session_closed(self.reason);
         self.ended.do_send(SessionEnded {
             id: self.id,
             reason: self.reason,

@@ -1,6 +1,7 @@
 //! Tunables of the SSE streams, handed to the registry once and shared by its supervisors and
 //! sessions.
 
+use crate::EventType;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -13,6 +14,16 @@ pub struct StreamConfig {
     pub heartbeat: Duration,
     /// The `retry:` hint sent once per stream.
     pub retry: Duration,
+    /// Event types these streams do not carry, live or replayed (DESIGN §5's SSE column:
+    /// `nft_minted` and `nft_burned` are for admins, not for the user's own stream). Their
+    /// cursors are skipped, so ids on a stream may jump; resuming still works.
+    pub hidden_types: Vec<EventType>,
+}
+
+impl StreamConfig {
+    pub fn shows(&self, event_type: EventType) -> bool {
+        !self.hidden_types.contains(&event_type)
+    }
 }
 
 impl Default for StreamConfig {
@@ -22,6 +33,7 @@ impl Default for StreamConfig {
             session_queue: 64,
             heartbeat: Duration::from_secs(30),
             retry: Duration::from_secs(3),
+            hidden_types: Vec::new(),
         }
     }
 }

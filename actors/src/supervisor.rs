@@ -7,6 +7,7 @@
 
 use crate::frame::Frame;
 use crate::journal::EventLog;
+use crate::metrics::metrics;
 use crate::registry::SupervisorIdle;
 use crate::session::{
     next_session_id, ClientGone, Close, Deliver, EndReason, Resume, SessionEnded, SessionId,
@@ -99,9 +100,13 @@ impl UserSupervisor {
         }
     }
 
+    /// Publishes the running sessions to the registry's statistics and, as a change, to the
+    /// connection and user gauges (only this supervisor writes `running`, so the swap sees the
+    /// count it last published).
     fn publish_count(&self) {
         let n = self.sessions.values().filter(|s| s.running).count();
-        self.running.store(n, Ordering::Relaxed);
+        let before = self.running.swap(n, Ordering::Relaxed);
+        metrics().user_sessions_changed(before, n);
     }
 }
 
@@ -109,7 +114,8 @@ impl Actor for UserSupervisor {
     type Context = Context<Self>;
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        self.running.store(0, Ordering::Relaxed);
+        let before = self.running.swap(0, Ordering::Relaxed);
+        metrics().user_sessions_changed(before, 0);
     }
 }
 

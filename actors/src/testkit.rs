@@ -250,6 +250,14 @@ pub fn sample_data(event_type: EventType) -> serde_json::Value {
             "badgeChanges": {"earned": [], "activated": [], "consumed": []}
         }),
         EventType::NftUnlockFailed => json!({"error": "ledger unavailable", "nftDefinitionId": 1}),
+        EventType::SystemAlert | EventType::SystemAlertResolved => json!({
+            "name": "activeConnections", "severity": "info", "threshold": 8000.0, "value": 8123.0
+        }),
+        EventType::MetricsReport => json!({
+            "intervalSecs": 60, "openConnections": 3, "connectedUsers": 2, "eventsAccepted": 10,
+            "eventsDelivered": 20, "sseErrors": 0, "deadLettered": 0, "avgProcessingMs": 1.5,
+            "maxConsumerLag": 0, "outboxBacklog": 0
+        }),
     }
 }
 

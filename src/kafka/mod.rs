@@ -13,12 +13,14 @@
 //! * [`consumer`]: [`spawn_consumer`], [`ConsumerConfig`], [`ConsumerHandle`]: starting and
 //!   stopping one consumer-group member that feeds a consumer actor.
 //! * `runner`: that member's loop: hand over, commit after the answer, retry, dead-letter.
+//! * `lag`: that member's consumer lag per partition, for the metrics.
 //! * `error`: [`KafkaError`].
 
 pub mod cluster;
 pub mod consumer;
 pub mod dead_letter;
 pub mod error;
+mod lag;
 pub mod producer;
 mod runner;
 pub mod topics;

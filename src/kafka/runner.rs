@@ -8,17 +8,20 @@
 
 use super::consumer::{ConsumerConfig, StopReason};
 use super::dead_letter::DeadLetter;
+use super::lag::{LagGauge, STATISTICS_INTERVAL_MS};
 use super::{common_config, KafkaError, KafkaSink};
 use actix::Recipient;
 use actors::consumers::{Consume, ConsumeError, ConsumedRecord};
+use actors::metrics::metrics;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::{KafkaError as RdKafkaError, KafkaResult};
 use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// The longest pause between two attempts at one record (or one dead-letter send).
@@ -54,6 +57,7 @@ impl ConsumerLoop {
     ) -> Result<ConsumerLoop, KafkaError> {
         let context = LoopContext {
             group_id: cfg.group_id.clone(),
+            lag: LagGauge::new(&cfg.group_id),
         };
         let consumer: StreamConsumer<LoopContext> =
             consumer_config(&cfg).create_with_context(context)?;
@@ -83,7 +87,14 @@ impl ConsumerLoop {
                 received = self.consumer.recv() => received.map(|m| m.detach()),
             };
             let step = match received {
-                Ok(message) => self.handle(message).await,
+                Ok(message) => {
+                    let started = Instant::now();
+                    let step = self.handle(message).await;
+                    if let Step::Continue = step {
+                        metrics().consumer_processed(&self.group_id, started.elapsed());
+                    }
+                    step
+                }
                 Err(RdKafkaError::MessageConsumptionFatal(code)) => {
                     Step::Stop(StopReason::Failed(code.to_string()))
                 }
@@ -163,6 +174,7 @@ impl ConsumerLoop {
                         self.dead_letter_topic,
                         letter.error
                     );
+                    metrics().dead_lettered(&self.group_id);
                     self.commit(message);
                     return Step::Continue;
                 }
@@ -250,6 +262,8 @@ async fn stop_requested(stop: &mut watch::Receiver<bool>) {
 /// coordinator waits one session timeout before reassigning the partitions of a member that
 /// left) lets a restarted consumer resume within seconds. Heartbeats come from librdkafka's
 /// own thread every 3 s, so a slow handler does not count against the session.
+///
+/// Statistics every 5 s are what the lag gauge is made of (`lag.rs`).
 fn consumer_config(cfg: &ConsumerConfig) -> ClientConfig {
     let mut config = common_config(&cfg.bootstrap, &cfg.client_id);
     config
@@ -258,7 +272,8 @@ fn consumer_config(cfg: &ConsumerConfig) -> ClientConfig {
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
         .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "3000");
+        .set("heartbeat.interval.ms", "3000")
+        .set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
     config
 }
 
@@ -293,12 +308,18 @@ fn at(record: &ConsumedRecord) -> String {
     format!("{}/{}@{}", record.topic, record.partition, record.offset)
 }
 
-/// Logs what librdkafka does to the group from its callbacks.
+/// Logs what librdkafka does to the group from its callbacks, and turns its statistics into
+/// the lag gauge.
 struct LoopContext {
     group_id: String,
+    lag: LagGauge,
 }
 
-impl ClientContext for LoopContext {}
+impl ClientContext for LoopContext {
+    fn stats(&self, statistics: Statistics) {
+        self.lag.update(&statistics);
+    }
+}
 
 impl ConsumerContext for LoopContext {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

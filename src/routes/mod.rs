@@ -3,10 +3,13 @@
 mod analytics;
 mod audit;
 mod changes;
+mod dev_token;
 mod domain;
 mod flows;
 mod health;
+mod metrics;
 mod notifications;
+mod pages;
 mod params;
 mod portfolio;
 mod publish;
@@ -16,7 +19,9 @@ mod stream;
 use crate::error::ApiError;
 use actix_web::web;
 
+pub use dev_token::DevTokens;
 pub use portfolio::PortfolioTtl;
+pub use stream::OperationsSessions;
 
 /// Request-size limits shared by the handlers that read a body.
 #[derive(Debug, Clone, Copy)]
@@ -24,6 +29,7 @@ pub struct BodyLimit(pub usize);
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(stream::user_stream)
+        .service(stream::operations_stream)
         .service(publish::publish_event)
         .service(stats::sse_stats)
         .service(changes::portfolio_changes)
@@ -40,6 +46,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(flows::operation)
         .service(health::healthz)
         .service(health::readyz)
+        .service(metrics::prometheus_metrics)
+        .service(dev_token::dev_token)
+        .service(pages::demo_page)
+        .service(pages::admin_page)
+        .service(pages::samples)
+        .service(pages::asset)
         .default_service(web::to(not_found));
 }
 

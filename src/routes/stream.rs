@@ -1,9 +1,10 @@
-use crate::auth::Principal;
+use crate::auth::{Principal, Role};
 use crate::error::ApiError;
 use crate::peer::PeerSocket;
 use actix::Addr;
 use actix_web::http::header;
 use actix_web::{get, web, HttpRequest, HttpResponse};
+use actors::metrics::{metrics, Refusal};
 use actors::registry::{Connect, SessionRegistry};
 use actors::{ConnectError, Resume};
 use futures_util::StreamExt;
@@ -29,26 +30,68 @@ fn resume_point(req: &HttpRequest) -> Resume {
     }
 }
 
+/// The admin sessions' registry, beside the users' one: its sessions share one stream, the
+/// operations feed.
+pub struct OperationsSessions(pub Addr<SessionRegistry>);
+
 /// The user's event stream. The session actor behind it writes already-encoded frames into a
 /// bounded queue; this body only drains the queue onto the socket. When the client goes away
 /// the body (and with it the queue's receiver) is dropped, which ends the session.
 #[get("/api/v1/user/nft-events")]
 pub async fn user_stream(
     req: HttpRequest,
-    principal: Principal,
+    principal: Result<Principal, ApiError>,
     registry: web::Data<Addr<SessionRegistry>>,
+) -> Result<HttpResponse, ApiError> {
+    let principal = count_unauthorized(principal)?;
+    open_stream(&req, &principal, &registry).await
+}
+
+/// The operations feed (admins only): every event routed to admins, alerts and metrics
+/// reports, with the same wire format, heartbeats and `Last-Event-ID` resume as a user stream.
+/// Its ids are the feed's own cursor.
+#[get("/api/v1/admin/operations")]
+pub async fn operations_stream(
+    req: HttpRequest,
+    principal: Result<Principal, ApiError>,
+    sessions: web::Data<OperationsSessions>,
+) -> Result<HttpResponse, ApiError> {
+    let principal = count_unauthorized(principal)?;
+    principal.require(&[Role::Admin])?;
+    open_stream(&req, &principal, &sessions.0).await
+}
+
+/// Passes the principal through, counting a refused (401) stream in the metrics; the handlers
+/// take the principal as a `Result` to see that refusal.
+fn count_unauthorized(principal: Result<Principal, ApiError>) -> Result<Principal, ApiError> {
+    principal.inspect_err(|e| {
+        if let ApiError::Unauthorized(_) = e {
+            metrics().connection_refused(Refusal::Unauthorized);
+        }
+    })
+}
+
+/// Opens a session for `principal` in `registry` and streams its frames.
+async fn open_stream(
+    req: &HttpRequest,
+    principal: &Principal,
+    registry: &Addr<SessionRegistry>,
 ) -> Result<HttpResponse, ApiError> {
     let handle = registry
         .send(Connect {
             user_id: principal.user_id.clone(),
-            resume: resume_point(&req),
+            resume: resume_point(req),
             client_gone: req.conn_data::<PeerSocket>().and_then(|p| p.watch_close()),
         })
         .await
         .map_err(|_| ApiError::Unavailable("session registry is not running".to_owned()))?
         .map_err(|e| match e {
-            ConnectError::LimitReached { .. } => ApiError::RateLimited,
+            ConnectError::LimitReached { .. } => {
+                metrics().connection_refused(Refusal::RateLimited);
+                ApiError::RateLimited
+            }
             ConnectError::Unavailable => {
+                metrics().connection_refused(Refusal::Unavailable);
                 ApiError::Unavailable("the router is shutting down".to_owned())
             }
         })?;

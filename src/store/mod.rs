@@ -22,13 +22,15 @@
 //! * `analytics`: per event type and minute counts, counted once per event id.
 //! * `notifications`: one notification per event for its user; listing, read marks.
 //! * `audit`: the append-only audit log and its filtered, paged query.
+//! * `operations`: the admin operations feed, one stream numbered in commit order from one
+//!   counter row; record, read by cursor, bounds and pruning.
 //! * `domain`: the NFT domain's state (volumes, badges, NFTs, flows) and its guarded changes,
 //!   written with their events in one transaction.
 //! * `flows`: unlock and upgrade flow records and the NFT each user holds; their reads and the
 //!   locked reads the flow changes check their preconditions with.
 //! * `ledger`: the local ledger's book of mints and burns (the default chain adapter's).
 //! * `port`: the store as the `actors` crate's ports (`EventLog`, `Outbox`, the consumers'
-//!   stores), thin wrappers over the methods here.
+//!   stores; `OperationsLog`, the feed as an `EventLog`), thin wrappers over the methods here.
 //! * `columns`: column widths, time precision and id conversions shared by the queries.
 //! * `error`: [`StoreError`], split into "unavailable, retry later" and definite failures.
 //!
@@ -45,6 +47,7 @@ mod flows;
 mod ledger;
 mod migrate;
 mod notifications;
+mod operations;
 mod outbox;
 mod port;
 pub mod schema;
@@ -63,6 +66,7 @@ pub use self::error::StoreError;
 pub use self::events::{NewEvent, StoredEvent};
 pub use self::notifications::NotificationRow;
 pub use self::outbox::OutboxEntry;
+pub use self::port::OperationsLog;
 
 /// How long a caller waits for a free pooled connection (or for a new one to open) before the
 /// call fails as [`StoreError::Unavailable`]. Short, because the callers are HTTP requests and

@@ -6,6 +6,7 @@
 //! once the broker has acknowledged every topic they route to; `idx_nft_events_unpublished
 //! (published_at, id)` serves both the read and the backlog count.
 
+use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::columns::{self, db_now};
@@ -29,6 +30,7 @@ struct PendingRow {
     user_id: String,
     event_type: String,
     envelope_json: String,
+    created_at: NaiveDateTime,
 }
 
 impl TryFrom<PendingRow> for OutboxEntry {
@@ -41,6 +43,7 @@ impl TryFrom<PendingRow> for OutboxEntry {
             user_id: row.user_id,
             event_type: row.event_type,
             envelope_json: row.envelope_json,
+            created_at: row.created_at.and_utc(),
         })
     }
 }

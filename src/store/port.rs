@@ -1,10 +1,14 @@
 //! The store as the `actors` crate's ports: the journal's [`EventLog`], the relay's [`Outbox`]
 //! and the consumers' stores. Each method is a thin wrapper over the `Store` method of the
 //! same meaning; the only translation is [`StoreError`] into [`LogError`].
+//!
+//! The admin operations feed is a second [`EventLog`] over the same database,
+//! [`OperationsLog`], so the session registry and the feed's tailer read it exactly as they
+//! read a user's stream.
 
 use super::{Store, StoreError};
 use actors::consumers::{
-    AnalyticsStore, AuditStore, NewAuditEntry, NewNotification, NotificationStore,
+    AnalyticsStore, AuditStore, NewAuditEntry, NewNotification, NotificationStore, OperationsStore,
 };
 use actors::domain::{ChangeError, DomainState, FlowRecord, StateChange, UserState};
 use actors::journal::{EventLog, LogError, NewEvent, StoredEvent};
@@ -108,5 +112,63 @@ impl NotificationStore for Store {
 impl AuditStore for Store {
     fn append_audit(&self, entry: &NewAuditEntry) -> Result<bool, LogError> {
         Ok(Store::append_audit(self, entry)?)
+    }
+}
+
+impl OperationsStore for Store {
+    fn record_operation(
+        &self,
+        event_id: &str,
+        event_type: &str,
+        user_id: &str,
+        envelope_json: &str,
+    ) -> Result<bool, LogError> {
+        Ok(Store::record_operation(
+            self,
+            event_id,
+            event_type,
+            user_id,
+            envelope_json,
+        )?)
+    }
+}
+
+/// The admin operations feed as an [`EventLog`]: one stream, whatever user id a caller passes,
+/// numbered in commit order (see `operations`). Read-only here: its one writer is the
+/// operations consumer, through [`OperationsStore`].
+#[derive(Clone, Debug)]
+pub struct OperationsLog(pub Store);
+
+/// Why the feed refuses journal writes.
+const FEED_IS_READ_ONLY: &str = "the operations feed is written by its consumer only";
+
+impl EventLog for OperationsLog {
+    fn append(&self, _events: &[NewEvent]) -> Result<Vec<StoredEvent>, LogError> {
+        Err(LogError::Failed(FEED_IS_READ_ONLY.into()))
+    }
+
+    fn events_after(
+        &self,
+        _user_id: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, LogError> {
+        Ok(self.0.operations_after(after_seq, limit)?)
+    }
+
+    fn stream_bounds(&self, _user_id: &str) -> Result<(Option<u64>, u64), LogError> {
+        Ok(self.0.operations_bounds()?)
+    }
+
+    fn prune_older_than(&self, cutoff: DateTime<Utc>) -> Result<usize, LogError> {
+        Ok(self.0.prune_operations_older_than(cutoff)?)
+    }
+
+    fn apply_change(
+        &self,
+        _change: &StateChange,
+        _events: &[NewEvent],
+    ) -> Result<Vec<StoredEvent>, ChangeError> {
+        Err(ChangeError::Log(LogError::Failed(FEED_IS_READ_ONLY.into())))
     }
 }

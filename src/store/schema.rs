@@ -146,4 +146,25 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// One counter row per feed (`operations`): the last sequence number handed out. Outlives
+    /// the rows it numbered, so pruning never lets a number be reused.
+    feed_counters (name) {
+        name -> Text,
+        last_seq -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// The admin operations feed: every operations-topic record once, numbered in commit order.
+    operations_feed (seq) {
+        seq -> BigInt,
+        event_id -> Text,
+        event_type -> Text,
+        user_id -> Text,
+        envelope_json -> Text,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(nft_events, user_streams);

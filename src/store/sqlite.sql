@@ -137,3 +137,21 @@ CREATE TABLE IF NOT EXISTS nft_flows (
 
 CREATE INDEX IF NOT EXISTS idx_nft_flows_status ON nft_flows (status);
 CREATE INDEX IF NOT EXISTS idx_nft_flows_user_id ON nft_flows (user_id);
+
+CREATE TABLE IF NOT EXISTS feed_counters (
+    name     TEXT    NOT NULL PRIMARY KEY,
+    last_seq INTEGER NOT NULL
+);
+
+-- seq is assigned from feed_counters, never by SQLite, hence a plain primary key.
+CREATE TABLE IF NOT EXISTS operations_feed (
+    seq           INTEGER NOT NULL PRIMARY KEY,
+    event_id      TEXT    NOT NULL,
+    event_type    TEXT    NOT NULL,
+    user_id       TEXT    NOT NULL,
+    envelope_json TEXT    NOT NULL,
+    created_at    TEXT    NOT NULL,
+    CONSTRAINT uq_operations_feed_event_id UNIQUE (event_id)
+);
+
+CREATE INDEX IF NOT EXISTS idx_operations_feed_created_at ON operations_feed (created_at);

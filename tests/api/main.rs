@@ -1,10 +1,14 @@
 //! Integration tests: the real application on port 0, driven over real TCP sockets.
 
 mod binary;
+mod browser;
 mod domain;
 mod flows;
 mod helpers;
 mod kafka;
+mod metrics;
+mod operations;
+mod pages;
 mod proxy;
 mod publish;
 mod replay;

@@ -2,7 +2,7 @@
 //! database that goes away. Runs on SQLite, and on MySQL/MariaDB when `DATABASE_URL` names one.
 
 use crate::helpers::{
-    event_body, spawn_app_on, spawn_app_with, unique_user, SseClient, TestApp, WAIT,
+    event_body, spawn_app, spawn_app_on, spawn_app_with, unique_user, SseClient, TestApp, WAIT,
 };
 use actors::EventType;
 use nft_event_router::auth::Role;
@@ -69,7 +69,9 @@ async fn concurrent_publishers_and_a_reconnecting_client_lose_and_repeat_nothing
         let (app, user) = (app.clone(), user.clone());
         publishers.push(actix_web::rt::spawn(async move {
             for _ in 0..200 {
-                let response = app.publish(&event_body(&user, EventType::NftMinted)).await;
+                let response = app
+                    .publish(&event_body(&user, EventType::BadgeEarned))
+                    .await;
                 assert_eq!(response.status(), 202);
             }
         }));
@@ -305,4 +307,52 @@ async fn readyz_reports_the_database() {
     assert_eq!(status, 200);
     assert_eq!(body["status"], "ready");
     assert_eq!(body["checks"]["database"]["status"], "up");
+}
+
+#[actix_web::test]
+async fn admin_only_events_are_left_out_of_the_users_stream_and_polling() {
+    let app = spawn_app().await;
+    let user = unique_user();
+    let mut live = app.open_stream(&user).await;
+    for event_type in [
+        EventType::BadgeEarned,
+        EventType::NftMinted,
+        EventType::NftBurned,
+        EventType::NftUpgraded,
+    ] {
+        assert_eq!(
+            app.publish(&event_body(&user, event_type)).await.status(),
+            202
+        );
+    }
+    let (first, event) = live.next_event().await.expect("event");
+    assert_eq!(
+        (first.as_str(), event["eventType"].as_str()),
+        ("1", Some("badge_earned"))
+    );
+    let (last, event) = live.next_event().await.expect("event");
+    assert_eq!(
+        (last.as_str(), event["eventType"].as_str()),
+        ("4", Some("nft_upgraded"))
+    );
+
+    // Resuming across the skipped cursors is exact.
+    let mut resumed = app.resume_stream(&user, "1").await;
+    let (cursor, event) = resumed.next_event().await.expect("event");
+    assert_eq!(
+        (cursor.as_str(), event["eventType"].as_str()),
+        ("4", Some("nft_upgraded"))
+    );
+
+    let page = app
+        .get_as(
+            "/api/v1/user/nft-portfolio-changes?since=1",
+            &user,
+            Role::User,
+        )
+        .await;
+    let events = page["events"].as_array().expect("events");
+    assert_eq!(events.len(), 1, "{page}");
+    assert_eq!(events[0]["cursor"], "4");
+    assert_eq!(page["nextCursor"], "4");
 }

@@ -1,4 +1,4 @@
-//! The consumer side of the Kafka path: three actors that turn the routed topics into tables
+//! The consumer side of the Kafka path: four actors that turn the routed topics into tables
 //! and counters, each in its own consumer group.
 //!
 //! The broker loop lives at the edge (the router's Kafka adapter): it hands each record to a
@@ -11,17 +11,20 @@
 //!   counters in the cache.
 //! * [`NotificationConsumer`]: one notification per event for its user.
 //! * [`AuditConsumer`]: the append-only audit log.
+//! * [`OperationsConsumer`]: the admin operations feed.
 
 mod analytics;
 mod audit;
 mod memory;
 mod notification;
+mod operations;
 mod ports;
 
 pub use analytics::{AnalyticsConsumer, SyncCounters};
 pub use audit::AuditConsumer;
 pub use memory::MemoryConsumerStore;
 pub use notification::{notification_for, NotificationConsumer};
+pub use operations::OperationsConsumer;
 pub use ports::*;
 
 use crate::event::Envelope;
@@ -30,6 +33,8 @@ use actix::prelude::*;
 pub const ANALYTICS_GROUP: &str = "nft-analytics-group";
 pub const NOTIFICATIONS_GROUP: &str = "nft-notifications-group";
 pub const AUDIT_GROUP: &str = "nft-audit-group";
+/// One group across all router instances: each record is stored in the feed once.
+pub const OPERATIONS_GROUP: &str = "nft-operations-feed-group";
 
 /// A record as read from the broker.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -91,6 +91,29 @@ pub fn notification_for(event: &Envelope) -> NewNotification {
             format!("Unlocking your NFT failed: {}", d.error),
             Priority::High,
         ),
+        // Operations events are routed to admins, not to the notification topics; should a
+        // routing table send them here, they still read sensibly.
+        EventData::SystemAlert(d) => (
+            format!("Alert: {}", d.name),
+            format!("{} is {} (threshold {}).", d.name, d.value, d.threshold),
+            Priority::High,
+        ),
+        EventData::SystemAlertResolved(d) => (
+            format!("Resolved: {}", d.name),
+            format!(
+                "{} is back to {} (threshold {}).",
+                d.name, d.value, d.threshold
+            ),
+            Priority::Normal,
+        ),
+        EventData::MetricsReport(d) => (
+            "Metrics report".to_owned(),
+            format!(
+                "{} connections, {} events accepted in {} s.",
+                d.open_connections, d.events_accepted, d.interval_secs
+            ),
+            Priority::Low,
+        ),
     };
     NewNotification {
         event_id: event.event_id.clone(),

@@ -77,6 +77,18 @@ pub trait AuditStore: Send + Sync + 'static {
     fn append_audit(&self, entry: &NewAuditEntry) -> Result<bool, LogError>;
 }
 
+/// Where the operations consumer stores the admin feed.
+pub trait OperationsStore: Send + Sync + 'static {
+    /// Stores the record unless its event id is stored; answers whether it stored it.
+    fn record_operation(
+        &self,
+        event_id: &str,
+        event_type: &str,
+        user_id: &str,
+        envelope_json: &str,
+    ) -> Result<bool, LogError>;
+}
+
 /// Why the cache did not answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cache unavailable: {0}")]

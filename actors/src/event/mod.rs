@@ -25,10 +25,16 @@ pub enum EventType {
     VolumeMilestoneReached,
     TierQualificationChanged,
     NftUnlockFailed,
+    /// A monitored figure crossed its threshold (operations feed).
+    SystemAlert,
+    /// A raised alert's figure is back within its threshold.
+    SystemAlertResolved,
+    /// The periodic one-line metrics summary (operations feed).
+    MetricsReport,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 8] = [
+    pub const ALL: [EventType; 11] = [
         EventType::NftUnlocked,
         EventType::NftUpgraded,
         EventType::BadgeEarned,
@@ -37,6 +43,9 @@ impl EventType {
         EventType::VolumeMilestoneReached,
         EventType::TierQualificationChanged,
         EventType::NftUnlockFailed,
+        EventType::SystemAlert,
+        EventType::SystemAlertResolved,
+        EventType::MetricsReport,
     ];
 
     /// The wire name, as in the seed's schemas.
@@ -50,6 +59,9 @@ impl EventType {
             EventType::VolumeMilestoneReached => "volume_milestone_reached",
             EventType::TierQualificationChanged => "tier_qualification_changed",
             EventType::NftUnlockFailed => "nft_unlock_failed",
+            EventType::SystemAlert => "system_alert",
+            EventType::SystemAlertResolved => "system_alert_resolved",
+            EventType::MetricsReport => "metrics_report",
         }
     }
 }

@@ -123,6 +123,35 @@ pub struct NftUnlockFailed {
     pub operation_id: Option<String>,
 }
 
+/// `system_alert` and `system_alert_resolved`: a monitored figure, its threshold and the value
+/// that crossed it (or came back within it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SystemAlert {
+    pub name: String,
+    /// `info`, `warning` or `critical`, as in the seed's `alertConfig`.
+    pub severity: String,
+    pub threshold: f64,
+    pub value: f64,
+}
+
+/// `metrics_report`: the monitoring reporter's summary of one interval (the seed's
+/// `NFTEventMonitoringService.reportMetrics`). Counts are over the interval; gauges are now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MetricsReport {
+    pub interval_secs: u64,
+    pub open_connections: u64,
+    pub connected_users: u64,
+    pub events_accepted: u64,
+    pub events_delivered: u64,
+    pub sse_errors: u64,
+    pub dead_lettered: u64,
+    pub avg_processing_ms: f64,
+    pub max_consumer_lag: i64,
+    pub outbox_backlog: u64,
+}
+
 /// The typed payload of an event. Serialized without a tag: the envelope's `eventType` says
 /// which variant it is.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -136,6 +165,9 @@ pub enum EventData {
     VolumeMilestoneReached(VolumeMilestoneReached),
     TierQualificationChanged(TierQualificationChanged),
     NftUnlockFailed(NftUnlockFailed),
+    SystemAlert(SystemAlert),
+    SystemAlertResolved(SystemAlert),
+    MetricsReport(MetricsReport),
 }
 
 impl EventData {
@@ -151,6 +183,9 @@ impl EventData {
             EventData::VolumeMilestoneReached(_) => T::VolumeMilestoneReached,
             EventData::TierQualificationChanged(_) => T::TierQualificationChanged,
             EventData::NftUnlockFailed(_) => T::NftUnlockFailed,
+            EventData::SystemAlert(_) => T::SystemAlert,
+            EventData::SystemAlertResolved(_) => T::SystemAlertResolved,
+            EventData::MetricsReport(_) => T::MetricsReport,
         }
     }
 }

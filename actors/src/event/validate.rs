@@ -180,6 +180,9 @@ impl EventData {
                 EventData::TierQualificationChanged(parse_at(P, data)?)
             }
             EventType::NftUnlockFailed => EventData::NftUnlockFailed(parse_at(P, data)?),
+            EventType::SystemAlert => EventData::SystemAlert(parse_at(P, data)?),
+            EventType::SystemAlertResolved => EventData::SystemAlertResolved(parse_at(P, data)?),
+            EventType::MetricsReport => EventData::MetricsReport(parse_at(P, data)?),
         };
         Ok(typed)
     }

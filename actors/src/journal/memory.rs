@@ -184,6 +184,7 @@ impl Outbox for MemoryLog {
                 user_id: e.user_id.clone(),
                 event_type: e.event_type.clone(),
                 envelope_json: e.envelope_json.clone(),
+                created_at: e.created_at,
             })
             .collect())
     }

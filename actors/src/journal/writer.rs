@@ -8,12 +8,14 @@
 
 use super::{blocking, EventLog, LogError, NewEvent};
 use crate::domain::{ChangeError, StateChange};
-use crate::event::Envelope;
-use crate::frame::Frame;
+use crate::event::{Envelope, EventType};
+use crate::frame::{EventStamp, Frame};
+use crate::metrics::metrics;
 use crate::outbox::RelayNow;
 use crate::registry::Publish;
 use actix::prelude::*;
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::oneshot;
 
 /// Most events written in one transaction.
@@ -143,17 +145,27 @@ impl EventJournal {
         }
     }
 
-    /// Hands stored events to the registry, in commit order, and nudges the relay.
+    /// Hands stored events to the registry, in commit order, and nudges the relay. Each frame
+    /// is stamped with the commit, which the session that queues it times its delivery from.
     fn delivered(&self, stored: Vec<super::StoredEvent>) -> Vec<Appended> {
         if let Some(relay) = &self.committed {
             relay.do_send(RelayNow);
         }
+        let committed_at = Some(Instant::now());
         stored
             .into_iter()
             .map(|event| {
+                metrics().event_accepted(&event.event_type);
+                let mut frame = Frame::stored(event.seq, &event.envelope_json);
+                if let Ok(event_type) = event.event_type.parse::<EventType>() {
+                    frame = frame.stamped(EventStamp {
+                        event_type,
+                        committed_at,
+                    });
+                }
                 self.deliver.do_send(Publish {
                     user_id: event.user_id.clone(),
-                    frame: Frame::stored(event.seq, &event.envelope_json),
+                    frame,
                 });
                 Appended {
                     seq: event.seq,
@@ -166,6 +178,7 @@ impl EventJournal {
     fn write_batch(&mut self, batch: Vec<(NewEvent, Reply)>, ctx: &mut Context<Self>) {
         let n = batch.len();
         let (events, replies): (Vec<NewEvent>, Vec<Reply>) = batch.into_iter().unzip();
+        let types = event_types(&events);
         self.writing = true;
         let log = self.log.clone();
         ctx.spawn(blocking(move || log.append(&events)).into_actor(self).map(
@@ -179,6 +192,7 @@ impl EventJournal {
                     }
                     Err(e) => {
                         log::warn!("journal write of {n} events failed: {e}");
+                        count_failed(&types);
                         let err = JournalError::from(e);
                         for reply in replies {
                             let _ = reply.send(Err(err.clone()));
@@ -199,6 +213,7 @@ impl EventJournal {
     ) {
         self.writing = true;
         let log = self.log.clone();
+        let types = event_types(&events);
         let write = async move {
             tokio::task::spawn_blocking(move || log.apply_change(&change, &events))
                 .await
@@ -213,11 +228,29 @@ impl EventJournal {
             let answer = match result {
                 Ok(stored) => Ok(act.delivered(stored)),
                 Err(ChangeError::Conflict) => Err(ChangeFailure::Conflict),
-                Err(ChangeError::Log(e)) => Err(ChangeFailure::Journal(e.into())),
+                Err(ChangeError::Log(e)) => {
+                    count_failed(&types);
+                    Err(ChangeFailure::Journal(e.into()))
+                }
             };
             let _ = reply.send(answer);
             act.flush(ctx);
         }));
+    }
+}
+
+/// The types of a write's events, kept for the failure count (the events themselves move to
+/// the blocking pool).
+fn event_types(events: &[NewEvent]) -> Vec<EventType> {
+    events
+        .iter()
+        .filter_map(|e| e.event_type.parse().ok())
+        .collect()
+}
+
+fn count_failed(types: &[EventType]) {
+    for event_type in types {
+        metrics().event_failed(event_type.as_str());
     }
 }
 

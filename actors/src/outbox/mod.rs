@@ -12,6 +12,7 @@ pub use memory::{MemoryBroker, MemoryOutbox};
 pub use relay::{GetRelayStatus, OutboxRelay, RelayNow, RelayStatus};
 
 use crate::journal::LogError;
+use chrono::{DateTime, Utc};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -24,6 +25,8 @@ pub struct OutboxEntry {
     pub user_id: String,
     pub event_type: String,
     pub envelope_json: String,
+    /// When the event was created (stored with its row): where the publish latency starts.
+    pub created_at: DateTime<Utc>,
 }
 
 /// Where unpublished events are read from. Blocking; called on the blocking pool.

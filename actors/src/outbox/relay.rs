@@ -9,9 +9,11 @@
 
 use super::{BrokerSink, Outbox, OutboxEntry, Record};
 use crate::journal::blocking;
+use crate::metrics::metrics;
 use crate::routing::RoutingTable;
 use crate::EventType;
 use actix::prelude::*;
+use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +21,9 @@ use std::time::Duration;
 const BATCH: usize = 256;
 /// Poll interval when nothing nudged the relay (events stored by another router instance).
 const IDLE_POLL: Duration = Duration::from_millis(500);
+/// How often the backlog gauge is refreshed: a count over the unpublished index, too costly to
+/// run on every nudge under load, and a figure nobody reads more often than this.
+const BACKLOG_POLL: Duration = Duration::from_secs(5);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -111,20 +116,25 @@ impl OutboxRelay {
                         Err(e) => Err(e.to_string()),
                         Ok(rows) => Ok((
                             rows.iter().map(|r| r.id).collect::<Vec<_>>(),
+                            rows.iter().map(|r| r.created_at).collect::<Vec<_>>(),
                             rows.iter().flat_map(|r| act.records(r)).collect::<Vec<_>>(),
                         )),
                     };
                     let (sink, outbox) = (act.sink.clone(), act.outbox.clone());
                     async move {
-                        let (ids, records) = work?;
+                        let (ids, created, records) = work?;
                         if ids.is_empty() {
                             return Ok(0);
                         }
                         sink.publish(records).await.map_err(|e| e.to_string())?;
+                        let acknowledged = Utc::now();
                         let n = ids.len();
                         blocking(move || outbox.mark_published(&ids))
                             .await
                             .map_err(|e| e.to_string())?;
+                        // Only a pass that also marked its rows counts them: a failed mark
+                        // means they are published again, and timed at that acknowledgement.
+                        record_latencies(&created, acknowledged);
                         Ok::<usize, String>(n)
                     }
                     .into_actor(act)
@@ -154,6 +164,29 @@ impl OutboxRelay {
                 }),
         );
     }
+
+    /// Counts the unpublished rows into the backlog gauge; a failed count leaves the last one.
+    fn count_backlog(&mut self, ctx: &mut Context<Self>) {
+        let outbox = self.outbox.clone();
+        ctx.spawn(
+            async move {
+                match blocking(move || outbox.backlog()).await {
+                    Ok(backlog) => metrics().set_outbox_backlog(backlog),
+                    Err(e) => log::debug!("outbox relay: cannot count the backlog: {e}"),
+                }
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+/// Observes each published event's time from creation to `acknowledged` (a clock set back
+/// between the two counts as zero).
+fn record_latencies(created: &[DateTime<Utc>], acknowledged: DateTime<Utc>) {
+    for at in created {
+        let age = (acknowledged - *at).to_std().unwrap_or_default();
+        metrics().outbox_published(age);
+    }
 }
 
 impl Actor for OutboxRelay {
@@ -162,6 +195,8 @@ impl Actor for OutboxRelay {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.pass(ctx);
         ctx.run_interval(IDLE_POLL, |act, ctx| act.pass(ctx));
+        self.count_backlog(ctx);
+        ctx.run_interval(BACKLOG_POLL, |act, ctx| act.count_backlog(ctx));
     }
 }
 

@@ -13,6 +13,7 @@ mod concurrency;
 mod connect;
 mod ledger;
 mod notifications;
+mod operations;
 mod outbox;
 mod prune;
 

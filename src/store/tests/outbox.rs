@@ -1,5 +1,6 @@
 //! The Kafka outbox: unpublished events in id order, marking them published, the backlog.
 
+use chrono::SubsecRound;
 use std::sync::Arc;
 
 use super::{connect, event, isolated_backends, unique_user};
@@ -57,6 +58,8 @@ fn pending_events_come_oldest_first_with_their_fields() {
             assert_eq!(entry.user_id, new.user_id);
             assert_eq!(entry.event_type, new.event_type);
             assert_eq!(entry.envelope_json, new.envelope_json);
+            // Stored to the microsecond: where the relay's publish latency starts.
+            assert_eq!(entry.created_at, new.created_at.trunc_subsecs(6));
         }
         assert_eq!(
             store.pending_outbox(2).expect("pending"),

@@ -1,0 +1,101 @@
+//! `OperationsFeed`: delivers the admin operations feed to this instance's admin sessions.
+//!
+//! The feed lives in the database (written once per record by the operations consumer, in
+//! commit order); every router instance tails it and broadcasts new entries to its own admin
+//! sessions, so an admin connected to any instance sees events accepted by any instance. A
+//! session that resumes with `Last-Event-ID` catches up from the same table through its
+//! registry's log, so the tail and the catch-up agree on ids.
+
+use crate::frame::EventStamp;
+use crate::journal::{blocking, EventLog, LogError};
+use crate::registry::{Broadcast, SessionRegistry};
+use crate::Frame;
+use actix::prelude::*;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Entries read per poll; more wait for the next one, which follows at once.
+const PAGE: usize = 500;
+
+pub struct OperationsFeed {
+    log: Arc<dyn EventLog>,
+    sessions: Addr<SessionRegistry>,
+    interval: Duration,
+    /// The last entry broadcast; `None` until the head is known.
+    last: Option<u64>,
+    polling: bool,
+}
+
+impl OperationsFeed {
+    /// `log` reads the feed table; `sessions` is the registry of admin sessions.
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        sessions: Addr<SessionRegistry>,
+        interval: Duration,
+    ) -> Self {
+        OperationsFeed {
+            log,
+            sessions,
+            interval,
+            last: None,
+            polling: false,
+        }
+    }
+
+    fn poll(&mut self, ctx: &mut Context<Self>) {
+        if self.polling {
+            return;
+        }
+        self.polling = true;
+        let log = self.log.clone();
+        let last = self.last;
+        let read = async move {
+            let after = match last {
+                Some(after) => after,
+                // Start at the head: older entries are for sessions that ask for them.
+                None => {
+                    let log = log.clone();
+                    blocking(move || log.stream_bounds("")).await?.1
+                }
+            };
+            let page = blocking(move || log.events_after("", after, PAGE)).await?;
+            Ok::<_, LogError>((after, page))
+        };
+        ctx.spawn(read.into_actor(self).map(|read, feed, ctx| {
+            feed.polling = false;
+            match read {
+                Ok((after, page)) => {
+                    let full = page.len() == PAGE;
+                    let mut last = after;
+                    for entry in page {
+                        last = last.max(entry.seq);
+                        let mut frame = Frame::stored(entry.seq, &entry.envelope_json);
+                        // Counted as delivered; not timed, since the poll interval would
+                        // dominate the figure.
+                        if let Ok(event_type) = entry.event_type.parse() {
+                            frame = frame.stamped(EventStamp {
+                                event_type,
+                                committed_at: None,
+                            });
+                        }
+                        feed.sessions.do_send(Broadcast(frame));
+                    }
+                    feed.last = Some(last);
+                    if full {
+                        feed.poll(ctx);
+                    }
+                }
+                Err(e) => log::warn!("operations feed: cannot read new entries: {e}"),
+            }
+        }));
+    }
+}
+
+impl Actor for OperationsFeed {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.poll(ctx);
+        ctx.run_interval(self.interval, |feed, ctx| feed.poll(ctx));
+    }
+}

@@ -1,0 +1,98 @@
+//! The browser pages: `GET /` (a client of the user stream) and `GET /admin` (the operations
+//! dashboard). Plain HTML, one stylesheet and a few ES modules, all compiled into the binary
+//! (`include_str!`), so the pages work offline and from any build without a CDN or an asset
+//! directory to deploy. Each page learns from the server whether development tokens are on
+//! (`auth.dev_tokens`), to offer a "mint" button or ask for a token.
+
+use super::dev_token::DevTokens;
+use actix_web::http::header;
+use actix_web::{get, web, HttpResponse, HttpResponseBuilder};
+use actors::testkit::sample_data;
+use actors::EventType;
+
+/// Where the HTML says whether the mint buttons show (`data-dev-tokens`).
+const DEV_TOKENS_SLOT: &str = "__DEV_TOKENS__";
+
+const DEMO_HTML: &str = include_str!("pages/demo.html");
+const ADMIN_HTML: &str = include_str!("pages/admin.html");
+
+/// `/assets/{name}`: name, content type, body.
+const ASSETS: &[(&str, &str, &str)] = &[
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_str!("pages/style.css"),
+    ),
+    (
+        "common.js",
+        "text/javascript; charset=utf-8",
+        include_str!("pages/common.js"),
+    ),
+    (
+        "demo.js",
+        "text/javascript; charset=utf-8",
+        include_str!("pages/demo.js"),
+    ),
+    (
+        "admin.js",
+        "text/javascript; charset=utf-8",
+        include_str!("pages/admin.js"),
+    ),
+];
+
+/// Only this origin's scripts, styles and connections: the pages handle tokens, and nothing
+/// they load comes from elsewhere.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
+     frame-ancestors 'none'";
+
+/// Headers every page and asset carries. `no-cache` (revalidate, no ETag, so: refetch) keeps a
+/// browser from pairing a new page with a stale script after an upgrade; the files are small.
+fn static_response(content_type: &str) -> HttpResponseBuilder {
+    let mut response = HttpResponse::Ok();
+    response
+        .insert_header((header::CONTENT_TYPE, content_type))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .insert_header((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY));
+    response
+}
+
+fn page(html: &str, dev: &DevTokens) -> HttpResponse {
+    let mode = if dev.enabled { "on" } else { "off" };
+    static_response("text/html; charset=utf-8").body(html.replace(DEV_TOKENS_SLOT, mode))
+}
+
+/// The client demo: mint or paste a token, watch the user stream.
+#[get("/")]
+pub async fn demo_page(dev: web::Data<DevTokens>) -> HttpResponse {
+    page(DEMO_HTML, &dev)
+}
+
+/// The operations dashboard.
+#[get("/admin")]
+pub async fn admin_page(dev: web::Data<DevTokens>) -> HttpResponse {
+    page(ADMIN_HTML, &dev)
+}
+
+/// A valid `data` for every event type, for the demo's "publish a sample event" form. Built
+/// from the same samples the tests use, so the form never offers a payload the router refuses.
+#[get("/assets/samples.json")]
+pub async fn samples() -> HttpResponse {
+    let samples: serde_json::Map<String, serde_json::Value> = EventType::ALL
+        .iter()
+        .map(|t| (t.as_str().to_owned(), sample_data(*t)))
+        .collect();
+    static_response("application/json").json(samples)
+}
+
+/// The stylesheet and scripts. An unknown name falls through to the JSON 404 of every route.
+#[get("/assets/{name}")]
+pub async fn asset(name: web::Path<String>) -> Result<HttpResponse, crate::error::ApiError> {
+    let (_, content_type, body) = ASSETS
+        .iter()
+        .find(|(n, _, _)| *n == name.as_str())
+        .ok_or_else(|| crate::error::ApiError::NotFound("No such asset".to_owned()))?;
+    Ok(static_response(content_type).body(*body))
+}

@@ -1,0 +1,358 @@
+//! The browser pages (`/`, `/admin`) in a real browser: Debian's `chromium`, driven over
+//! WebDriver by `chromedriver`, which each test starts on a free port. The pages are plain
+//! JavaScript against the live router, so this is where their code actually runs. Missing
+//! browser binaries fail the test with the command that installs them (`.ci/run` does).
+
+use crate::helpers::{accepted, event_body, spawn_app, unique_user, TestApp};
+use actors::EventType;
+use fantoccini::{Client, ClientBuilder, Locator};
+use futures_util::FutureExt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+/// Upper bound for anything the page should come to show; polling stops as soon as it does.
+/// Generous because the whole suite runs in parallel on a small machine.
+const PAGE_WAIT: Duration = Duration::from_secs(20);
+
+/// How long chromedriver may take to say which port it listens on.
+const DRIVER_START: Duration = Duration::from_secs(20);
+
+/// Headless, and quiet: no first-run UI, no background or update traffic, no sync.
+const CHROMIUM_FLAGS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1400,1100",
+];
+
+const INSTALL_HINT: &str = "install Debian's browser and driver: \
+     `apt-get install -y chromium chromium-driver` (.ci/run does this)";
+
+/// A program from `env_var`, else `name` on the PATH; a clear failure when neither exists.
+fn find_program(env_var: &str, name: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(env_var).filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| {
+            panic!("`{name}` is not on the PATH (nor set in {env_var}): {INSTALL_HINT}")
+        })
+}
+
+/// chromedriver and one browser session, with a throw-away profile.
+struct Browser {
+    client: Client,
+    /// Killed when dropped (`kill_on_drop`), after the session has closed the browser.
+    _driver: Child,
+    profile: PathBuf,
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        let chromedriver = find_program("CHROMEDRIVER", "chromedriver");
+        let chromium = find_program("CHROME_BIN", "chromium");
+        let mut driver = Command::new(&chromedriver)
+            // Port 0: the driver picks a free port and prints it, so parallel tests never race
+            // for one.
+            .arg("--port=0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromedriver.display()));
+        let port = driver_port(&mut driver).await;
+
+        let profile =
+            std::env::temp_dir().join(format!("nftr-chromium-{}", uuid::Uuid::new_v4().simple()));
+        let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|f| (*f).to_owned()).collect();
+        args.push(format!("--user-data-dir={}", profile.display()));
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".to_owned(),
+            serde_json::json!({ "binary": chromium, "args": args }),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(capabilities)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "chromedriver could not start {} ({e}); {INSTALL_HINT}",
+                    chromium.display()
+                )
+            });
+        Browser {
+            client,
+            _driver: driver,
+            profile,
+        }
+    }
+
+    /// Runs `scenario`, then closes the browser whatever happened (a panicking assertion
+    /// included, so no chromium outlives the test), then passes the panic on.
+    async fn run<F>(scenario: impl FnOnce(Client) -> F)
+    where
+        F: Future<Output = ()>,
+    {
+        let browser = Browser::start().await;
+        let outcome = AssertUnwindSafe(scenario(browser.client.clone()))
+            .catch_unwind()
+            .await;
+        let _ = browser.client.clone().close().await;
+        let _ = std::fs::remove_dir_all(&browser.profile);
+        drop(browser);
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+/// Reads chromedriver's "…started successfully on port N." line, then keeps draining its
+/// output so a full pipe can never block it.
+async fn driver_port(driver: &mut Child) -> u16 {
+    let stdout = driver.stdout.take().expect("chromedriver stdout is piped");
+    let mut lines = BufReader::new(stdout).lines();
+    let port = tokio::time::timeout(DRIVER_START, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(rest) = line.split("on port ").nth(1) {
+                if let Ok(port) = rest.trim_end_matches('.').trim().parse::<u16>() {
+                    if port != 0 {
+                        return Some(port);
+                    }
+                }
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or_else(|| panic!("chromedriver did not report its port; {INSTALL_HINT}"));
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    port
+}
+
+/// Polls `probe` until it answers `Some`, for at most [`PAGE_WAIT`].
+async fn poll<T, F, Fut>(mut probe: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + PAGE_WAIT;
+    loop {
+        if let Some(value) = probe().await {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The rendered text of the first element matching `css`, if there is one.
+async fn text(client: &Client, css: &str) -> Option<String> {
+    client.find(Locator::Css(css)).await.ok()?.text().await.ok()
+}
+
+async fn attr(client: &Client, css: &str, name: &str) -> Option<String> {
+    client
+        .find(Locator::Css(css))
+        .await
+        .ok()?
+        .attr(name)
+        .await
+        .ok()
+        .flatten()
+}
+
+async fn click(client: &Client, css: &str) {
+    client
+        .wait()
+        .at_most(PAGE_WAIT)
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no `{css}` on the page: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("cannot click `{css}`: {e}"));
+}
+
+/// Waits until the stream badge `css` says the EventSource is open.
+async fn wait_connected(client: &Client, css: &str) {
+    let state = poll(|| async move {
+        attr(client, css, "data-state")
+            .await
+            .filter(|s| s == "open")
+    })
+    .await;
+    let shown = text(client, css).await.unwrap_or_default();
+    assert!(
+        state.is_some(),
+        "`{css}` never showed a connected stream; it shows {shown:?}"
+    );
+}
+
+/// `target/browser/NAME`: where a person looks at what the test saw.
+async fn screenshot(client: &Client, name: &str) {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+        .join("browser");
+    std::fs::create_dir_all(&dir).expect("create target/browser");
+    let png = client.screenshot().await.expect("screenshot");
+    std::fs::write(dir.join(name), png).expect("write screenshot");
+}
+
+async fn publish(app: &TestApp, user: &str, event_type: EventType) -> (String, String) {
+    let response = app.publish(&event_body(user, event_type)).await;
+    assert_eq!(response.status(), 202, "{event_type} accepted");
+    accepted(response).await
+}
+
+#[actix_web::test]
+async fn the_demo_page_mints_a_token_and_shows_events_as_they_arrive() {
+    let app = spawn_app().await;
+    let user = unique_user();
+    Browser::run(|client| async move {
+        let client = &client;
+        client.goto(&app.url("/")).await.expect("open /");
+        let input = client
+            .wait()
+            .at_most(PAGE_WAIT)
+            .for_element(Locator::Css("#user-id"))
+            .await
+            .expect("user id field");
+        input.clear().await.expect("clear");
+        input.send_keys(&user).await.expect("type the user id");
+        click(client, "#mint").await;
+        wait_connected(client, "#state").await;
+
+        let (cursor, event_id) = publish(&app, &user, EventType::BadgeEarned).await;
+        let item = format!("#events li[data-event-id=\"{event_id}\"]");
+        let shown = poll(|| text(client, &item)).await;
+        let shown = shown.unwrap_or_else(|| panic!("the page never listed event {event_id}"));
+        assert!(shown.contains("badge_earned"), "{shown}");
+        assert!(
+            shown.contains("First Trade"),
+            "the payload is shown: {shown}"
+        );
+        assert_eq!(
+            attr(client, &item, "data-cursor").await,
+            Some(cursor.clone())
+        );
+        assert_eq!(text(client, "#last-id").await, Some(cursor));
+
+        // The page's own form publishes too (with a service token it mints), for this user.
+        click(client, "#publish summary").await;
+        click(client, "#pub-send").await;
+        let listed = poll(|| async move {
+            let items = client
+                .find_all(Locator::Css("#events li.event"))
+                .await
+                .ok()?;
+            (items.len() >= 2).then_some(items.len())
+        })
+        .await;
+        let result = text(client, "#pub-result").await.unwrap_or_default();
+        assert!(
+            listed.is_some(),
+            "the form's event never arrived; form says {result:?}"
+        );
+        assert!(result.starts_with("accepted"), "{result}");
+        screenshot(client, "demo.png").await;
+    })
+    .await;
+}
+
+#[actix_web::test]
+async fn the_dashboard_shows_connections_and_the_operations_feed() {
+    let app = spawn_app().await;
+    let user = unique_user();
+    Browser::run(|client| async move {
+        let client = &client;
+        client.goto(&app.url("/admin")).await.expect("open /admin");
+        click(client, "#mint").await;
+        let _stream = app.open_stream(&user).await;
+
+        let connections = poll(|| async move {
+            let n: u64 = text(client, "#connections").await?.trim().parse().ok()?;
+            (n > 0).then_some(n)
+        })
+        .await;
+        let shown = text(client, "#connections").await;
+        assert!(
+            connections.is_some(),
+            "connections never above 0: {shown:?}"
+        );
+        let per_user = text(client, "#per-user").await.unwrap_or_default();
+        assert!(per_user.contains(&user), "{per_user}");
+
+        // The operations feed (GET /api/v1/admin/operations) carries nft_minted.
+        let feed_open = poll(|| async move {
+            attr(client, "#feed-state", "data-state")
+                .await
+                .filter(|s| s == "open")
+        })
+        .await;
+        let (_, event_id) = publish(&app, &user, EventType::NftMinted).await;
+        let item = format!("#feed li[data-event-id=\"{event_id}\"]");
+        let listed = match feed_open {
+            Some(_) => poll(|| text(client, &item)).await,
+            None => None,
+        };
+        // When the router exports the delivery metrics, the chart shows a rate (it needs two
+        // samples of /metrics, two seconds apart).
+        let metrics = app.client.get(app.url("/metrics")).send().await;
+        let exported = match metrics {
+            Ok(response) => response
+                .text()
+                .await
+                .is_ok_and(|t| t.contains("nft_router_events_delivered_total")),
+            Err(_) => false,
+        };
+        let rate = if exported {
+            poll(|| async move {
+                text(client, "#rate-now")
+                    .await
+                    .filter(|t| t.ends_with("/s"))
+            })
+            .await
+        } else {
+            None
+        };
+        // Saved before judging, so a failure leaves a picture of what the page showed.
+        screenshot(client, "admin.png").await;
+        if exported {
+            let note = text(client, "#metrics-note").await.unwrap_or_default();
+            assert!(
+                rate.is_some(),
+                "/metrics is there but no rate is shown: {note}"
+            );
+        }
+        let notice = text(client, "#feed-notice").await.unwrap_or_default();
+        assert!(
+            feed_open.is_some(),
+            "the operations feed never opened: {notice}"
+        );
+        let listed = listed.unwrap_or_else(|| panic!("the feed never listed {event_id}: {notice}"));
+        assert!(listed.contains("nft_minted"), "{listed}");
+    })
+    .await;
+}
