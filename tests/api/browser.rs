@@ -74,7 +74,12 @@ impl Browser {
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromedriver.display()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {}: {e}; {INSTALL_HINT}",
+                    chromedriver.display()
+                )
+            });
         let port = driver_port(&mut driver).await;
 
         let profile =
@@ -106,17 +111,16 @@ impl Browser {
 
     /// Runs `scenario`, then closes the browser whatever happened (a panicking assertion
     /// included, so no chromium outlives the test), then passes the panic on.
-    async fn run<F>(scenario: impl FnOnce(Client) -> F)
+    async fn run<F>(self, scenario: impl FnOnce(Client) -> F)
     where
         F: Future<Output = ()>,
     {
-        let browser = Browser::start().await;
-        let outcome = AssertUnwindSafe(scenario(browser.client.clone()))
+        let outcome = AssertUnwindSafe(scenario(self.client.clone()))
             .catch_unwind()
             .await;
-        let _ = browser.client.clone().close().await;
-        let _ = std::fs::remove_dir_all(&browser.profile);
-        drop(browser);
+        let _ = self.client.clone().close().await;
+        let _ = std::fs::remove_dir_all(&self.profile);
+        drop(self);
         if let Err(panic) = outcome {
             std::panic::resume_unwind(panic);
         }
@@ -227,132 +231,140 @@ async fn publish(app: &TestApp, user: &str, event_type: EventType) -> (String, S
 }
 
 #[actix_web::test]
+#[ignore = "needs chromium and chromedriver (Debian packages); .ci/run installs and runs it"]
 async fn the_demo_page_mints_a_token_and_shows_events_as_they_arrive() {
+    // The browser first: without one the test fails with that alone, before a router exists.
+    let browser = Browser::start().await;
     let app = spawn_app().await;
     let user = unique_user();
-    Browser::run(|client| async move {
-        let client = &client;
-        client.goto(&app.url("/")).await.expect("open /");
-        let input = client
-            .wait()
-            .at_most(PAGE_WAIT)
-            .for_element(Locator::Css("#user-id"))
-            .await
-            .expect("user id field");
-        input.clear().await.expect("clear");
-        input.send_keys(&user).await.expect("type the user id");
-        click(client, "#mint").await;
-        wait_connected(client, "#state").await;
-
-        let (cursor, event_id) = publish(&app, &user, EventType::BadgeEarned).await;
-        let item = format!("#events li[data-event-id=\"{event_id}\"]");
-        let shown = poll(|| text(client, &item)).await;
-        let shown = shown.unwrap_or_else(|| panic!("the page never listed event {event_id}"));
-        assert!(shown.contains("badge_earned"), "{shown}");
-        assert!(
-            shown.contains("First Trade"),
-            "the payload is shown: {shown}"
-        );
-        assert_eq!(
-            attr(client, &item, "data-cursor").await,
-            Some(cursor.clone())
-        );
-        assert_eq!(text(client, "#last-id").await, Some(cursor));
-
-        // The page's own form publishes too (with a service token it mints), for this user.
-        click(client, "#publish summary").await;
-        click(client, "#pub-send").await;
-        let listed = poll(|| async move {
-            let items = client
-                .find_all(Locator::Css("#events li.event"))
+    browser
+        .run(|client| async move {
+            let client = &client;
+            client.goto(&app.url("/")).await.expect("open /");
+            let input = client
+                .wait()
+                .at_most(PAGE_WAIT)
+                .for_element(Locator::Css("#user-id"))
                 .await
-                .ok()?;
-            (items.len() >= 2).then_some(items.len())
+                .expect("user id field");
+            input.clear().await.expect("clear");
+            input.send_keys(&user).await.expect("type the user id");
+            click(client, "#mint").await;
+            wait_connected(client, "#state").await;
+
+            let (cursor, event_id) = publish(&app, &user, EventType::BadgeEarned).await;
+            let item = format!("#events li[data-event-id=\"{event_id}\"]");
+            let shown = poll(|| text(client, &item)).await;
+            let shown = shown.unwrap_or_else(|| panic!("the page never listed event {event_id}"));
+            assert!(shown.contains("badge_earned"), "{shown}");
+            assert!(
+                shown.contains("First Trade"),
+                "the payload is shown: {shown}"
+            );
+            assert_eq!(
+                attr(client, &item, "data-cursor").await,
+                Some(cursor.clone())
+            );
+            assert_eq!(text(client, "#last-id").await, Some(cursor));
+
+            // The page's own form publishes too (with a service token it mints), for this user.
+            click(client, "#publish summary").await;
+            click(client, "#pub-send").await;
+            let listed = poll(|| async move {
+                let items = client
+                    .find_all(Locator::Css("#events li.event"))
+                    .await
+                    .ok()?;
+                (items.len() >= 2).then_some(items.len())
+            })
+            .await;
+            let result = text(client, "#pub-result").await.unwrap_or_default();
+            assert!(
+                listed.is_some(),
+                "the form's event never arrived; form says {result:?}"
+            );
+            assert!(result.starts_with("accepted"), "{result}");
+            screenshot(client, "demo.png").await;
         })
         .await;
-        let result = text(client, "#pub-result").await.unwrap_or_default();
-        assert!(
-            listed.is_some(),
-            "the form's event never arrived; form says {result:?}"
-        );
-        assert!(result.starts_with("accepted"), "{result}");
-        screenshot(client, "demo.png").await;
-    })
-    .await;
 }
 
 #[actix_web::test]
+#[ignore = "needs chromium and chromedriver (Debian packages); .ci/run installs and runs it"]
 async fn the_dashboard_shows_connections_and_the_operations_feed() {
+    let browser = Browser::start().await;
     let app = spawn_app().await;
     let user = unique_user();
-    Browser::run(|client| async move {
-        let client = &client;
-        client.goto(&app.url("/admin")).await.expect("open /admin");
-        click(client, "#mint").await;
-        let _stream = app.open_stream(&user).await;
+    browser
+        .run(|client| async move {
+            let client = &client;
+            client.goto(&app.url("/admin")).await.expect("open /admin");
+            click(client, "#mint").await;
+            let _stream = app.open_stream(&user).await;
 
-        let connections = poll(|| async move {
-            let n: u64 = text(client, "#connections").await?.trim().parse().ok()?;
-            (n > 0).then_some(n)
-        })
-        .await;
-        let shown = text(client, "#connections").await;
-        assert!(
-            connections.is_some(),
-            "connections never above 0: {shown:?}"
-        );
-        let per_user = text(client, "#per-user").await.unwrap_or_default();
-        assert!(per_user.contains(&user), "{per_user}");
-
-        // The operations feed (GET /api/v1/admin/operations) carries nft_minted.
-        let feed_open = poll(|| async move {
-            attr(client, "#feed-state", "data-state")
-                .await
-                .filter(|s| s == "open")
-        })
-        .await;
-        let (_, event_id) = publish(&app, &user, EventType::NftMinted).await;
-        let item = format!("#feed li[data-event-id=\"{event_id}\"]");
-        let listed = match feed_open {
-            Some(_) => poll(|| text(client, &item)).await,
-            None => None,
-        };
-        // When the router exports the delivery metrics, the chart shows a rate (it needs two
-        // samples of /metrics, two seconds apart).
-        let metrics = app.client.get(app.url("/metrics")).send().await;
-        let exported = match metrics {
-            Ok(response) => response
-                .text()
-                .await
-                .is_ok_and(|t| t.contains("nft_router_events_delivered_total")),
-            Err(_) => false,
-        };
-        let rate = if exported {
-            poll(|| async move {
-                text(client, "#rate-now")
-                    .await
-                    .filter(|t| t.ends_with("/s"))
+            let connections = poll(|| async move {
+                let n: u64 = text(client, "#connections").await?.trim().parse().ok()?;
+                (n > 0).then_some(n)
             })
-            .await
-        } else {
-            None
-        };
-        // Saved before judging, so a failure leaves a picture of what the page showed.
-        screenshot(client, "admin.png").await;
-        if exported {
-            let note = text(client, "#metrics-note").await.unwrap_or_default();
+            .await;
+            let shown = text(client, "#connections").await;
             assert!(
-                rate.is_some(),
-                "/metrics is there but no rate is shown: {note}"
+                connections.is_some(),
+                "connections never above 0: {shown:?}"
             );
-        }
-        let notice = text(client, "#feed-notice").await.unwrap_or_default();
-        assert!(
-            feed_open.is_some(),
-            "the operations feed never opened: {notice}"
-        );
-        let listed = listed.unwrap_or_else(|| panic!("the feed never listed {event_id}: {notice}"));
-        assert!(listed.contains("nft_minted"), "{listed}");
-    })
-    .await;
+            let per_user = text(client, "#per-user").await.unwrap_or_default();
+            assert!(per_user.contains(&user), "{per_user}");
+
+            // The operations feed (GET /api/v1/admin/operations) carries nft_minted.
+            let feed_open = poll(|| async move {
+                attr(client, "#feed-state", "data-state")
+                    .await
+                    .filter(|s| s == "open")
+            })
+            .await;
+            let (_, event_id) = publish(&app, &user, EventType::NftMinted).await;
+            let item = format!("#feed li[data-event-id=\"{event_id}\"]");
+            let listed = match feed_open {
+                Some(_) => poll(|| text(client, &item)).await,
+                None => None,
+            };
+            // When the router exports the delivery metrics, the chart shows a rate (it needs two
+            // samples of /metrics, two seconds apart).
+            let metrics = app.client.get(app.url("/metrics")).send().await;
+            let exported = match metrics {
+                Ok(response) => response
+                    .text()
+                    .await
+                    .is_ok_and(|t| t.contains("nft_router_events_delivered_total")),
+                Err(_) => false,
+            };
+            let rate = if exported {
+                poll(|| async move {
+                    text(client, "#rate-now")
+                        .await
+                        .filter(|t| t.ends_with("/s"))
+                })
+                .await
+            } else {
+                None
+            };
+            // Saved before judging, so a failure leaves a picture of what the page showed.
+            screenshot(client, "admin.png").await;
+            if exported {
+                let note = text(client, "#metrics-note").await.unwrap_or_default();
+                assert!(
+                    rate.is_some(),
+                    "/metrics is there but no rate is shown: {note}"
+                );
+            }
+            let notice = text(client, "#feed-notice").await.unwrap_or_default();
+            assert!(
+                feed_open.is_some(),
+                "the operations feed never opened: {notice}"
+            );
+            let listed =
+                listed.unwrap_or_else(|| panic!("the feed never listed {event_id}: {notice}"));
+            assert!(listed.contains("nft_minted"), "{listed}");
+        })
+        .await;
 }
