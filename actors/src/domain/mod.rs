@@ -5,6 +5,7 @@
 
 mod chain;
 mod flow;
+mod flow_driver;
 mod flows;
 mod nft_domain;
 mod rules;
@@ -12,9 +13,8 @@ mod state;
 
 pub use chain::*;
 pub use flow::*;
-pub use flows::{
-    portfolio_key, FlowPolicy, FlowsIdle, GetOperation, ResumeFlows, StartUnlock, StartUpgrade,
-};
+pub use flow_driver::FlowPolicy;
+pub use flows::{FlowsIdle, GetOperation, ResumeFlows, StartUnlock, StartUpgrade};
 pub use nft_domain::*;
 pub use rules::*;
 pub use state::*;

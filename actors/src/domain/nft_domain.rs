@@ -4,7 +4,7 @@
 //! and outbox always agree. Commands run one at a time; a change whose precondition another
 //! router instance invalidated meanwhile is decided again from fresh state.
 
-use super::flows::{portfolio_key, FlowDriver, FlowPolicy};
+use super::flow_driver::{FlowDriver, FlowPolicy};
 use super::{BadgeStatus, Chain, DomainError, DomainRules, DomainState, StateChange, UserState};
 use crate::consumers::Cache;
 use crate::event::{BadgeChanges, BadgeEarned, Envelope, EventData};
@@ -13,6 +13,11 @@ use crate::journal::{blocking, AppendChange, Appended, ChangeFailure, EventJourn
 use actix::prelude::*;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
+
+/// The cache key of a user's rendered portfolio; dropped by every change to the user.
+pub fn portfolio_key(user_id: &str) -> String {
+    format!("nft:portfolio:{user_id}")
+}
 
 /// The `source` of events the domain emits.
 pub const DOMAIN_SOURCE: &str = "nft-event-router";
