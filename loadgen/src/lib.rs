@@ -18,13 +18,16 @@
 //! * [`http1`]: the minimal HTTP/1.1 client side those tasks need: the request, the response
 //!   head, and a streaming chunked-transfer decoder.
 //! * [`sse`]: a streaming SSE frame parser that never copies a complete line.
-//! * [`publisher`]: paces `POST /api/v1/events` at the target rate over a small keep-alive
-//!   pool and counts what the router accepted, per user.
+//! * [`publisher`]: paces `POST /api/v1/events` (or nchan's or Pushpin's publish request) at
+//!   the target rate over a small keep-alive pool and counts what was accepted, per user.
+//! * [`grip_origin`]: the GRIP origin behind Pushpin (binary `grip-origin`) for the
+//!   side-by-side runs against Pushpin and nchan (`--target`, `bench/run.sh`).
 //! * [`token`]: mints the HS256 tokens the router expects.
 //! * [`probe`]: clocks, the server's RSS and our own CPU time from `/proc`.
 //! * [`report`]: the figures, as a human summary and as JSON.
 //! * [`runner`]: the phases of a run (connect, publish or hold, drain, stop) tied together.
 
+pub mod grip_origin;
 pub mod http1;
 pub mod probe;
 pub mod publisher;

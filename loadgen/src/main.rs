@@ -1,6 +1,7 @@
 //! `loadgen`: the command line over the load generator library. See `loadgen/README.md`.
 
 use clap::Parser;
+use loadgen::scenario::TargetKind;
 use loadgen::Scenario;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -10,9 +11,21 @@ use std::time::Duration;
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", version)]
 struct Cli {
-    /// Base URL of the router.
+    /// Base URL of the server.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
+    /// The system behind --url: how streams are subscribed to and events published.
+    #[arg(long, value_enum, default_value_t = TargetKind::Router)]
+    target: TargetKind,
+    /// Base URL to publish to [default: --url; for pushpin http://127.0.0.1:5561].
+    #[arg(long)]
+    publish_url: Option<String>,
+    /// Subscribe path, `{user}` replaced by the user id [default: the target's].
+    #[arg(long)]
+    stream_path: Option<String>,
+    /// Publish path, `{user}` replaced by the user id [default: the target's].
+    #[arg(long)]
+    publish_path: Option<String>,
     /// SSE connections to open.
     #[arg(long, default_value_t = 100)]
     connections: usize,
@@ -38,9 +51,13 @@ struct Cli {
     /// The router's auth.jwt_secret (tokens are minted from it).
     #[arg(long, default_value = "dev-only-secret-change-me-in-production")]
     jwt_secret: String,
-    /// The router's process id: report its RSS (VmRSS) before and after.
-    #[arg(long)]
-    server_pid: Option<u32>,
+    /// The server's process id: report its RSS (VmRSS) before and after. Repeat it, or give a
+    /// comma-separated list, for a server of several processes (figures are summed).
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<u32>,
+    /// Every N-th connection stops reading once accepted (slow clients; 100 = 1 %).
+    #[arg(long, default_value_t = 0)]
+    stall_every: usize,
     /// Print the report as JSON on stdout instead of the summary.
     #[arg(long)]
     json: bool,
@@ -76,7 +93,17 @@ impl Cli {
             Duration::try_from_secs_f64(value)
                 .map_err(|_| anyhow::anyhow!("--{name} must be a number of seconds ≥ 0"))
         };
-        let mut s = Scenario::new(self.url.clone());
+        let mut s = Scenario::for_kind(self.target, self.url.clone());
+        if let Some(url) = &self.publish_url {
+            s.publish_url = url.clone();
+        }
+        if let Some(path) = &self.stream_path {
+            s.stream_path = path.clone();
+        }
+        if let Some(path) = &self.publish_path {
+            s.publish_path = path.clone();
+        }
+        s.stall_every = self.stall_every;
         s.connections = self.connections;
         s.max_per_user = self.max_per_user;
         s.users = self
@@ -87,7 +114,7 @@ impl Cli {
         s.max_events = self.events;
         s.connect_rate = self.connect_rate;
         s.jwt_secret = self.jwt_secret.clone();
-        s.server_pid = self.server_pid;
+        s.server_pids = self.server_pid.clone();
         s.idle = self.idle;
         s.publishers = self.publishers;
         s.drain = seconds("drain", self.drain)?;

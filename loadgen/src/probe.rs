@@ -50,6 +50,12 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     parse_vm_rss(&status)
 }
 
+/// The summed `VmRSS` of `pids` (a server of several processes); `None` if one is unreadable.
+/// Pages two of them share are counted in each.
+pub fn total_rss_kib(pids: &[u32]) -> Option<u64> {
+    pids.iter().map(|&pid| rss_kib(pid)).sum()
+}
+
 fn parse_vm_rss(status: &str) -> Option<u64> {
     status
         .lines()
@@ -90,6 +96,17 @@ pub fn self_cpu() -> Option<CpuTime> {
 /// The CPU time of process `pid` (all its threads), from `/proc/PID/stat`.
 pub fn process_cpu(pid: u32) -> Option<CpuTime> {
     parse_stat_cpu(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The summed CPU time of `pids`; `None` if one is unreadable.
+pub fn total_cpu(pids: &[u32]) -> Option<CpuTime> {
+    pids.iter().try_fold(CpuTime::default(), |sum, &pid| {
+        let cpu = process_cpu(pid)?;
+        Some(CpuTime {
+            user_secs: sum.user_secs + cpu.user_secs,
+            system_secs: sum.system_secs + cpu.system_secs,
+        })
+    })
 }
 
 fn parse_stat_cpu(stat: &str) -> Option<CpuTime> {

@@ -1,11 +1,15 @@
-//! Publishes events at a fixed rate through `POST /api/v1/events`, over a small pool of
-//! keep-alive connections, and counts what the router accepted for each user.
+//! Publishes events at a fixed rate, over a small pool of keep-alive connections, and counts
+//! what the server accepted for each user: through the router's `POST /api/v1/events`, or
+//! in the publish dialect of nchan or Pushpin ([`TargetKind`]).
 //!
 //! Event `i` goes to user `i % users`. Its data carries the send time in microseconds since
 //! the UNIX epoch (`previousVolume`: an f64 field, exact for such integers) and `i`
-//! (`currentVolume`), read back by the subscribers.
+//! (`currentVolume`), read back by the subscribers. The peers keep no per-user journal, so
+//! their events also carry the user's own sequence number, `lgSeq` = `i / users + 1`, which
+//! the subscribers check in place of the router's cursor.
 
 use crate::probe::Clock;
+use crate::scenario::TargetKind;
 use anyhow::Context;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,8 +25,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// What to publish and where.
 #[derive(Debug, Clone)]
 pub struct PublishPlan {
-    /// Full URL of the publish endpoint.
-    pub endpoint: String,
+    pub kind: TargetKind,
+    /// Full URL of the publish endpoint, per user (the same for every user but nchan's).
+    pub endpoints: Arc<[String]>,
     /// A `service` token.
     pub token: String,
     /// Every user's id, already JSON-encoded (quoted and escaped).
@@ -61,6 +66,37 @@ pub fn event_body(user_json: &str, index: u64, sent_us: u64) -> String {
     format!(
         r#"{{"eventType":"volume_milestone_reached","userId":{user_json},"data":{{"previousVolume":{sent_us},"currentVolume":{index},"milestone":100000,"tierUnlocked":1}}}}"#
     )
+}
+
+/// The data of event `index` for a peer: what the subscribers read, plus the per-user
+/// sequence number `seq`.
+pub fn peer_event_data(seq: u64, index: u64, sent_us: u64) -> String {
+    format!(r#"{{"lgSeq":{seq},"previousVolume":{sent_us},"currentVolume":{index}}}"#)
+}
+
+/// The request body that publishes event `index` to `users` users in `kind`'s dialect.
+fn publish_body(
+    kind: TargetKind,
+    user_json: &str,
+    users: usize,
+    index: u64,
+    sent_us: u64,
+) -> String {
+    let seq = index / users as u64 + 1;
+    match kind {
+        TargetKind::Router => event_body(user_json, index, sent_us),
+        TargetKind::Nchan => peer_event_data(seq, index, sent_us),
+        TargetKind::Pushpin => {
+            let frame = format!(
+                "id: {seq}\ndata: {}\n\n",
+                peer_event_data(seq, index, sent_us)
+            );
+            let content = serde_json::to_string(&frame).unwrap_or_default();
+            format!(
+                r#"{{"items":[{{"channel":{user_json},"formats":{{"http-stream":{{"content":{content}}}}}}}]}}"#
+            )
+        }
+    }
 }
 
 /// Publishes until `plan.duration` has passed or `plan.max_events` were sent, then waits for
@@ -106,15 +142,16 @@ pub async fn publish(
             .max(Instant::now().saturating_duration_since(due));
         let user = (index % users as u64) as usize;
         let request = client
-            .post(&plan.endpoint)
+            .post(&plan.endpoints[user])
             .header(reqwest::header::AUTHORIZATION, &auth)
             .header(reqwest::header::CONTENT_TYPE, "application/json");
         let user_json = plan.user_ids_json[user].clone();
+        let kind = plan.kind;
         counters.attempted.fetch_add(1, Ordering::Relaxed);
         in_flight.spawn(async move {
             let _permit = permit;
-            let body = event_body(&user_json, index, clock.now_us());
-            (user, send(request.body(body)).await)
+            let body = publish_body(kind, &user_json, users, index, clock.now_us());
+            (user, send(kind, request.body(body)).await)
         });
         while let Some(done) = in_flight.try_join_next() {
             tally(&mut outcome, &counters, done);
@@ -127,12 +164,17 @@ pub async fn publish(
     Ok(outcome)
 }
 
-/// Sends one request and reads its answer to the end (so its connection can be reused).
-async fn send(request: reqwest::RequestBuilder) -> Result<(), String> {
+/// Sends one request and reads its answer to the end (so its connection can be reused). The
+/// router accepts with 202; nchan answers 201 or 202, Pushpin 200.
+async fn send(kind: TargetKind, request: reqwest::RequestBuilder) -> Result<(), String> {
     let response = request.send().await.map_err(|e| error_label(&e))?;
     let status = response.status();
     response.bytes().await.map_err(|e| error_label(&e))?;
-    if status == reqwest::StatusCode::ACCEPTED {
+    let accepted = match kind {
+        TargetKind::Router => status == reqwest::StatusCode::ACCEPTED,
+        TargetKind::Nchan | TargetKind::Pushpin => status.is_success(),
+    };
+    if accepted {
         Ok(())
     } else {
         Err(format!("HTTP {}", status.as_u16()))
@@ -185,5 +227,20 @@ mod tests {
         assert_eq!(body["data"]["currentVolume"], 7);
         let sent = body["data"]["previousVolume"].as_f64().expect("number");
         assert_eq!(sent as u64, 1_780_000_000_000_123, "exact as an f64");
+    }
+
+    #[test]
+    fn a_pushpin_item_carries_an_sse_frame_with_the_user_sequence() {
+        let user = serde_json::to_string("lg-3").expect("json");
+        let body = publish_body(TargetKind::Pushpin, &user, 10, 23, 5);
+        let body: serde_json::Value = serde_json::from_str(&body).expect("json");
+        let item = &body["items"][0];
+        assert_eq!(item["channel"], "lg-3");
+        assert_eq!(
+            item["formats"]["http-stream"]["content"],
+            "id: 3\ndata: {\"lgSeq\":3,\"previousVolume\":5,\"currentVolume\":23}\n\n"
+        );
+        let nchan = publish_body(TargetKind::Nchan, &user, 10, 3, 5);
+        assert_eq!(nchan, r#"{"lgSeq":1,"previousVolume":5,"currentVolume":3}"#);
     }
 }

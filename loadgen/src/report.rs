@@ -1,6 +1,7 @@
 //! The figures of one run: serialized as JSON (`--json`) or shown as a human summary.
 
 use crate::probe::CpuTime;
+use crate::scenario::TargetKind;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -24,6 +25,9 @@ pub struct Report {
 #[derive(Debug, Clone, Serialize)]
 pub struct ScenarioSummary {
     pub url: String,
+    pub target: TargetKind,
+    /// Every n-th connection stopped reading (0: none).
+    pub stall_every: usize,
     pub connections: usize,
     pub users: usize,
     pub max_per_user: usize,
@@ -47,6 +51,8 @@ pub struct ConnectionFigures {
     pub connect_secs: f64,
     /// Streams the server (or the network) ended before the run did.
     pub ended_early: u64,
+    /// Streams that stopped reading on purpose (slow clients); not in the delivery figures.
+    pub stalled: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -126,7 +132,8 @@ impl LatencyFigures {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerFigures {
-    pub pid: u32,
+    /// The processes whose figures are summed.
+    pub pids: Vec<u32>,
     pub rss_before_kib: Option<u64>,
     /// Right after the last connection was accepted.
     pub rss_connected_kib: Option<u64>,
@@ -211,7 +218,15 @@ impl Report {
             c.connect_secs,
             c.held_at_end,
             c.ended_early
-        )
+        )?;
+        if c.stalled > 0 {
+            writeln!(
+                f,
+                "  slow         {} streams stopped reading once accepted (not in the deliveries)",
+                c.stalled
+            )?;
+        }
+        Ok(())
     }
 
     fn fmt_deliveries(&self, f: &mut fmt::Formatter<'_>, p: &PublishFigures) -> fmt::Result {
@@ -276,7 +291,12 @@ impl Report {
             write!(
                 f,
                 "  server RSS   pid {}: before {}, connected {}, after {}",
-                server.pid,
+                server
+                    .pids
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join("+"),
                 kib_to_mib(server.rss_before_kib),
                 kib_to_mib(server.rss_connected_kib),
                 kib_to_mib(server.rss_after_kib)
@@ -312,7 +332,11 @@ impl Report {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "loadgen against {}", self.scenario.url)?;
+        writeln!(
+            f,
+            "loadgen against {} ({:?})",
+            self.scenario.url, self.scenario.target
+        )?;
         self.fmt_connections(f)?;
         match &self.publish {
             Some(p) => self.fmt_deliveries(f, p)?,

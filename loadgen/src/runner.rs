@@ -8,7 +8,7 @@ use crate::report::{
     ConnectionFigures, DeliveryFigures, LatencyFigures, LoadgenFigures, PublishFigures, Report,
     ScenarioSummary, ServerFigures,
 };
-use crate::scenario::{Scenario, Target};
+use crate::scenario::{Scenario, Target, TargetKind};
 use crate::subscriber::{self, ConnSpec, ConnStats, Shared};
 use crate::{http1, token::TokenMinter};
 use anyhow::Context;
@@ -47,7 +47,8 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<Report> {
     let wall = Instant::now();
     let cpu_start = probe::self_cpu();
     let clock = Clock::new();
-    let mut server = scenario.server_pid.map(ServerWatch::start);
+    let mut server =
+        (!scenario.server_pids.is_empty()).then(|| ServerWatch::start(&scenario.server_pids));
 
     let shared = Arc::new(Shared::new(scenario.users, clock)?);
     let counters = Arc::new(PublishCounters::default());
@@ -58,7 +59,7 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<Report> {
 
     let connected = connect_all(scenario, &target, &minter, &shared, stop_rx).await?;
     if let Some(s) = server.as_mut() {
-        s.connected = probe::rss_kib(s.pid);
+        s.connected = probe::total_rss_kib(&s.pids);
     }
     let load = apply_load(scenario, &target, &minter, &shared, counters).await?;
     let held = connected.figures.held;
@@ -81,6 +82,7 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<Report> {
         connections: ConnectionFigures {
             held_at_end: load.held_at_end,
             ended_early: stats.iter().filter(|s| s.ended_early).count() as u64,
+            stalled: stats.iter().filter(|s| s.stalled).count() as u64,
             ..connected.figures
         },
         publish: load.published.map(|(o, _)| publish_figures(&o)),
@@ -94,18 +96,18 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<Report> {
 /// The server's memory and CPU, read before the first connection, once all are connected,
 /// and at the end of the load.
 struct ServerWatch {
-    pid: u32,
+    pids: Vec<u32>,
     rss_before: Option<u64>,
     cpu_before: Option<probe::CpuTime>,
     connected: Option<u64>,
 }
 
 impl ServerWatch {
-    fn start(pid: u32) -> ServerWatch {
+    fn start(pids: &[u32]) -> ServerWatch {
         ServerWatch {
-            pid,
-            rss_before: probe::rss_kib(pid),
-            cpu_before: probe::process_cpu(pid),
+            pids: pids.to_vec(),
+            rss_before: probe::total_rss_kib(pids),
+            cpu_before: probe::total_cpu(pids),
             connected: None,
         }
     }
@@ -113,14 +115,14 @@ impl ServerWatch {
     /// Memory per connection: idle, what holding `held` streams grew the server by; under
     /// load, what connecting them did (the events' own memory is not the connections').
     fn finish(self, held: u64, idle: bool, wall: Instant) -> ServerFigures {
-        let rss_after = probe::rss_kib(self.pid);
+        let rss_after = probe::total_rss_kib(&self.pids);
         let grown = if idle { rss_after } else { self.connected };
-        let cpu = probe::process_cpu(self.pid)
+        let cpu = probe::total_cpu(&self.pids)
             .zip(self.cpu_before)
             .map(|(end, start)| end.since(&start));
         let wall_secs = wall.elapsed().as_secs_f64().max(1e-9);
         ServerFigures {
-            pid: self.pid,
+            pids: self.pids,
             rss_before_kib: self.rss_before,
             rss_connected_kib: self.connected,
             rss_after_kib: rss_after,
@@ -187,10 +189,11 @@ async fn connect_all(
     shared: &Arc<Shared>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Connected> {
-    let stream_path = format!("{}{}", target.base_path, scenario.stream_path);
     let mut requests = Vec::with_capacity(scenario.subscribed_users());
     for user in 0..scenario.subscribed_users() {
         let token = minter.mint(&scenario.user_id(user), "user")?;
+        let path = scenario.user_path(&scenario.stream_path, user);
+        let stream_path = format!("{}{path}", target.base_path);
         let request = http1::stream_request(&stream_path, &target.host_header, &token);
         requests.push(Arc::<[u8]>::from(request));
     }
@@ -210,6 +213,8 @@ async fn connect_all(
             source: target.source_for(index, scenario.spread_sources),
             request: requests[user].clone(),
             timeout: scenario.connect_timeout,
+            stalled: scenario.stall_every > 0
+                && index % scenario.stall_every == scenario.stall_every - 1,
         };
         let task = subscriber::subscribe(spec, shared.clone(), outcomes.clone(), stop.clone());
         handles.push(tokio::spawn(task));
@@ -223,6 +228,7 @@ async fn connect_all(
         errors_by_cause: BTreeMap::new(),
         connect_secs: 0.0,
         ended_early: 0,
+        stalled: 0,
     };
     // Every task sends one outcome and then drops its sender, so this ends after the last.
     while let Some(outcome) = outcome_rx.recv().await {
@@ -247,8 +253,18 @@ fn publish_plan(
         .map(|u| serde_json::to_string(&scenario.user_id(u)))
         .collect::<Result<Vec<_>, _>>()
         .context("encoding user ids")?;
+    let base = match scenario.kind {
+        TargetKind::Router => target.base_url.clone(),
+        TargetKind::Nchan | TargetKind::Pushpin => {
+            scenario.publish_url.trim_end_matches('/').to_owned()
+        }
+    };
+    let endpoints = (0..scenario.users)
+        .map(|u| format!("{base}{}", scenario.user_path(&scenario.publish_path, u)))
+        .collect::<Vec<_>>();
     Ok(PublishPlan {
-        endpoint: format!("{}{}", target.base_url, scenario.publish_path),
+        kind: scenario.kind,
+        endpoints: endpoints.into(),
         token: minter.mint("loadgen", "service")?,
         user_ids_json: user_ids_json.into(),
         rate: scenario.rate,
@@ -289,7 +305,7 @@ async fn join_all(handles: Vec<JoinHandle<ConnStats>>) -> Vec<ConnStats> {
 /// Adds up what the connections saw against what the accepted events call for.
 fn tally_deliveries(stats: &[ConnStats], published: Option<&PublishOutcome>) -> DeliveryFigures {
     let mut d = DeliveryFigures::default();
-    for s in stats.iter().filter(|s| s.connected) {
+    for s in stats.iter().filter(|s| s.connected && !s.stalled) {
         let expected = published.map_or(0, |p| p.accepted_per_user[s.user]);
         d.expected += expected;
         d.received += s.received;
@@ -321,6 +337,8 @@ fn publish_figures(o: &PublishOutcome) -> PublishFigures {
 fn summary(s: &Scenario) -> ScenarioSummary {
     ScenarioSummary {
         url: s.url.clone(),
+        target: s.kind,
+        stall_every: s.stall_every,
         connections: s.connections,
         users: s.users,
         max_per_user: s.max_per_user,

@@ -9,11 +9,58 @@ pub const DEFAULT_STREAM_PATH: &str = "/api/v1/user/nft-events";
 /// The router's publish path.
 pub const DEFAULT_PUBLISH_PATH: &str = "/api/v1/events";
 
+/// Which system the scenario runs against: they differ in how a stream is subscribed to and
+/// how an event is published, not in what is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    /// nft-event-router: one stream per user token, `POST /api/v1/events`, cursors as `id:`.
+    Router,
+    /// nginx + nchan: `GET /sub/{user}` (eventsource), `POST /pub/{user}` with the data as
+    /// body; nchan sets its own `id:`, so the per-user sequence travels in the data.
+    Nchan,
+    /// Pushpin in front of `grip-origin`: `GET /sub/{user}` held as a GRIP stream on channel
+    /// `{user}`, `POST /publish/` on Pushpin's publish port with an `http-stream` item.
+    Pushpin,
+}
+
+impl TargetKind {
+    /// Subscribe path; `{user}` is replaced by the user id.
+    pub fn default_stream_path(self) -> &'static str {
+        match self {
+            TargetKind::Router => DEFAULT_STREAM_PATH,
+            TargetKind::Nchan | TargetKind::Pushpin => "/sub/{user}",
+        }
+    }
+
+    /// Publish path (on the publish URL); `{user}` is replaced by the user id.
+    pub fn default_publish_path(self) -> &'static str {
+        match self {
+            TargetKind::Router => DEFAULT_PUBLISH_PATH,
+            TargetKind::Nchan => "/pub/{user}",
+            TargetKind::Pushpin => "/publish/",
+        }
+    }
+
+    /// Publish base URL when none is given: the subscribe URL, except for Pushpin, whose
+    /// publish endpoint listens on its own port (5561 in Debian's configuration).
+    pub fn default_publish_url(self, url: &str) -> String {
+        match self {
+            TargetKind::Pushpin => "http://127.0.0.1:5561".to_owned(),
+            TargetKind::Router | TargetKind::Nchan => url.trim_end_matches('/').to_owned(),
+        }
+    }
+}
+
 /// One load scenario. [`Scenario::new`] fills the defaults; set fields to change them.
 #[derive(Debug, Clone)]
 pub struct Scenario {
-    /// Base URL of the router, e.g. `http://127.0.0.1:8080`.
+    /// Base URL of the server, e.g. `http://127.0.0.1:8080`.
     pub url: String,
+    /// The system behind `url`: how to subscribe and publish.
+    pub kind: TargetKind,
+    /// Base URL of the publish endpoint (Pushpin publishes on another port than it serves).
+    pub publish_url: String,
     /// SSE connections to open.
     pub connections: usize,
     /// Users they are spread over, round-robin: connection `i` belongs to user `i % users`.
@@ -30,8 +77,12 @@ pub struct Scenario {
     pub connect_rate: f64,
     /// The router's `auth.jwt_secret`; tokens are minted from it.
     pub jwt_secret: String,
-    /// The server's process id, to read its RSS from `/proc/PID/status`.
-    pub server_pid: Option<u32>,
+    /// The server's process ids (several for nginx or Pushpin): their RSS from
+    /// `/proc/PID/status` and CPU times are summed.
+    pub server_pids: Vec<u32>,
+    /// Every `stall_every`-th connection (0: none) stops reading once it is accepted: a slow
+    /// client. Its deliveries are not expected; the others' still are.
+    pub stall_every: usize,
     /// Hold the connections and publish nothing; report memory per connection.
     pub idle: bool,
     /// User ids are `{user_prefix}{index}`.
@@ -44,17 +95,27 @@ pub struct Scenario {
     pub connect_timeout: Duration,
     /// Bind each subscriber to 127.0.0.(2 + i % 250) when the target is on loopback.
     pub spread_sources: bool,
+    /// Subscribe path; `{user}` becomes the user id.
     pub stream_path: String,
+    /// Publish path on `publish_url`; `{user}` becomes the user id.
     pub publish_path: String,
     /// Print a progress line to stderr every second.
     pub progress: bool,
 }
 
 impl Scenario {
-    /// A scenario against `url` with the router's default secret and modest defaults.
+    /// A scenario against the router at `url` with its default secret and modest defaults.
     pub fn new(url: impl Into<String>) -> Self {
+        Scenario::for_kind(TargetKind::Router, url)
+    }
+
+    /// A scenario against a `kind` server at `url`, with that system's paths.
+    pub fn for_kind(kind: TargetKind, url: impl Into<String>) -> Self {
+        let url = url.into();
         Scenario {
-            url: url.into(),
+            kind,
+            publish_url: kind.default_publish_url(&url),
+            url,
             connections: 100,
             users: 34,
             max_per_user: 3,
@@ -63,15 +124,16 @@ impl Scenario {
             max_events: None,
             connect_rate: 2_000.0,
             jwt_secret: "dev-only-secret-change-me-in-production".to_owned(),
-            server_pid: None,
+            server_pids: Vec::new(),
+            stall_every: 0,
             idle: false,
             user_prefix: "lg-".to_owned(),
             publishers: 16,
             drain: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
             spread_sources: true,
-            stream_path: DEFAULT_STREAM_PATH.to_owned(),
-            publish_path: DEFAULT_PUBLISH_PATH.to_owned(),
+            stream_path: kind.default_stream_path().to_owned(),
+            publish_path: kind.default_publish_path().to_owned(),
             progress: false,
         }
     }
@@ -113,6 +175,11 @@ impl Scenario {
     /// The user id of user number `index`.
     pub fn user_id(&self, index: usize) -> String {
         format!("{}{index}", self.user_prefix)
+    }
+
+    /// `path` with `{user}` replaced by user `index`'s id.
+    pub fn user_path(&self, path: &str, index: usize) -> String {
+        path.replace("{user}", &self.user_id(index))
     }
 
     /// Users that get at least one connection.

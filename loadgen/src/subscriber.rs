@@ -25,6 +25,8 @@ const MAX_LATENCY_US: u64 = 600_000_000;
 static SENT_AT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"previousVolume\":"));
 static EVENT_INDEX: LazyLock<Finder<'static>> =
     LazyLock::new(|| Finder::new(b"\"currentVolume\":"));
+/// The per-user sequence the publisher puts in a peer's events (nchan sets its own `id:`).
+static PEER_SEQ: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"lgSeq\":"));
 static RESYNC: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"type\":\"resync\""));
 
 /// State every subscriber updates and the runner reads while the run goes on.
@@ -96,6 +98,8 @@ pub struct ConnSpec {
     /// The complete HTTP request to send.
     pub request: Arc<[u8]>,
     pub timeout: Duration,
+    /// Stop reading once accepted (a slow client): the server's buffers and policy take it.
+    pub stalled: bool,
 }
 
 /// Why a connection did not become a stream.
@@ -149,6 +153,8 @@ pub struct ConnStats {
     /// The stream ended (closed, reset, or broken framing) before the run told it to stop.
     pub ended_early: bool,
     pub last_cursor: Option<u64>,
+    /// It stopped reading on purpose: its deliveries are not counted.
+    pub stalled: bool,
 }
 
 /// Runs connection `spec` until `stop` turns true or the stream ends.
@@ -174,14 +180,29 @@ pub async fn subscribe(
         return report_failure(&spec, &outcomes, failure, stats);
     }
     stats.connected = true;
+    stats.stalled = spec.stalled;
     shared.held.fetch_add(1, Ordering::Relaxed);
-    shared.held_per_user[spec.user].fetch_add(1, Ordering::Relaxed);
+    if !spec.stalled {
+        shared.held_per_user[spec.user].fetch_add(1, Ordering::Relaxed);
+    }
     let _ = outcomes.send(ConnectOutcome {
         index: spec.index,
         result: Ok(()),
     });
     // The runner counts outcomes until every sender is gone.
     drop(outcomes);
+    if spec.stalled {
+        // Hold the socket without reading until the run stops; what the server does with
+        // the backlog (buffer, drop, close) shows in its memory and in the others' latency.
+        while !*stop.borrow() {
+            if stop.changed().await.is_err() {
+                break;
+            }
+        }
+        shared.held.fetch_sub(1, Ordering::Relaxed);
+        drop(stream);
+        return stats;
+    }
 
     let mut reader = StreamReader {
         decoder: BodyDecoder::new(head.framing),
@@ -284,18 +305,24 @@ impl StreamReader<'_> {
 }
 
 fn on_frame(frame: Frame<'_>, shared: &Shared, shard: usize, stats: &mut ConnStats) {
-    let Some(id) = frame.id else {
+    // The router's cursor is the frame's `id:`; a peer's is the publisher's `lgSeq`.
+    let peer_seq = number_after(&PEER_SEQ, frame.data);
+    if frame.id.is_none() && peer_seq.is_none() {
         shared.control_frames.fetch_add(1, Ordering::Relaxed);
         return;
-    };
+    }
     shared.event_frames.fetch_add(1, Ordering::Relaxed);
     if RESYNC.find(frame.data).is_some() {
         stats.resyncs += 1;
         return;
     }
-    let cursor = std::str::from_utf8(id)
-        .ok()
-        .and_then(|c| c.parse::<u64>().ok());
+    let cursor = match peer_seq {
+        Some(seq) => Some(seq as u64),
+        None => frame
+            .id
+            .and_then(|id| std::str::from_utf8(id).ok())
+            .and_then(|c| c.parse::<u64>().ok()),
+    };
     let sent_us = number_after(&SENT_AT, frame.data);
     let index = number_after(&EVENT_INDEX, frame.data);
     let (Some(cursor), Some(sent_us), Some(index)) = (cursor, sent_us, index) else {
@@ -379,6 +406,26 @@ mod tests {
         assert_eq!(stats.misrouted, 1, "index 4 is user 0's");
         assert_eq!(stats.last_cursor, Some(6));
         assert_eq!(shared.latencies().expect("merge").len(), 6);
+    }
+
+    #[test]
+    fn a_peer_event_is_ordered_by_its_sequence_not_by_the_servers_id() {
+        let shared = Shared::new(2, Clock::new()).expect("shared");
+        let mut stats = ConnStats::default();
+        for (nchan_id, seq, index) in [("1700000000:0", 1, 0), ("1700000000:1", 2, 2)] {
+            let data = crate::publisher::peer_event_data(seq, index, shared.clock.now_us());
+            let frame = Frame {
+                id: Some(nchan_id.as_bytes()),
+                data: data.as_bytes(),
+                has_data: true,
+                retry: None,
+            };
+            on_frame(frame, &shared, 0, &mut stats);
+        }
+        assert_eq!(stats.received, 2);
+        assert_eq!(stats.foreign, 0);
+        assert_eq!(stats.last_cursor, Some(2));
+        assert_eq!(stats.out_of_order + stats.duplicates + stats.misrouted, 0);
     }
 
     #[test]

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark (issue 7): the same loadgen scenarios against nft-event-router,
+# nginx + nchan and Pushpin on this machine; writes BENCHMARKS.md at the repository root.
+#
+# Run by hand, as root (it raises the file limit to 20,000), from anywhere:
+#   bench/run.sh                 # all three systems, ~15–20 minutes on the 2-core box
+#   SYSTEMS="router nchan" bench/run.sh
+#   SYSTEMS=router SCENARIOS=ladder RATES="200 500" RESULTS=/tmp/bench.X/results bench/run.sh
+#     (more steps into an earlier run's results; BENCHMARKS.md is rewritten from all of them)
+# Needs: apt-get install -y nginx-light libnginx-mod-nchan pushpin (zurl comes with pushpin).
+# Never run by tests or CI.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+LOADGEN=$TARGET_DIR/release/loadgen
+ORIGIN=$TARGET_DIR/release/grip-origin
+ROUTER=$TARGET_DIR/release/nft-event-router
+SYSTEMS=${SYSTEMS:-"router nchan pushpin"}
+SCENARIOS=${SCENARIOS:-"idle ladder slow"}
+WORK=$(mktemp -d /tmp/bench.XXXXXX)
+OUT=${RESULTS:-$WORK/results}
+mkdir -p "$OUT"
+
+# Scenario sizes, scaled to the 2-core box (see BENCHMARKS.md).
+IDLE_CONNS=${IDLE_CONNS:-19000}; IDLE_SECS=${IDLE_SECS:-60}
+LOAD_CONNS=${LOAD_CONNS:-9000}; LOAD_USERS=${LOAD_USERS:-2000}
+STEP_SECS=${STEP_SECS:-10}; RATES=${RATES:-"100 1000 2000 5000 10000 20000"}
+SLOW_RATE=${SLOW_RATE:-1000}; SLOW_SECS=${SLOW_SECS:-60}; STALL_EVERY=${STALL_EVERY:-100}
+P99_LIMIT_US=50000
+
+ROUTER_PORT=18200; NCHAN_PORT=18201; PUSHPIN_PORT=18202; ORIGIN_PORT=18299
+ulimit -n 20000
+
+log() { echo "[bench $(date +%T)] $*" >&2; }
+
+cd "$ROOT"
+log "building loadgen, grip-origin and the router (release)"
+cargo build --release -q -p loadgen -p nft-event-router
+
+wait_http() { # URL: until anything answers, at most 60 s
+  for _ in $(seq 600); do
+    curl -s -o /dev/null --max-time 1 "$1" && return 0
+    sleep 0.1
+  done
+  log "nothing answers at $1"; return 1
+}
+
+children() { pgrep -P "$1" | paste -sd, -; }
+
+# start_SYSTEM sets PIDS (comma-separated, for --server-pid) and STOP (a command).
+start_router() {
+  local dir=$WORK/router.$RANDOM
+  mkdir -p "$dir" && cp "$ROOT/config.toml" "$dir/"
+  (cd "$dir" && NFT_ROUTER__HTTP__BIND=127.0.0.1:$ROUTER_PORT \
+    NFT_ROUTER__SSE__MAX_CONNECTIONS_PER_USER=5 RUST_LOG=warn \
+    exec "$ROUTER" > router.log 2>&1) &
+  local pid=$!
+  wait_http "http://127.0.0.1:$ROUTER_PORT/healthz"
+  PIDS=$pid; STOP="kill $pid"; URL=http://127.0.0.1:$ROUTER_PORT
+}
+
+start_nchan() {
+  local dir=$WORK/nchan.$RANDOM
+  mkdir -p "$dir/tmp"
+  sed "s/127.0.0.1:18201/127.0.0.1:$NCHAN_PORT/" "$ROOT/bench/nchan/nginx.conf" > "$dir/nginx.conf"
+  nginx -p "$dir/" -c "$dir/nginx.conf" > "$dir/out.log" 2>&1 &
+  local pid=$!
+  wait_http "http://127.0.0.1:$NCHAN_PORT/"
+  PIDS=$pid,$(children "$pid"); STOP="kill $pid"; URL=http://127.0.0.1:$NCHAN_PORT
+}
+
+start_pushpin() {
+  local dir=$WORK/pushpin.$RANDOM
+  mkdir -p "$dir/run" "$dir/log" /var/run/zurl
+  sed "s|@DIR@|$dir|g; s/^http_port=.*/http_port=$PUSHPIN_PORT/" \
+    "$ROOT/bench/pushpin/pushpin.conf" > "$dir/pushpin.conf"
+  echo "* 127.0.0.1:$ORIGIN_PORT" > "$dir/routes"
+  zurl --config=/etc/zurl.conf > "$dir/zurl.log" 2>&1 &
+  local zurl=$!
+  "$ORIGIN" 127.0.0.1:$ORIGIN_PORT > "$dir/origin.log" 2>&1 &
+  local origin=$!
+  pushpin --config="$dir/pushpin.conf" > "$dir/pushpin.log" 2>&1 &
+  local pid=$!
+  wait_http "http://127.0.0.1:5561/"
+  wait_http "http://127.0.0.1:$PUSHPIN_PORT/"
+  sleep 1
+  PIDS=$pid,$(children "$pid"),$zurl; STOP="kill $pid $zurl $origin"
+  URL=http://127.0.0.1:$PUSHPIN_PORT
+}
+
+stop_system() { $STOP 2>/dev/null || true; sleep 2; }
+
+loadgen() { # SYSTEM NAME ARGS…: one run, its JSON report saved as SYSTEM-NAME.json
+  local system=$1 name=$2; shift 2
+  local connect_rate=2000
+  [ "$system" = pushpin ] && connect_rate=500   # zurl answers 502 past ~1,000 new streams/s
+  local cmd=("$LOADGEN" --target "$system" --url "$URL" --server-pid "$PIDS" \
+    --connect-rate $connect_rate --quiet --json "$@")
+  echo "${cmd[*]}" | sed "s|$TARGET_DIR/release/||" > "$OUT/$system-$name.cmd"
+  log "$system $name: ${cmd[*]:1}"
+  "${cmd[@]}" > "$OUT/$system-$name.json" || true
+}
+
+runs() { case " $SCENARIOS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
+for system in $SYSTEMS; do
+  if runs idle; then
+  log "== $system: idle"
+  "start_$system"
+  loadgen "$system" idle --connections "$IDLE_CONNS" --users "$((IDLE_CONNS / 5 + 1))" \
+    --max-per-user 5 --idle --duration "$IDLE_SECS"
+  stop_system
+  fi
+
+  if runs ladder; then
+  log "== $system: rate ladder (fan-out and saturation)"
+  "start_$system"
+  for rate in $RATES; do
+    loadgen "$system" "rate-$rate" --connections "$LOAD_CONNS" --users "$LOAD_USERS" \
+      --max-per-user 5 --rate "$rate" --duration "$STEP_SECS" --drain 5
+    p99=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); l=r.get("latency_us") or {}; print(l.get("p99", 10**9))' "$OUT/$system-rate-$rate.json" 2>/dev/null || echo 1000000000)
+    if [ "$p99" -gt "$P99_LIMIT_US" ]; then
+      log "$system: p99 ${p99} µs at $rate events/s: stopping the ladder"
+      break
+    fi
+  done
+  stop_system
+  fi
+
+  if runs slow; then
+  log "== $system: slow clients"
+  "start_$system"
+  loadgen "$system" slow --connections "$LOAD_CONNS" --users "$LOAD_USERS" --max-per-user 5 \
+    --rate "$SLOW_RATE" --duration "$SLOW_SECS" --stall-every "$STALL_EVERY" --drain 5
+  stop_system
+  fi
+done
+
+log "writing BENCHMARKS.md"
+python3 "$ROOT/bench/report.py" "$OUT" "$ROOT/BENCHMARKS.md" \
+  --machine "$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB, kernel $(uname -r)" \
+  --versions "nginx $(nginx -v 2>&1 | cut -d/ -f2), libnginx-mod-nchan $(dpkg-query -W -f '${Version}' libnginx-mod-nchan), pushpin $(dpkg-query -W -f '${Version}' pushpin), zurl $(dpkg-query -W -f '${Version}' zurl), $(rustc --version)" \
+  --commit "$(git -C "$ROOT" rev-parse --short HEAD)"
+log "done: results in $OUT"
