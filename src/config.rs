@@ -2,6 +2,7 @@
 //! environment overrides. Every key is required and unknown keys are refused, so a typo fails
 //! start-up with one line naming the key instead of silently running on a default.
 
+use crate::store::SqliteSync;
 use actors::domain::{BadgeRule, DomainRules, FlowPolicy, LedgerFaults, TierRule};
 use actors::event::Benefits;
 use actors::monitoring::AlertRules;
@@ -205,11 +206,19 @@ pub struct StoreSettings {
     pub pool_size: u32,
     pub retention_days: u32,
     pub prune_interval_secs: u64,
+    /// SQLite only: `full` (a commit survives a power loss) or `normal` (it survives the
+    /// router being killed; much shorter latency tails).
+    pub sqlite_synchronous: String,
 }
 
 impl StoreSettings {
     pub fn retention(&self) -> Duration {
         Duration::from_secs(u64::from(self.retention_days) * 86_400)
+    }
+
+    /// The validated `sqlite_synchronous` (validation refuses anything else).
+    pub fn sqlite_sync(&self) -> SqliteSync {
+        SqliteSync::parse(&self.sqlite_synchronous).unwrap_or_default()
     }
 }
 
@@ -313,6 +322,9 @@ impl Settings {
         }
         if self.store.url.expose_secret().trim().is_empty() {
             return fail("store.url", "must name a database");
+        }
+        if SqliteSync::parse(&self.store.sqlite_synchronous).is_none() {
+            return fail("store.sqlite_synchronous", "must be `full` or `normal`");
         }
         if self.store.pool_size == 0 {
             return fail("store.pool_size", "must be at least 1");

@@ -63,11 +63,13 @@ impl Application {
         let port = listener.local_addr()?.port();
         // Connecting runs the migrations: blocking work, kept off the async thread.
         let (url, pool_size) = (settings.store.url.clone(), settings.store.pool_size);
-        let store =
-            tokio::task::spawn_blocking(move || Store::connect(url.expose_secret(), pool_size))
-                .await
-                .context("the store connection task failed")?
-                .context("cannot open the event store (key `store.url`)")?;
+        let sync = settings.store.sqlite_sync();
+        let store = tokio::task::spawn_blocking(move || {
+            Store::connect_with(url.expose_secret(), pool_size, sync)
+        })
+        .await
+        .context("the store connection task failed")?
+        .context("cannot open the event store (key `store.url`)")?;
         log::info!("event store: {}", store.backend());
         let cache_url = settings.redis.url();
         let cache = cache::open(cache_url, &settings.redis.key_prefix)

@@ -39,14 +39,54 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(15);
 pub(crate) enum StoreTarget {
     Sqlite {
         path: PathBuf,
+        synchronous: SqliteSync,
     },
     #[cfg(feature = "mysql")]
-    Mysql {
-        url: String,
-    },
+    Mysql { url: String },
+}
+
+/// How SQLite makes a commit durable (`PRAGMA synchronous`, in WAL mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SqliteSync {
+    /// Every commit reaches the disk before it returns: an accepted event survives a power
+    /// loss. The default.
+    #[default]
+    Full,
+    /// Commits survive the router being killed, but the last ones may be lost if the machine
+    /// itself crashes; fewer disk flushes, much shorter latency tails (see BENCHMARKS.md).
+    Normal,
+}
+
+impl SqliteSync {
+    pub fn parse(s: &str) -> Option<SqliteSync> {
+        match s {
+            "full" => Some(SqliteSync::Full),
+            "normal" => Some(SqliteSync::Normal),
+            _ => None,
+        }
+    }
+
+    fn pragma(self) -> &'static str {
+        match self {
+            SqliteSync::Full => "FULL",
+            SqliteSync::Normal => "NORMAL",
+        }
+    }
 }
 
 impl StoreTarget {
+    /// Applies `sync` to a SQLite target; MySQL ignores it.
+    pub(crate) fn with_sqlite_sync(self, sync: SqliteSync) -> Self {
+        match self {
+            StoreTarget::Sqlite { path, .. } => StoreTarget::Sqlite {
+                path,
+                synchronous: sync,
+            },
+            #[cfg(feature = "mysql")]
+            other => other,
+        }
+    }
+
     /// Reads a store URL: `sqlite://PATH`, `sqlite:PATH` or a bare path for SQLite,
     /// `mysql://…` for MySQL/MariaDB. Any other scheme is refused rather than guessed at.
     pub(crate) fn parse(url: &str) -> Result<Self, StoreError> {
@@ -84,6 +124,7 @@ impl StoreTarget {
         }
         Ok(StoreTarget::Sqlite {
             path: PathBuf::from(path),
+            synchronous: SqliteSync::Full,
         })
     }
 
@@ -114,7 +155,7 @@ impl StoreTarget {
     /// checkout. Nothing to prepare for MySQL.
     pub(crate) fn prepare(&self) -> Result<(), StoreError> {
         match self {
-            StoreTarget::Sqlite { path } => match path.parent() {
+            StoreTarget::Sqlite { path, .. } => match path.parent() {
                 Some(parent) if !parent.as_os_str().is_empty() => std::fs::create_dir_all(parent)
                     .map_err(|e| {
                         StoreError::Config(format!(
@@ -132,13 +173,14 @@ impl StoreTarget {
     /// Opens one connection and applies the per-connection settings.
     pub(crate) fn establish(&self) -> Result<StoreConnection, diesel::r2d2::Error> {
         match self {
-            StoreTarget::Sqlite { path } => {
+            StoreTarget::Sqlite { path, synchronous } => {
                 let mut conn = SqliteConnection::establish(&sqlite_path_str(path)?)?;
                 // busy_timeout is per connection: without it a second writer fails at once
-                // instead of queueing behind the current append.
+                // instead of queueing behind the current append. So is `synchronous`.
                 conn.batch_execute(&format!(
-                    "PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON;",
-                    SQLITE_BUSY_TIMEOUT.as_millis()
+                    "PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON; PRAGMA synchronous = {};",
+                    SQLITE_BUSY_TIMEOUT.as_millis(),
+                    synchronous.pragma()
                 ))?;
                 Ok(StoreConnection::Sqlite(conn))
             }

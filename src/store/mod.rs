@@ -61,6 +61,7 @@ use chrono::{DateTime, Utc};
 use diesel::r2d2::{ManageConnection, Pool, PooledConnection, R2D2Connection};
 
 pub use self::audit::{AuditQuery, AuditRow};
+pub use self::connection::SqliteSync;
 use self::connection::{StoreConnectionManager, StoreTarget};
 pub use self::error::StoreError;
 pub use self::events::{NewEvent, StoredEvent};
@@ -101,12 +102,21 @@ impl Store {
     /// One connection is opened directly first, to run the migrations: an unreachable server
     /// fails here at once as [`StoreError::Unavailable`] instead of after r2d2's retry loop.
     pub fn connect(url: &str, pool_size: u32) -> Result<Store, StoreError> {
+        Store::connect_with(url, pool_size, SqliteSync::Full)
+    }
+
+    /// [`Store::connect`] with how SQLite flushes commits (`store.sqlite_synchronous`).
+    pub fn connect_with(
+        url: &str,
+        pool_size: u32,
+        sqlite_sync: SqliteSync,
+    ) -> Result<Store, StoreError> {
         if pool_size == 0 {
             return Err(StoreError::Config(
                 "the store pool size must be at least 1".into(),
             ));
         }
-        let target = StoreTarget::parse(url)?;
+        let target = StoreTarget::parse(url)?.with_sqlite_sync(sqlite_sync);
         target.prepare()?;
         let backend = target.backend_name();
         let manager = StoreConnectionManager::new(target);

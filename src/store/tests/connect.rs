@@ -79,3 +79,38 @@ fn an_unreachable_mysql_server_is_reported_as_unavailable() {
         "failed fast"
     );
 }
+
+#[test]
+fn sqlite_synchronous_reaches_every_pooled_connection() {
+    use diesel::sql_types::Integer;
+    use diesel::RunQueryDsl;
+
+    #[derive(diesel::QueryableByName)]
+    struct Pragma {
+        #[diesel(sql_type = Integer)]
+        synchronous: i32,
+    }
+
+    for (sync, expected) in [
+        (crate::store::SqliteSync::Full, 2),
+        (crate::store::SqliteSync::Normal, 1),
+    ] {
+        let db = TempDb::new();
+        let store = Store::connect_with(&db.path.display().to_string(), 2, sync).expect("connect");
+        // Two connections checked out at once: both were opened by the pool.
+        let mut a = store.checkout().expect("first");
+        let mut b = store.checkout().expect("second");
+        for conn in [&mut *a, &mut *b] {
+            // Irrefutable without the `mysql` feature, refutable with it.
+            #[allow(irrefutable_let_patterns)]
+            let crate::store::connection::StoreConnection::Sqlite(conn) = conn
+            else {
+                panic!("a SQLite store");
+            };
+            let got: Pragma = diesel::sql_query("PRAGMA synchronous")
+                .get_result(conn)
+                .expect("pragma");
+            assert_eq!(got.synchronous, expected, "{sync:?}");
+        }
+    }
+}
