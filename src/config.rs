@@ -207,7 +207,7 @@ pub struct StoreSettings {
     pub retention_days: u32,
     pub prune_interval_secs: u64,
     /// SQLite only: `full` (a commit survives a power loss) or `normal` (it survives the
-    /// router being killed; much shorter latency tails).
+    /// router being killed; fewer flushes, higher sustained rates).
     pub sqlite_synchronous: String,
 }
 

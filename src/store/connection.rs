@@ -53,7 +53,7 @@ pub enum SqliteSync {
     #[default]
     Full,
     /// Commits survive the router being killed, but the last ones may be lost if the machine
-    /// itself crashes; fewer disk flushes, much shorter latency tails (see BENCHMARKS.md).
+    /// itself crashes; fewer disk flushes, higher sustained rates (see BENCHMARKS.md).
     Normal,
 }
 
@@ -248,10 +248,29 @@ impl ManageConnection for StoreConnectionManager {
 /// Commit and rollback mirror diesel's own `TransactionManager::transaction`; we cannot call
 /// that directly because it always issues a plain `BEGIN`, and diesel's `immediate_transaction`
 /// hands the closure the inner `SqliteConnection` rather than the backend-neutral enum.
+/// The turn of this process's SQLite writers (see [`write_transaction`]). One for the whole
+/// process: a router opens one SQLite database, and serializing writers of different files
+/// (as tests do) costs only waiting.
+static SQLITE_WRITERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 pub(crate) fn write_transaction<T>(
     conn: &mut StoreConnection,
     body: impl FnOnce(&mut StoreConnection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
+    // SQLite admits one writer at a time. Left to itself, a writer that finds the database
+    // locked sleeps in growing steps (up to 100 ms) before it looks again, which is what made
+    // the journal's appends wait tens of milliseconds behind the consumers' writes. Writers of
+    // this process queue on a mutex instead and start the moment the previous one commits;
+    // `busy_timeout` still covers writers in other processes.
+    let _turn = match conn {
+        StoreConnection::Sqlite(_) => Some(
+            SQLITE_WRITERS
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        ),
+        #[cfg(feature = "mysql")]
+        StoreConnection::Mysql(_) => None,
+    };
     match conn {
         StoreConnection::Sqlite(inner) => {
             AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")?
