@@ -72,6 +72,22 @@ impl RedisCache {
     }
 }
 
+impl RedisCache {
+    /// `key` under this cache's prefix.
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    /// Runs one command on the shared connection.
+    fn query<T: redis::FromRedisValue + Send + 'static>(&self, cmd: redis::Cmd) -> CacheFuture<T> {
+        let connection = self.connection();
+        Box::pin(async move {
+            let mut conn = connection.await?;
+            cmd.query_async::<T>(&mut conn).await.map_err(redis_error)
+        })
+    }
+}
+
 fn redis_error(e: redis::RedisError) -> CacheError {
     CacheError(e.to_string())
 }
@@ -94,69 +110,31 @@ impl Cache for RedisCache {
     }
 
     fn get_counter(&self, key: String) -> CacheFuture<Option<u64>> {
-        let connection = self.connection();
-        let key = format!("{}{key}", self.prefix);
-        Box::pin(async move {
-            let mut conn = connection.await?;
-            redis::cmd("GET")
-                .arg(&key)
-                .query_async::<Option<u64>>(&mut conn)
-                .await
-                .map_err(redis_error)
-        })
+        self.query(redis::cmd("GET").arg(self.key(&key)).clone())
     }
 
     fn ping(&self) -> CacheFuture<()> {
-        let connection = self.connection();
-        Box::pin(async move {
-            let mut conn = connection.await?;
-            redis::cmd("PING")
-                .query_async::<String>(&mut conn)
-                .await
-                .map(|_| ())
-                .map_err(redis_error)
-        })
+        let pong: CacheFuture<String> = self.query(redis::cmd("PING"));
+        Box::pin(async move { pong.await.map(|_| ()) })
     }
 
     fn get_document(&self, key: String) -> CacheFuture<Option<String>> {
-        let connection = self.connection();
-        let key = format!("{}{key}", self.prefix);
-        Box::pin(async move {
-            let mut conn = connection.await?;
-            redis::cmd("GET")
-                .arg(&key)
-                .query_async::<Option<String>>(&mut conn)
-                .await
-                .map_err(redis_error)
-        })
+        self.query(redis::cmd("GET").arg(self.key(&key)).clone())
     }
 
     fn put_document(&self, key: String, value: String, ttl: Duration) -> CacheFuture<()> {
-        let connection = self.connection();
-        let key = format!("{}{key}", self.prefix);
-        Box::pin(async move {
-            let mut conn = connection.await?;
+        let millis = ttl.as_millis().max(1) as u64;
+        self.query(
             redis::cmd("SET")
-                .arg(&key)
+                .arg(self.key(&key))
                 .arg(value)
                 .arg("PX")
-                .arg(ttl.as_millis().max(1) as u64)
-                .query_async::<()>(&mut conn)
-                .await
-                .map_err(redis_error)
-        })
+                .arg(millis)
+                .clone(),
+        )
     }
 
     fn remove(&self, key: String) -> CacheFuture<()> {
-        let connection = self.connection();
-        let key = format!("{}{key}", self.prefix);
-        Box::pin(async move {
-            let mut conn = connection.await?;
-            redis::cmd("DEL")
-                .arg(&key)
-                .query_async::<()>(&mut conn)
-                .await
-                .map_err(redis_error)
-        })
+        self.query(redis::cmd("DEL").arg(self.key(&key)).clone())
     }
 }

@@ -64,7 +64,7 @@ pub(super) fn correlation(req: &HttpRequest) -> Option<String> {
         .map(str::to_owned)
 }
 
-pub(super) fn failed(e: DomainFailure) -> ApiError {
+fn failed(e: DomainFailure) -> ApiError {
     match e {
         DomainFailure::Refused(e) => ApiError::Domain(e),
         DomainFailure::Unavailable(m) => ApiError::Unavailable(m),
@@ -72,7 +72,7 @@ pub(super) fn failed(e: DomainFailure) -> ApiError {
     }
 }
 
-pub(super) async fn ask<M>(domain: &Addr<NftDomain>, msg: M) -> Result<M::Result, ApiError>
+async fn ask<M>(domain: &Addr<NftDomain>, msg: M) -> Result<M::Result, ApiError>
 where
     M: actix::Message + Send + 'static,
     M::Result: Send,
@@ -82,6 +82,16 @@ where
         .send(msg)
         .await
         .map_err(|_| ApiError::Unavailable("the NFT domain is not running".to_owned()))
+}
+
+/// Asks the domain and turns both a stopped actor and the domain's refusal into an `ApiError`.
+pub(super) async fn command<M, T>(domain: &Addr<NftDomain>, msg: M) -> Result<T, ApiError>
+where
+    M: actix::Message<Result = Result<T, DomainFailure>> + Send + 'static,
+    T: Send + 'static,
+    NftDomain: actix::Handler<M>,
+{
+    ask(domain, msg).await?.map_err(failed)
 }
 
 fn events(outcome: &DomainOutcome) -> serde_json::Value {
@@ -111,7 +121,7 @@ pub async fn trading_volume(
             message: "volume: must be a non-negative number".into(),
         }));
     }
-    let outcome = ask(
+    let outcome = command(
         &domain,
         RecordVolume {
             user_id: body.user_id.clone(),
@@ -119,8 +129,7 @@ pub async fn trading_volume(
             correlation_id: correlation(&req),
         },
     )
-    .await?
-    .map_err(failed)?;
+    .await?;
     Ok(HttpResponse::Ok().json(json!({
         "userId": body.user_id,
         "previousVolume": outcome.before.volume,
@@ -143,7 +152,7 @@ pub async fn award_badge(
     let body: BadgeBody = parse(&read_body(payload, limit.0).await?)?;
     check_id("userId", &body.user_id).map_err(invalid)?;
     check_id("badgeId", &body.badge_id).map_err(invalid)?;
-    let outcome = ask(
+    let outcome = command(
         &domain,
         AwardBadge {
             user_id: body.user_id.clone(),
@@ -151,8 +160,7 @@ pub async fn award_badge(
             correlation_id: correlation(&req),
         },
     )
-    .await?
-    .map_err(failed)?;
+    .await?;
     Ok(HttpResponse::Created().json(json!({
         "userId": body.user_id,
         "badgeId": body.badge_id,
@@ -171,7 +179,7 @@ pub async fn activate_badge(
     domain: web::Data<Addr<NftDomain>>,
 ) -> Result<HttpResponse, ApiError> {
     let badge_id = path.into_inner();
-    let outcome = ask(
+    let outcome = command(
         &domain,
         ActivateBadge {
             user_id: principal.user_id,
@@ -179,8 +187,7 @@ pub async fn activate_badge(
             correlation_id: correlation(&req),
         },
     )
-    .await?
-    .map_err(failed)?;
+    .await?;
     Ok(HttpResponse::Ok().json(json!({
         "badgeId": badge_id,
         "status": "activated",

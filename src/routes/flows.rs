@@ -3,7 +3,7 @@
 //! stored; `GET /api/v1/user/operations/{id}` reports how it went. The outcome also arrives on
 //! the user's stream.
 
-use super::domain::{ask, correlation, failed, parse};
+use super::domain::{command, correlation, parse};
 use super::publish::read_body;
 use super::BodyLimit;
 use crate::auth::{Principal, Role};
@@ -46,7 +46,7 @@ pub async fn unlock_nft(
 ) -> Result<HttpResponse, ApiError> {
     principal.require(&[Role::User])?;
     let body: UnlockBody = parse(&read_body(payload, limit.0).await?)?;
-    let operation_id = ask(
+    let operation_id = command(
         &domain,
         StartUnlock {
             user_id: principal.user_id,
@@ -54,8 +54,7 @@ pub async fn unlock_nft(
             correlation_id: correlation(&req),
         },
     )
-    .await?
-    .map_err(failed)?;
+    .await?;
     Ok(accepted(operation_id))
 }
 
@@ -70,7 +69,7 @@ pub async fn upgrade_nft(
 ) -> Result<HttpResponse, ApiError> {
     principal.require(&[Role::User])?;
     let body: UpgradeBody = parse(&read_body(payload, limit.0).await?)?;
-    let operation_id = ask(
+    let operation_id = command(
         &domain,
         StartUpgrade {
             user_id: principal.user_id,
@@ -78,8 +77,7 @@ pub async fn upgrade_nft(
             correlation_id: correlation(&req),
         },
     )
-    .await?
-    .map_err(failed)?;
+    .await?;
     Ok(accepted(operation_id))
 }
 
@@ -91,7 +89,7 @@ pub async fn operation(
     domain: web::Data<Addr<NftDomain>>,
 ) -> Result<HttpResponse, ApiError> {
     let operation_id = path.into_inner();
-    let flow = ask(
+    let flow = command(
         &domain,
         GetOperation {
             user_id: principal.user_id,
@@ -99,7 +97,6 @@ pub async fn operation(
         },
     )
     .await?
-    .map_err(failed)?
     .ok_or_else(|| ApiError::NotFound(format!("no operation {operation_id} for this user")))?;
     Ok(HttpResponse::Ok().json(json!({
         "operationId": flow.operation_id,

@@ -3,7 +3,7 @@
 //! answer is never older than the last change, except for a read racing a change, which the
 //! short expiry (`chain.portfolio_cache_secs`) bounds. A cache that is down is bypassed.
 
-use super::domain::{ask, failed};
+use super::domain::command;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use actix::Addr;
@@ -42,14 +42,13 @@ pub async fn portfolio(
         Ok(None) => {}
         Err(e) => log::warn!("portfolio cache unavailable, reading the database: {e}"),
     }
-    let portfolio = ask(
+    let portfolio = command(
         &domain,
         GetPortfolio {
             user_id: user_id.clone(),
         },
     )
-    .await?
-    .map_err(failed)?;
+    .await?;
     let document = render(&user_id, &portfolio, &rules).to_string();
     if let Err(e) = cache.put_document(key, document.clone(), ttl.0).await {
         log::warn!("cannot cache the portfolio of {user_id}: {e}");

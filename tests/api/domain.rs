@@ -1,22 +1,9 @@
 //! The NFT domain over HTTP: trading volume, badges and the portfolio, with their events on
 //! the user's stream.
 
-use crate::helpers::{spawn_app, unique_user, SseClient, TestApp};
+use crate::helpers::{post_json as post, spawn_app, unique_user, SseClient, TestApp};
 use nft_event_router::auth::Role;
 use serde_json::{json, Value};
-
-async fn post(app: &TestApp, path: &str, role: Role, user: &str, body: Value) -> (u16, Value) {
-    let response = app
-        .client
-        .post(app.url(path))
-        .bearer_auth(app.token(user, role))
-        .json(&body)
-        .send()
-        .await
-        .expect("sent");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
 
 async fn volume(app: &TestApp, user: &str, volume: Value) -> (u16, Value) {
     post(

@@ -1,25 +1,14 @@
 //! Unlock and upgrade over HTTP: 202 with an operation id, the operation's outcome, the events
 //! on the user's stream, the portfolio and its cache, refusals, and a flaky ledger.
 
-use crate::helpers::{spawn_app, spawn_app_with, unique_user, SseClient, TestApp};
+use crate::helpers::{
+    post_json as post, spawn_app, spawn_app_with, unique_user, SseClient, TestApp,
+};
 use actors::domain::FlowStatus;
 use nft_event_router::auth::Role;
 use nft_event_router::store::Store;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-
-pub async fn post(app: &TestApp, path: &str, role: Role, user: &str, body: Value) -> (u16, Value) {
-    let response = app
-        .client
-        .post(app.url(path))
-        .bearer_auth(app.token(user, role))
-        .json(&body)
-        .send()
-        .await
-        .expect("sent");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
 
 pub async fn volume(app: &TestApp, user: &str, volume: f64) {
     let (status, body) = post(

@@ -272,6 +272,30 @@ pub fn event_body(user: &str, event_type: actors::EventType) -> serde_json::Valu
 
 type ByteStream = Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>;
 
+/// POSTs `body` as JSON to `path` with a token for `user` in `role`; answers the status and the
+/// JSON body (null when there is none).
+pub async fn post_json(
+    app: &TestApp,
+    path: &str,
+    role: Role,
+    user: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let response = app
+        .client
+        .post(app.url(path))
+        .bearer_auth(app.token(user, role))
+        .json(&body)
+        .send()
+        .await
+        .expect("sent");
+    let status = response.status().as_u16();
+    (
+        status,
+        response.json().await.unwrap_or(serde_json::Value::Null),
+    )
+}
+
 /// The event types a user's own stream carries with the shipped `sse.hidden_event_types`
 /// (`nft_minted` and `nft_burned` are for the admins' operations feed).
 pub fn shown_types() -> Vec<actors::EventType> {
