@@ -5,6 +5,7 @@
 # Run by hand, as root (it raises the file limit to 20,000), from anywhere:
 #   bench/run.sh                 # all three systems, ~15–20 minutes on the 2-core box
 #   SYSTEMS="router nchan" bench/run.sh
+#   SYSTEMS=router SCENARIOS=kafka bench/run.sh   # the Kafka path alone (router only)
 #   SYSTEMS=router SCENARIOS=ladder RATES="200 500" RESULTS=/tmp/bench.X/results bench/run.sh
 #     (more steps into an earlier run's results; BENCHMARKS.md is rewritten from all of them)
 # Needs: apt-get install -y nginx-light libnginx-mod-nchan pushpin (zurl comes with pushpin).
@@ -17,7 +18,7 @@ LOADGEN=$TARGET_DIR/release/loadgen
 ORIGIN=$TARGET_DIR/release/grip-origin
 ROUTER=$TARGET_DIR/release/nft-event-router
 SYSTEMS=${SYSTEMS:-"router nchan pushpin"}
-SCENARIOS=${SCENARIOS:-"idle ladder slow"}
+SCENARIOS=${SCENARIOS:-"idle ladder slow kafka"}
 WORK=$(mktemp -d /tmp/bench.XXXXXX)
 OUT=${RESULTS:-$WORK/results}
 mkdir -p "$OUT"
@@ -27,6 +28,7 @@ IDLE_CONNS=${IDLE_CONNS:-19000}; IDLE_SECS=${IDLE_SECS:-60}
 LOAD_CONNS=${LOAD_CONNS:-9000}; LOAD_USERS=${LOAD_USERS:-2000}
 STEP_SECS=${STEP_SECS:-10}; RATES=${RATES:-"100 1000 2000 5000 10000 20000"}
 SLOW_RATE=${SLOW_RATE:-1000}; SLOW_SECS=${SLOW_SECS:-60}; STALL_EVERY=${STALL_EVERY:-100}
+KAFKA_RATE=${KAFKA_RATE:-1000}; KAFKA_SECS=${KAFKA_SECS:-20}
 P99_LIMIT_US=50000
 
 ROUTER_PORT=18200; NCHAN_PORT=18201; PUSHPIN_PORT=18202; ORIGIN_PORT=18299
@@ -134,6 +136,19 @@ for system in $SYSTEMS; do
   loadgen "$system" slow --connections "$LOAD_CONNS" --users "$LOAD_USERS" --max-per-user 5 \
     --rate "$SLOW_RATE" --duration "$SLOW_SECS" --stall-every "$STALL_EVERY" --drain 5
   stop_system
+  fi
+
+  if runs kafka; then
+  if [ "$system" = router ]; then
+  log "== $system: Kafka path"
+  "start_$system"
+  # `readyz`: the embedded cluster's address, from the router's /readyz.
+  loadgen "$system" kafka --connections "$LOAD_CONNS" --users "$LOAD_USERS" --max-per-user 5 \
+    --rate "$KAFKA_RATE" --duration "$KAFKA_SECS" --drain 10 --kafka-brokers readyz
+  stop_system
+  else
+    log "== $system: no Kafka path (router only)"
+  fi
   fi
 done
 

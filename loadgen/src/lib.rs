@@ -20,6 +20,8 @@
 //! * [`sse`]: a streaming SSE frame parser that never copies a complete line.
 //! * [`publisher`]: paces `POST /api/v1/events` (or nchan's or Pushpin's publish request) at
 //!   the target rate over a small keep-alive pool and counts what was accepted, per user.
+//! * [`kafka`]: with `--kafka-brokers`, a consumer on the topics the published event type is
+//!   routed to: publish → record on the broker, beside publish → first SSE frame.
 //! * [`grip_origin`]: the GRIP origin behind Pushpin (binary `grip-origin`) for the
 //!   side-by-side runs against Pushpin and nchan (`--target`, `bench/run.sh`).
 //! * [`token`]: mints the HS256 tokens the router expects.
@@ -29,6 +31,7 @@
 
 pub mod grip_origin;
 pub mod http1;
+pub mod kafka;
 pub mod probe;
 pub mod publisher;
 pub mod report;

@@ -1,6 +1,7 @@
 //! `loadgen`: the command line over the load generator library. See `loadgen/README.md`.
 
 use clap::Parser;
+use loadgen::kafka::KafkaPlan;
 use loadgen::scenario::TargetKind;
 use loadgen::Scenario;
 use std::process::ExitCode;
@@ -85,6 +86,13 @@ struct Cli {
     /// Exit with status 1 unless every expected delivery arrived once and in order.
     #[arg(long)]
     check: bool,
+    /// Also read the routed Kafka topics on these brokers (HOST:PORT[,HOST:PORT…], or `readyz`
+    /// to ask the router's /readyz) and report publish → record on the broker (router only).
+    #[arg(long)]
+    kafka_brokers: Option<String>,
+    /// The topics the published event type (volume_milestone_reached) is routed to.
+    #[arg(long, value_delimiter = ',', default_values_t = loadgen::kafka::DEFAULT_TOPICS.iter().map(|t| t.to_string()))]
+    kafka_topics: Vec<String>,
 }
 
 impl Cli {
@@ -121,6 +129,10 @@ impl Cli {
         s.user_prefix = self.user_prefix.clone();
         s.spread_sources = !self.no_spread;
         s.progress = !self.quiet;
+        s.kafka = self.kafka_brokers.as_ref().map(|brokers| KafkaPlan {
+            brokers: brokers.clone(),
+            topics: self.kafka_topics.clone(),
+        });
         Ok(s)
     }
 }

@@ -53,6 +53,9 @@ pub struct PublishOutcome {
     pub accepted: u64,
     /// Accepted (202) events per user index.
     pub accepted_per_user: Vec<u64>,
+    /// The index of every accepted event, in the order the answers came: what the Kafka path
+    /// must have carried (a request that failed may still have been stored).
+    pub accepted_indexes: Vec<u64>,
     /// Failed requests by cause (`HTTP 503`, `timeout`, …).
     pub failures: BTreeMap<String, u64>,
     /// From the first scheduled send to the last answer.
@@ -151,7 +154,7 @@ pub async fn publish(
         in_flight.spawn(async move {
             let _permit = permit;
             let body = publish_body(kind, &user_json, users, index, clock.now_us());
-            (user, send(kind, request.body(body)).await)
+            (user, index, send(kind, request.body(body)).await)
         });
         while let Some(done) = in_flight.try_join_next() {
             tally(&mut outcome, &counters, done);
@@ -194,16 +197,17 @@ fn error_label(e: &reqwest::Error) -> String {
 fn tally(
     outcome: &mut PublishOutcome,
     counters: &PublishCounters,
-    done: Result<(usize, Result<(), String>), tokio::task::JoinError>,
+    done: Result<(usize, u64, Result<(), String>), tokio::task::JoinError>,
 ) {
     outcome.attempted += 1;
     match done {
-        Ok((user, Ok(()))) => {
+        Ok((user, index, Ok(()))) => {
             outcome.accepted += 1;
             outcome.accepted_per_user[user] += 1;
+            outcome.accepted_indexes.push(index);
             counters.accepted.fetch_add(1, Ordering::Relaxed);
         }
-        Ok((_, Err(label))) => *outcome.failures.entry(label).or_default() += 1,
+        Ok((_, _, Err(label))) => *outcome.failures.entry(label).or_default() += 1,
         Err(_) => {
             *outcome
                 .failures

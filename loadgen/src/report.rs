@@ -17,6 +17,11 @@ pub struct Report {
     pub delivery: DeliveryFigures,
     /// Publish→receive latency in microseconds; absent when nothing was received.
     pub latency_us: Option<LatencyFigures>,
+    /// Publish→record seen on the broker, in microseconds (`--kafka-brokers`; absent when no
+    /// record was seen).
+    pub kafka_latency_us: Option<LatencyFigures>,
+    /// The Kafka path's counts and its comparison with SSE (`--kafka-brokers`).
+    pub kafka: Option<KafkaFigures>,
     /// Present when `--server-pid` was given.
     pub server: Option<ServerFigures>,
     pub loadgen: LoadgenFigures,
@@ -130,6 +135,75 @@ impl LatencyFigures {
     }
 }
 
+/// Percentiles of values that may be negative (a difference of two arrival times).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SignedFigures {
+    pub count: u64,
+    pub min: i64,
+    pub p50: i64,
+    pub p90: i64,
+    pub p99: i64,
+    pub p999: i64,
+    pub max: i64,
+    pub mean: f64,
+}
+
+impl SignedFigures {
+    /// Exact percentiles (nearest rank) of `values`; `None` when there are none.
+    pub fn from_values(mut values: Vec<i64>) -> Option<Self> {
+        if values.is_empty() {
+            return None;
+        }
+        values.sort_unstable();
+        let n = values.len();
+        let at = |q: f64| values[((q * n as f64).ceil() as usize).clamp(1, n) - 1];
+        Some(SignedFigures {
+            count: n as u64,
+            min: values[0],
+            p50: at(0.50),
+            p90: at(0.90),
+            p99: at(0.99),
+            p999: at(0.999),
+            max: values[n - 1],
+            mean: values.iter().map(|&v| v as f64).sum::<f64>() / n as f64,
+        })
+    }
+}
+
+/// The Kafka path: what the run's own consumer saw on the broker.
+#[derive(Debug, Clone, Serialize)]
+pub struct KafkaFigures {
+    /// The bootstrap servers it read from.
+    pub brokers: String,
+    pub topics: Vec<String>,
+    /// Its consumer group id, unique to the run (it commits nothing).
+    pub group_id: String,
+    /// Accepted events × topics: the records the run calls for.
+    pub expected: u64,
+    /// Records of accepted events seen on the broker, each (event, topic) counted once.
+    pub records: u64,
+    /// Expected records not seen by the end of the drain.
+    pub missing: u64,
+    /// Records seen again for an (event, topic) already seen.
+    pub duplicates: u64,
+    /// Records of this run's events whose publish request was not accepted (a request that
+    /// timed out, say, after the event was stored).
+    pub unexpected: u64,
+    /// Records that are not this run's: no send time or index, another topic, or sent before
+    /// the run started (an earlier run's, still being relayed).
+    pub foreign: u64,
+    /// Errors the consumer reported while polling (connection trouble, say).
+    pub consumer_errors: u64,
+    pub first_consumer_error: Option<String>,
+    /// Accepted events seen both on the broker and on at least one SSE stream.
+    pub events_on_both: u64,
+    /// For those events: publish→first SSE frame, in microseconds.
+    pub sse_latency_us: Option<LatencyFigures>,
+    /// For those events: first SSE frame time − record seen time, in microseconds. Negative
+    /// when the frame came first: the router delivers from the journal commit, not from Kafka.
+    pub record_to_frame_us: Option<SignedFigures>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerFigures {
     /// The processes whose figures are summed.
@@ -179,6 +253,10 @@ impl Report {
         check(d.out_of_order, "out-of-order deliveries");
         check(d.misrouted, "misrouted deliveries");
         check(d.resyncs, "resync frames");
+        if let Some(k) = &self.kafka {
+            check(k.missing, "records missing on the broker");
+            check(k.duplicates, "duplicate records on the broker");
+        }
         problems
     }
 }
@@ -192,6 +270,23 @@ fn kib_to_mib(kib: Option<u64>) -> String {
 
 fn ms(us: u64) -> String {
     format!("{:.3} ms", us as f64 / 1000.0)
+}
+
+fn signed_ms(us: i64) -> String {
+    format!("{:+.3} ms", us as f64 / 1000.0)
+}
+
+fn percentiles(l: &LatencyFigures) -> String {
+    format!(
+        "p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  (mean {}, n = {})",
+        ms(l.p50),
+        ms(l.p90),
+        ms(l.p99),
+        ms(l.p999),
+        ms(l.max),
+        ms(l.mean.round() as u64),
+        l.count
+    )
 }
 
 fn causes(by_cause: &BTreeMap<String, u64>) -> String {
@@ -273,17 +368,54 @@ impl Report {
         let Some(l) = &self.latency_us else {
             return Ok(());
         };
+        writeln!(f, "  latency      {}", percentiles(l))
+    }
+
+    fn fmt_kafka(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(k) = &self.kafka else {
+            return Ok(());
+        };
         writeln!(
             f,
-            "  latency      p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  (mean {}, n = {})",
-            ms(l.p50),
-            ms(l.p90),
-            ms(l.p99),
-            ms(l.p999),
-            ms(l.max),
-            ms(l.mean.round() as u64),
-            l.count
-        )
+            "  kafka        {} on {}: {} records of {} expected: {} missing, {} duplicate, \
+             {} unexpected, {} foreign; {} consumer errors{}",
+            k.topics.join(","),
+            k.brokers,
+            k.records,
+            k.expected,
+            k.missing,
+            k.duplicates,
+            k.unexpected,
+            k.foreign,
+            k.consumer_errors,
+            k.first_consumer_error
+                .as_deref()
+                .map_or_else(String::new, |e| format!(" (first: {e})"))
+        )?;
+        if let Some(l) = &self.kafka_latency_us {
+            writeln!(f, "  accepted→broker  {}", percentiles(l))?;
+        }
+        if let Some(l) = &k.sse_latency_us {
+            writeln!(
+                f,
+                "  accepted→SSE     {}  (first frame, events seen on both)",
+                percentiles(l)
+            )?;
+        }
+        if let Some(d) = &k.record_to_frame_us {
+            writeln!(
+                f,
+                "  broker→SSE       p50 {}  p90 {}  p99 {}  min {}  max {}  (n = {}; \
+                 negative: the frame came first, SSE does not go through Kafka)",
+                signed_ms(d.p50),
+                signed_ms(d.p90),
+                signed_ms(d.p99),
+                signed_ms(d.min),
+                signed_ms(d.max),
+                d.count
+            )?;
+        }
+        Ok(())
     }
 
     fn fmt_memory_and_cpu(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -347,6 +479,7 @@ impl fmt::Display for Report {
             )?,
         }
         self.fmt_latency(f)?;
+        self.fmt_kafka(f)?;
         self.fmt_memory_and_cpu(f)?;
         let problems = self.problems();
         if problems.is_empty() && self.publish.is_none() {
@@ -359,5 +492,19 @@ impl fmt::Display for Report {
         } else {
             write!(f, "  result       PROBLEMS: {}", problems.join(", "))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signed_percentiles_keep_negative_values() {
+        assert_eq!(SignedFigures::from_values(Vec::new()), None);
+        let s = SignedFigures::from_values((-50..50).rev().collect()).expect("values");
+        assert_eq!((s.count, s.min, s.max), (100, -50, 49));
+        assert_eq!((s.p50, s.p90, s.p99, s.p999), (-1, 39, 48, 49));
+        assert!((s.mean - -0.5).abs() < 1e-9);
     }
 }

@@ -2,6 +2,7 @@
 //! the event rate and wait for the deliveries to drain, or (idle) just hold the streams; read
 //! the server's memory around each phase; stop the subscribers and add up what they saw.
 
+use crate::kafka::{self, KafkaWatch};
 use crate::probe::{self, Clock};
 use crate::publisher::{self, PublishCounters, PublishOutcome, PublishPlan};
 use crate::report::{
@@ -50,7 +51,11 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<Report> {
     let mut server =
         (!scenario.server_pids.is_empty()).then(|| ServerWatch::start(&scenario.server_pids));
 
-    let shared = Arc::new(Shared::new(scenario.users, clock)?);
+    let mut shared = Shared::new(scenario.users, clock)?;
+    if scenario.kafka.is_some() {
+        shared = shared.with_first_frames(event_slots(scenario));
+    }
+    let shared = Arc::new(shared);
     let counters = Arc::new(PublishCounters::default());
     let ttl = scenario.duration.as_secs() + TOKEN_SLACK_SECS;
     let minter = TokenMinter::new(&scenario.jwt_secret, ttl);
@@ -61,13 +66,42 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<Report> {
     if let Some(s) = server.as_mut() {
         s.connected = probe::total_rss_kib(&s.pids);
     }
-    let load = apply_load(scenario, &target, &minter, &shared, counters).await?;
+    let watch = match &scenario.kafka {
+        Some(plan) => Some(start_kafka(scenario, plan, &target, clock).await?),
+        None => None,
+    };
+    let load = apply_load(
+        scenario,
+        &target,
+        &minter,
+        &shared,
+        counters,
+        watch.as_ref(),
+    )
+    .await?;
     let held = connected.figures.held;
     let server = server.map(|s| s.finish(held, scenario.idle, wall));
 
     let _ = stop.send(true);
     let stats = join_all(connected.handles).await;
     let peak = sampler.stop();
+    let (kafka_latency_us, kafka) = match watch {
+        Some(watch) => {
+            let accepted = load
+                .published
+                .as_ref()
+                .map(|(o, _)| o.accepted_indexes.clone())
+                .unwrap_or_default();
+            let shared = shared.clone();
+            let (latency, figures) = tokio::task::spawn_blocking(move || {
+                watch.finish(&accepted, &shared.first_frame_us)
+            })
+            .await
+            .context("stopping the Kafka consumer")??;
+            (latency, Some(figures))
+        }
+        None => (None, None),
+    };
 
     let mut delivery = tally_deliveries(&stats, load.published.as_ref().map(|(o, _)| o));
     delivery.event_frames = shared.event_frames.load(Ordering::Relaxed);
@@ -88,6 +122,8 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<Report> {
         publish: load.published.map(|(o, _)| publish_figures(&o)),
         delivery,
         latency_us: LatencyFigures::from_histogram(&shared.latencies()?),
+        kafka_latency_us,
+        kafka,
         server,
         loadgen: loadgen_figures(wall, cpu_start),
     })
@@ -138,6 +174,28 @@ impl ServerWatch {
     }
 }
 
+/// Slots for per-event times: every event the publisher can send, with one to spare for a
+/// schedule that rounds the other way.
+fn event_slots(scenario: &Scenario) -> usize {
+    scenario.planned_events() as usize + 1
+}
+
+/// Finds the brokers and starts the consumer at the end of every partition, before the first
+/// event is published.
+async fn start_kafka(
+    scenario: &Scenario,
+    plan: &kafka::KafkaPlan,
+    target: &Target,
+    clock: Clock,
+) -> anyhow::Result<KafkaWatch> {
+    let brokers = kafka::resolve_brokers(&plan.brokers, &target.base_url).await?;
+    let topics = plan.topics.clone();
+    let slots = event_slots(scenario);
+    tokio::task::spawn_blocking(move || KafkaWatch::start(&brokers, &topics, slots, clock))
+        .await
+        .context("starting the Kafka consumer")?
+}
+
 /// What happened between connecting and stopping.
 struct LoadPhase {
     /// What publishing did and how long the drain took (absent when idle).
@@ -155,6 +213,7 @@ async fn apply_load(
     minter: &TokenMinter,
     shared: &Shared,
     counters: Arc<PublishCounters>,
+    kafka: Option<&KafkaWatch>,
 ) -> anyhow::Result<LoadPhase> {
     let start = Instant::now();
     let frames_at_start = shared.event_frames.load(Ordering::Relaxed);
@@ -164,7 +223,7 @@ async fn apply_load(
     } else {
         let plan = publish_plan(scenario, target, minter)?;
         let outcome = publisher::publish(plan, shared.clock, counters).await?;
-        let drain_secs = drain(scenario, shared, &outcome).await;
+        let drain_secs = drain(scenario, shared, &outcome, kafka).await;
         Some((outcome, drain_secs))
     };
     Ok(LoadPhase {
@@ -274,9 +333,14 @@ fn publish_plan(
     })
 }
 
-/// Waits until the deliveries the accepted events call for have arrived, or the drain time
-/// is up; answers how long it waited, in seconds.
-async fn drain(scenario: &Scenario, shared: &Shared, outcome: &PublishOutcome) -> f64 {
+/// Waits until the deliveries (and with Kafka, the records) the accepted events call for have
+/// arrived, or the drain time is up; answers how long it waited, in seconds.
+async fn drain(
+    scenario: &Scenario,
+    shared: &Shared,
+    outcome: &PublishOutcome,
+    kafka: Option<&KafkaWatch>,
+) -> f64 {
     let expected: u64 = outcome
         .accepted_per_user
         .iter()
@@ -285,7 +349,12 @@ async fn drain(scenario: &Scenario, shared: &Shared, outcome: &PublishOutcome) -
         .sum();
     let start = Instant::now();
     let deadline = start + scenario.drain;
-    while shared.deliveries.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+    let records_expected = kafka.map_or(0, |k| k.expected(outcome.accepted));
+    let pending = || {
+        shared.deliveries.load(Ordering::Relaxed) < expected
+            || kafka.is_some_and(|k| k.records() < records_expected)
+    };
+    while pending() && Instant::now() < deadline {
         tokio::time::sleep(DRAIN_POLL).await;
     }
     start.elapsed().as_secs_f64()

@@ -1,5 +1,6 @@
 //! What a run does, and the server it does it to.
 
+use crate::kafka::KafkaPlan;
 use anyhow::{bail, Context};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -101,6 +102,8 @@ pub struct Scenario {
     pub publish_path: String,
     /// Print a progress line to stderr every second.
     pub progress: bool,
+    /// Also watch the Kafka topics the events are routed to (router only).
+    pub kafka: Option<KafkaPlan>,
 }
 
 impl Scenario {
@@ -135,6 +138,7 @@ impl Scenario {
             stream_path: kind.default_stream_path().to_owned(),
             publish_path: kind.default_publish_path().to_owned(),
             progress: false,
+            kafka: None,
         }
     }
 
@@ -169,6 +173,28 @@ impl Scenario {
         if self.jwt_secret.is_empty() {
             bail!("--jwt-secret must not be empty");
         }
+        if let Some(kafka) = &self.kafka {
+            if self.kind != TargetKind::Router {
+                bail!(
+                    "--kafka-brokers is for --target router: nchan and Pushpin have no Kafka path"
+                );
+            }
+            if self.idle {
+                bail!("--kafka-brokers needs events: it cannot be combined with --idle");
+            }
+            if kafka.brokers.trim().is_empty() {
+                bail!("--kafka-brokers must name at least one HOST:PORT");
+            }
+            if kafka.topics.is_empty() || kafka.topics.iter().any(|t| t.trim().is_empty()) {
+                bail!("--kafka-topics must name at least one topic, none empty");
+            }
+            if self.planned_events() > crate::kafka::MAX_EVENTS {
+                bail!(
+                    "--kafka-brokers keeps a slot per event: at most {} events (lower --rate, --duration or --events)",
+                    crate::kafka::MAX_EVENTS
+                );
+            }
+        }
         Ok(())
     }
 
@@ -180,6 +206,18 @@ impl Scenario {
     /// `path` with `{user}` replaced by user `index`'s id.
     pub fn user_path(&self, path: &str, index: usize) -> String {
         path.replace("{user}", &self.user_id(index))
+    }
+
+    /// The most events a publishing run sends: `rate × duration`, rounded up, or
+    /// `max_events` if fewer.
+    pub fn planned_events(&self) -> u64 {
+        let by_time = (self.rate * self.duration.as_secs_f64()).ceil();
+        let by_time = if by_time.is_finite() && by_time > 0.0 {
+            by_time.min(u64::MAX as f64) as u64
+        } else {
+            0
+        };
+        self.max_events.map_or(by_time, |max| max.min(by_time))
     }
 
     /// Users that get at least one connection.
@@ -258,6 +296,31 @@ mod tests {
         assert!(s.validate().is_err());
         s.users = 4;
         assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn the_kafka_path_is_for_a_publishing_router_run() {
+        let mut s = Scenario::new("http://127.0.0.1:1");
+        s.kafka = Some(KafkaPlan::new("127.0.0.1:9092"));
+        assert!(s.validate().is_ok());
+        s.idle = true;
+        assert!(s.validate().is_err());
+        let mut s = Scenario::for_kind(TargetKind::Nchan, "http://127.0.0.1:1");
+        s.kafka = Some(KafkaPlan::new("127.0.0.1:9092"));
+        assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn planned_events_are_the_publisher_schedule_or_the_cap() {
+        let mut s = Scenario::new("http://127.0.0.1:1");
+        s.rate = 1000.0;
+        s.duration = Duration::from_secs(20);
+        assert_eq!(s.planned_events(), 20_000);
+        s.rate = 3.0;
+        s.duration = Duration::from_millis(1500);
+        assert_eq!(s.planned_events(), 5, "sends at 0, 1/3, …, 4/3 s");
+        s.max_events = Some(2);
+        assert_eq!(s.planned_events(), 2);
     }
 
     #[tokio::test]

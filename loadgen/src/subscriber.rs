@@ -22,8 +22,9 @@ const SHARDS: usize = 16;
 /// Highest latency recorded exactly, in microseconds (larger values are clamped to it).
 const MAX_LATENCY_US: u64 = 600_000_000;
 
-static SENT_AT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"previousVolume\":"));
-static EVENT_INDEX: LazyLock<Finder<'static>> =
+pub(crate) static SENT_AT: LazyLock<Finder<'static>> =
+    LazyLock::new(|| Finder::new(b"\"previousVolume\":"));
+pub(crate) static EVENT_INDEX: LazyLock<Finder<'static>> =
     LazyLock::new(|| Finder::new(b"\"currentVolume\":"));
 /// The per-user sequence the publisher puts in a peer's events (nchan sets its own `id:`).
 static PEER_SEQ: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"lgSeq\":"));
@@ -43,6 +44,9 @@ pub struct Shared {
     pub deliveries: AtomicU64,
     /// Frames without an `id:`: welcome, retry, heartbeats.
     pub control_frames: AtomicU64,
+    /// Per event index, when its first frame arrived on any connection (`u64::MAX`: not yet).
+    /// Empty unless the Kafka path is measured, which sets it beside the broker's record.
+    pub first_frame_us: Vec<AtomicU64>,
     latency_shards: Vec<Mutex<Histogram<u64>>>,
 }
 
@@ -60,8 +64,15 @@ impl Shared {
             event_frames: AtomicU64::new(0),
             deliveries: AtomicU64::new(0),
             control_frames: AtomicU64::new(0),
+            first_frame_us: Vec::new(),
             latency_shards: shards,
         })
+    }
+
+    /// Also notes when the first frame of each of the first `events` events arrives.
+    pub fn with_first_frames(mut self, events: usize) -> Self {
+        self.first_frame_us = (0..events).map(|_| AtomicU64::new(u64::MAX)).collect();
+        self
     }
 
     fn record_latency(&self, shard: usize, micros: u64) {
@@ -83,7 +94,7 @@ impl Shared {
     }
 }
 
-fn latency_histogram() -> anyhow::Result<Histogram<u64>> {
+pub(crate) fn latency_histogram() -> anyhow::Result<Histogram<u64>> {
     Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
         .map_err(|e| anyhow::anyhow!("creating a latency histogram: {e:?}"))
 }
@@ -331,6 +342,9 @@ fn on_frame(frame: Frame<'_>, shared: &Shared, shard: usize, stats: &mut ConnSta
     };
     let received_us = shared.clock.now_us();
     shared.record_latency(shard, received_us.saturating_sub(sent_us as u64));
+    if let Some(first) = shared.first_frame_us.get(index as usize) {
+        first.fetch_min(received_us, Ordering::Relaxed);
+    }
     match stats.last_cursor {
         Some(last) if cursor == last => stats.duplicates += 1,
         Some(last) if cursor < last => stats.out_of_order += 1,
@@ -344,7 +358,7 @@ fn on_frame(frame: Frame<'_>, shared: &Shared, shard: usize, stats: &mut ConnSta
 }
 
 /// The JSON number right after `key` (which includes its colon), if there is one.
-fn number_after(key: &Finder<'_>, json: &[u8]) -> Option<f64> {
+pub(crate) fn number_after(key: &Finder<'_>, json: &[u8]) -> Option<f64> {
     let start = key.find(json)? + key.needle().len();
     let rest = &json[start..];
     let end = rest

@@ -1,9 +1,11 @@
-//! A small load run against the real router, started in-process on port 0 exactly as the
-//! router's own API tests start it. Correctness only: every expected delivery arrives once,
-//! in cursor order, on every connection. No figure about time is asserted.
+//! Small load runs against the real router, started in-process on port 0 exactly as the
+//! router's own API tests start it (with its embedded Kafka cluster). Correctness only: every
+//! expected delivery arrives once, in cursor order, on every connection, and on the Kafka path
+//! every accepted event is seen once on the broker. No figure about time is asserted.
 
 use figment::providers::{Format, Toml};
 use figment::Figment;
+use loadgen::kafka::{KafkaPlan, BROKERS_FROM_READYZ, DEFAULT_TOPICS};
 use loadgen::Scenario;
 use nft_event_router::config::Settings;
 use nft_event_router::startup::Application;
@@ -14,20 +16,43 @@ const CONNECTIONS: usize = 200;
 const USERS: usize = 70;
 const EVENTS: u64 = 1_000;
 
-/// The router on the repository's `config.toml`, port 0, a fresh SQLite file, our secret.
-async fn start_router(store: &std::path::Path) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let figment = Figment::from(Toml::file(concat!(
+/// The repository's `config.toml`, as the router reads it.
+fn repository_config() -> Figment {
+    Figment::from(Toml::file(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../config.toml"
     )))
-    .merge(Toml::string(
-        "[http]\nbind = \"127.0.0.1:0\"\nworkers = 2\n",
+}
+
+/// A store path no other run uses.
+fn fresh_store(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "loadgen_{name}_{}_{}.db",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_nanos()
     ))
-    .merge(Toml::string(&format!(
-        "[store]\nurl = {:?}\n",
-        format!("sqlite://{}", store.display())
-    )))
-    .merge(Toml::string(&format!("[auth]\njwt_secret = {SECRET:?}\n")));
+}
+
+fn remove_store(store: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", store.display()));
+    }
+}
+
+/// The router on the repository's `config.toml`, port 0, a fresh SQLite file, our secret.
+async fn start_router(store: &std::path::Path) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let figment = repository_config()
+        .merge(Toml::string(
+            "[http]\nbind = \"127.0.0.1:0\"\nworkers = 2\n",
+        ))
+        .merge(Toml::string(&format!(
+            "[store]\nurl = {:?}\n",
+            format!("sqlite://{}", store.display())
+        )))
+        .merge(Toml::string(&format!("[auth]\njwt_secret = {SECRET:?}\n")));
     let settings = Settings::from_figment(figment).expect("test settings are valid");
     let app = Application::build(&settings)
         .await
@@ -54,14 +79,7 @@ fn planned_deliveries() -> u64 {
 #[actix_web::test]
 async fn every_expected_delivery_arrives_once_and_in_cursor_order() {
     // Arrange
-    let store = std::env::temp_dir().join(format!(
-        "loadgen_smoke_{}_{}.db",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock after 1970")
-            .as_nanos()
-    ));
+    let store = fresh_store("smoke");
     let (url, stop) = start_router(&store).await;
     let mut scenario = Scenario::new(url);
     scenario.connections = CONNECTIONS;
@@ -108,7 +126,71 @@ async fn every_expected_delivery_arrives_once_and_in_cursor_order() {
     assert_eq!(latency.count, d.received);
 
     let _ = stop.send(());
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", store.display()));
-    }
+    remove_store(&store);
+}
+
+#[test]
+fn the_default_kafka_topics_are_where_the_router_routes_the_published_type() {
+    let settings = Settings::from_figment(repository_config()).expect("config.toml is valid");
+    assert_eq!(
+        settings.routing.get("volume_milestone_reached"),
+        Some(&DEFAULT_TOPICS.iter().map(|t| (*t).to_owned()).collect()),
+        "the topics loadgen reads are the routed ones"
+    );
+}
+
+#[actix_web::test]
+async fn on_the_kafka_path_every_accepted_event_is_seen_once_on_the_broker_and_on_sse() {
+    // Arrange: the broker address comes from the router's /readyz, as on the command line.
+    const KAFKA_CONNECTIONS: usize = 40;
+    const KAFKA_USERS: usize = 20;
+    const KAFKA_EVENTS: u64 = 300;
+    let store = fresh_store("kafka");
+    let (url, stop) = start_router(&store).await;
+    let mut scenario = Scenario::new(url);
+    scenario.connections = KAFKA_CONNECTIONS;
+    scenario.users = KAFKA_USERS;
+    scenario.rate = 300.0;
+    scenario.max_events = Some(KAFKA_EVENTS);
+    scenario.duration = Duration::from_secs(20);
+    scenario.drain = Duration::from_secs(30);
+    scenario.jwt_secret = SECRET.to_owned();
+    scenario.kafka = Some(KafkaPlan::new(BROKERS_FROM_READYZ));
+
+    // Act
+    let report = tokio::task::spawn_blocking(move || loadgen::run_blocking(&scenario, 2))
+        .await
+        .expect("load generator thread")
+        .expect("load generator ran");
+
+    // Assert
+    println!("{report}");
+    let p = report.publish.as_ref().expect("a publishing run");
+    assert_eq!(
+        p.accepted, KAFKA_EVENTS,
+        "publish failures: {:?}",
+        p.failures_by_cause
+    );
+    let k = report.kafka.as_ref().expect("Kafka figures");
+    assert_eq!(k.topics, DEFAULT_TOPICS);
+    assert_eq!(k.expected, KAFKA_EVENTS);
+    assert_eq!(k.records, KAFKA_EVENTS, "every event on the broker");
+    assert_eq!(k.missing, 0);
+    assert_eq!(k.duplicates, 0);
+    assert_eq!(k.unexpected, 0);
+    assert_eq!(k.foreign, 0);
+    assert_eq!(k.events_on_both, KAFKA_EVENTS, "every event on SSE as well");
+    let broker = report.kafka_latency_us.as_ref().expect("broker latencies");
+    assert_eq!(broker.count, KAFKA_EVENTS);
+    let sse = k.sse_latency_us.as_ref().expect("SSE latencies");
+    assert_eq!(sse.count, KAFKA_EVENTS);
+    let gap = k.record_to_frame_us.as_ref().expect("record → frame");
+    assert_eq!(gap.count, KAFKA_EVENTS);
+    let d = &report.delivery;
+    assert_eq!(d.received, d.expected);
+    assert_eq!(d.duplicates + d.out_of_order + d.misrouted + d.missing, 0);
+    assert!(report.problems().is_empty(), "{report}");
+
+    let _ = stop.send(());
+    remove_store(&store);
 }
