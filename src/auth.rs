@@ -110,10 +110,11 @@ fn unix_now() -> u64 {
         .unwrap_or_default()
 }
 
-/// The bearer token of a request: the `Authorization` header, else `?access_token=`.
-fn token_of(req: &HttpRequest) -> Option<String> {
-    if let Some(value) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
-        let value = value.to_str().ok()?;
+/// The bearer token of a request: the `Authorization` header, else `?access_token=` in its
+/// query string. A present header that is not a bearer token wins over the query (no token).
+pub fn bearer_token(authorization: Option<&[u8]>, query: &str) -> Option<String> {
+    if let Some(value) = authorization {
+        let value = std::str::from_utf8(value).ok()?;
         let (scheme, token) = value.split_once(' ')?;
         return scheme
             .eq_ignore_ascii_case("bearer")
@@ -123,9 +124,23 @@ fn token_of(req: &HttpRequest) -> Option<String> {
     struct Query {
         access_token: Option<String>,
     }
-    web::Query::<Query>::from_query(req.query_string())
+    web::Query::<Query>::from_query(query)
         .ok()
         .and_then(|q| q.into_inner().access_token)
+}
+
+/// Who the request's token says it comes from: 401 without a token or with a bad one.
+pub fn authenticate(
+    keys: &JwtKeys,
+    authorization: Option<&[u8]>,
+    query: &str,
+) -> Result<Principal, ApiError> {
+    match bearer_token(authorization, query) {
+        None => Err(ApiError::Unauthorized(
+            "Authentication required: send a bearer token".to_owned(),
+        )),
+        Some(token) => keys.verify(&token),
+    }
 }
 
 impl FromRequest for Principal {
@@ -135,12 +150,13 @@ impl FromRequest for Principal {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let result = match req.app_data::<web::Data<JwtKeys>>() {
             None => Err(ApiError::Internal("JWT keys are not configured".to_owned())),
-            Some(keys) => match token_of(req) {
-                None => Err(ApiError::Unauthorized(
-                    "Authentication required: send a bearer token".to_owned(),
-                )),
-                Some(token) => keys.verify(&token),
-            },
+            Some(keys) => {
+                let authorization = req
+                    .headers()
+                    .get(actix_web::http::header::AUTHORIZATION)
+                    .map(|v| v.as_bytes());
+                authenticate(keys, authorization, req.query_string())
+            }
         };
         ready(result)
     }

@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //!
+//! * [`acceptor`]: each connection's front door: user streams served on their socket, the rest
+//!   handed to actix-web.
 //! * [`config`]: typed settings from `config.toml` and `NFT_ROUTER__…` environment overrides.
 //! * [`cli`]: the command line (`serve`, `token`).
 //! * [`auth`]: HS256 JWTs, the [`auth::Principal`] extractor, roles.
@@ -20,6 +22,7 @@
 //! The actors (sessions, per-user supervisors, the session registry) and the event types live
 //! in the `actors` crate; see its crate documentation.
 
+pub mod acceptor;
 pub mod auth;
 pub mod cache;
 pub mod cli;

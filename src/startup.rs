@@ -1,6 +1,7 @@
 //! Building and running the application. Tests start exactly this, on port 0, so the test path
 //! is the production path.
 
+use crate::acceptor;
 use crate::auth::JwtKeys;
 use crate::cache;
 use crate::config::Settings;
@@ -9,8 +10,11 @@ use crate::kafka_path::KafkaPath;
 use crate::routes::{self, BodyLimit};
 use crate::store::{OperationsLog, Store};
 use actix::{Actor, Addr};
-use actix_web::dev::Server;
-use actix_web::{web, App, HttpServer};
+use actix_http::{Extensions, HttpService};
+use actix_service::map_config;
+use actix_web::dev::{AppConfig, Server};
+use actix_web::rt::net::TcpStream;
+use actix_web::{web, App};
 use actors::consumers::Cache;
 use actors::domain::{LocalLedger, NftDomain, ResumeFlows};
 use actors::journal::{EventJournal, EventLog, RetentionPruner};
@@ -149,6 +153,7 @@ impl Application {
         let keys = web::Data::new(JwtKeys::new(
             settings.auth.jwt_secret.expose_secret().as_bytes(),
         ));
+        let stream_keys = keys.clone().into_inner();
         let registry_data = web::Data::new(registry.clone());
         let operations_data = web::Data::new(routes::OperationsSessions(operations.clone()));
         let journal = web::Data::new(journal);
@@ -164,7 +169,7 @@ impl Application {
             settings.chain.portfolio_cache_secs,
         )));
 
-        let mut server = HttpServer::new(move || {
+        let app = move || {
             App::new()
                 .app_data(keys.clone())
                 .app_data(registry_data.clone())
@@ -181,14 +186,34 @@ impl Application {
                 .app_data(dev_tokens.clone())
                 .app_data(portfolio_ttl.clone())
                 .configure(routes::configure)
-        })
-        .on_connect(crate::peer::remember_socket)
-        .disable_signals()
-        .shutdown_timeout(settings.http.shutdown_timeout_secs);
+        };
+        let streams = Arc::new(acceptor::Streams {
+            keys: stream_keys,
+            registry: registry.clone(),
+            patience: CLIENT_REQUEST_TIMEOUT,
+            stall_limit: settings.stream_config().heartbeat * 2,
+        });
+        // actix-web's `HttpServer`, spelled out, so that each connection passes the lean
+        // stream acceptor first (`crate::acceptor`).
+        let mut server = actix_server::Server::build()
+            .disable_signals()
+            .shutdown_timeout(settings.http.shutdown_timeout_secs);
         if settings.http.workers > 0 {
             server = server.workers(settings.http.workers);
         }
-        let server = server.listen(listener)?.run();
+        let server = server
+            .listen("nft-event-router", listener, move || {
+                let http = HttpService::build()
+                    .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
+                    .client_disconnect_timeout(Duration::from_secs(1))
+                    .on_connect_ext(|io: &TcpStream, ext: &mut Extensions| {
+                        crate::peer::remember_socket(io, ext)
+                    })
+                    .finish(map_config(app(), |_| AppConfig::default()))
+                    .tcp();
+                acceptor::service(http, streams.clone())
+            })?
+            .run();
         Ok(Application {
             port,
             server,
@@ -235,6 +260,9 @@ impl Application {
         }
     }
 }
+
+/// How long a client may take to send a request head (actix-web's default).
+const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Pending connections the kernel queues before the server accepts them: a reconnect storm of
 /// thousands of SSE clients must not be refused at the door.

@@ -14,7 +14,7 @@ mod params;
 mod portfolio;
 mod publish;
 mod stats;
-mod stream;
+pub(crate) mod stream;
 
 use crate::error::ApiError;
 use actix_web::web;

@@ -2,24 +2,32 @@ use crate::auth::{Principal, Role};
 use crate::error::ApiError;
 use crate::peer::PeerSocket;
 use actix::Addr;
-use actix_web::http::header;
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use actors::metrics::{metrics, Refusal};
 use actors::registry::{Connect, SessionRegistry};
+use actors::session::ClientGone;
+use actors::supervisor::SessionHandle;
 use actors::{ConnectError, Resume};
 use futures_util::StreamExt;
 use std::convert::Infallible;
 use tokio_stream::wrappers::ReceiverStream;
 
 /// Where the client wants to resume: the `Last-Event-ID` header that `EventSource` sends on
-/// reconnect, else a `lastEventId` query parameter for clients that cannot set headers.
-fn resume_point(req: &HttpRequest) -> Resume {
-    let header = req
-        .headers()
-        .get("Last-Event-ID")
-        .map(|v| v.to_str().map(str::to_owned).unwrap_or_default());
+/// reconnect, else a `lastEventId` query parameter for clients that cannot set headers. A
+/// header that is not text counts as empty.
+pub fn resume_point(last_event_id: Option<&[u8]>, query: &str) -> Resume {
+    let header = last_event_id.map(|v| {
+        std::str::from_utf8(v)
+            .ok()
+            .filter(|s| {
+                s.bytes()
+                    .all(|b| b.is_ascii_graphic() || b == b' ' || b == b'\t')
+            })
+            .map(str::to_owned)
+            .unwrap_or_default()
+    });
     let cursor = header.or_else(|| {
-        web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+        web::Query::<std::collections::HashMap<String, String>>::from_query(query)
             .ok()
             .and_then(|q| q.get("lastEventId").cloned())
     });
@@ -29,6 +37,18 @@ fn resume_point(req: &HttpRequest) -> Resume {
         Some(c) => c.trim().parse().map_or(Resume::Invalid, Resume::After),
     }
 }
+
+/// The headers of every stream response, whichever acceptor writes it.
+pub const STREAM_HEADERS: [(&str, &str); 5] = [
+    ("content-type", "text/event-stream"),
+    ("cache-control", "no-cache"),
+    ("x-accel-buffering", "no"),
+    ("access-control-allow-origin", "*"),
+    (
+        "access-control-allow-headers",
+        "Cache-Control, Last-Event-ID, Authorization",
+    ),
+];
 
 /// The admin sessions' registry, beside the users' one: its sessions share one stream, the
 /// operations feed.
@@ -63,7 +83,7 @@ pub async fn operations_stream(
 
 /// Passes the principal through, counting a refused (401) stream in the metrics; the handlers
 /// take the principal as a `Result` to see that refusal.
-fn count_unauthorized(principal: Result<Principal, ApiError>) -> Result<Principal, ApiError> {
+pub fn count_unauthorized(principal: Result<Principal, ApiError>) -> Result<Principal, ApiError> {
     principal.inspect_err(|e| {
         if let ApiError::Unauthorized(_) = e {
             metrics().connection_refused(Refusal::Unauthorized);
@@ -71,17 +91,19 @@ fn count_unauthorized(principal: Result<Principal, ApiError>) -> Result<Principa
     })
 }
 
-/// Opens a session for `principal` in `registry` and streams its frames.
-async fn open_stream(
-    req: &HttpRequest,
-    principal: &Principal,
+/// Opens a session for `user_id` in `registry`: 429 at the user's connection limit, 503 while
+/// shutting down. Refusals are counted in the metrics.
+pub async fn connect(
     registry: &Addr<SessionRegistry>,
-) -> Result<HttpResponse, ApiError> {
+    user_id: &str,
+    resume: Resume,
+    client_gone: Option<ClientGone>,
+) -> Result<SessionHandle, ApiError> {
     let handle = registry
         .send(Connect {
-            user_id: principal.user_id.clone(),
-            resume: resume_point(req),
-            client_gone: req.conn_data::<PeerSocket>().and_then(|p| p.watch_close()),
+            user_id: user_id.to_owned(),
+            resume,
+            client_gone,
         })
         .await
         .map_err(|_| ApiError::Unavailable("session registry is not running".to_owned()))?
@@ -95,17 +117,28 @@ async fn open_stream(
                 ApiError::Unavailable("the router is shutting down".to_owned())
             }
         })?;
-    log::debug!("stream {} opened for user {}", handle.id, principal.user_id);
+    log::debug!("stream {} opened for user {user_id}", handle.id);
+    Ok(handle)
+}
 
+/// Opens a session for `principal` in `registry` and streams its frames.
+async fn open_stream(
+    req: &HttpRequest,
+    principal: &Principal,
+    registry: &Addr<SessionRegistry>,
+) -> Result<HttpResponse, ApiError> {
+    let last_event_id = req.headers().get("Last-Event-ID").map(|v| v.as_bytes());
+    let handle = connect(
+        registry,
+        &principal.user_id,
+        resume_point(last_event_id, req.query_string()),
+        req.conn_data::<PeerSocket>().and_then(|p| p.watch_close()),
+    )
+    .await?;
     let body = ReceiverStream::new(handle.frames).map(Ok::<_, Infallible>);
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, "text/event-stream"))
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .insert_header(("X-Accel-Buffering", "no"))
-        .insert_header(("Access-Control-Allow-Origin", "*"))
-        .insert_header((
-            "Access-Control-Allow-Headers",
-            "Cache-Control, Last-Event-ID, Authorization",
-        ))
-        .streaming(body))
+    let mut response = HttpResponse::Ok();
+    for header in STREAM_HEADERS {
+        response.insert_header(header);
+    }
+    Ok(response.streaming(body))
 }

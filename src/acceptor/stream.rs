@@ -1,0 +1,265 @@
+//! Serving a user stream straight on its socket: the response head, then the session's
+//! already-encoded frames, written as they come with no buffer of our own.
+//!
+//! The contract is the actix-web route's (`routes::stream`): the same authentication, the same
+//! 401 / 429 / 503 JSON errors, the same headers, chunked encoding on HTTP/1.1. When the
+//! session ends (queue overflow, shutdown) the body is terminated and a keep-alive connection
+//! goes back to actix-web for its next request, as after any other response.
+
+use super::head::StreamRequest;
+use super::Streams;
+use crate::auth;
+use crate::error::ApiError;
+use crate::routes::stream::{connect, count_unauthorized, resume_point, STREAM_HEADERS};
+use actix_web::body::MessageBody;
+use actix_web::ResponseError;
+use bytes::Bytes;
+use std::io::{self, IoSlice};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+/// Frames written with one system call at most (a burst queued while the socket was busy).
+const BATCH: usize = 16;
+
+/// How a served request left the connection.
+pub enum After {
+    /// The response is complete and the client may send another request.
+    KeepAlive,
+    /// The connection is done.
+    Close,
+}
+
+/// Answers `request` on `io`: an error response, or the stream until it ends.
+pub async fn serve(io: &mut TcpStream, request: StreamRequest, streams: &Streams) -> After {
+    let principal = count_unauthorized(auth::authenticate(
+        &streams.keys,
+        request.authorization.as_deref(),
+        &request.query,
+    ));
+    let resume = resume_point(request.last_event_id.as_deref(), &request.query);
+    let opened = match principal {
+        Ok(principal) => connect(&streams.registry, &principal.user_id, resume, None).await,
+        Err(e) => Err(e),
+    };
+    let mut frames = match opened {
+        Ok(handle) => handle.frames,
+        Err(e) => return write_error(io, &e, &request).await,
+    };
+    let chunked = !request.http10;
+    if write_head(io, chunked).await.is_err() {
+        return After::Close;
+    }
+    match pump(io, &mut frames, chunked, streams.stall_limit).await {
+        Ending::SessionClosed if chunked => {
+            drop(frames);
+            if io.write_all(b"0\r\n\r\n").await.is_ok() && request.keep_alive {
+                After::KeepAlive
+            } else {
+                After::Close
+            }
+        }
+        // Dropping the receiver is what tells the session its client is gone.
+        Ending::SessionClosed | Ending::ClientGone | Ending::Stalled => After::Close,
+    }
+}
+
+async fn write_head(io: &mut TcpStream, chunked: bool) -> io::Result<()> {
+    let mut head = String::with_capacity(256);
+    head.push_str("HTTP/1.1 200 OK\r\n");
+    for (name, value) in STREAM_HEADERS {
+        head.push_str(name);
+        head.push_str(": ");
+        head.push_str(value);
+        head.push_str("\r\n");
+    }
+    head.push_str(if chunked {
+        "transfer-encoding: chunked\r\n\r\n"
+    } else {
+        "connection: close\r\n\r\n"
+    });
+    io.write_all(head.as_bytes()).await
+}
+
+/// Writes the error's JSON response (the shape every route answers with).
+async fn write_error(io: &mut TcpStream, error: &ApiError, request: &StreamRequest) -> After {
+    let response = error.error_response();
+    let status = response.status();
+    let (response, body) = response.into_parts();
+    let body = body.try_into_bytes().unwrap_or_default();
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    for (name, value) in response.headers() {
+        if let Ok(value) = value.to_str() {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+    }
+    head.push_str(&format!("content-length: {}\r\n", body.len()));
+    if !request.keep_alive {
+        head.push_str("connection: close\r\n");
+    }
+    head.push_str("\r\n");
+    let written = async {
+        io.write_all(head.as_bytes()).await?;
+        io.write_all(&body).await
+    };
+    match written.await {
+        Ok(()) if request.keep_alive => After::KeepAlive,
+        _ => After::Close,
+    }
+}
+
+enum Ending {
+    /// The session ended and closed its queue.
+    SessionClosed,
+    /// The client hung up (or the socket failed).
+    ClientGone,
+    /// The client took no bytes for `stall_limit`.
+    Stalled,
+}
+
+/// Moves frames from the session's queue to the socket until either side ends. Frames that
+/// queued up while a write was in progress go out together, in one chunk and one write. The
+/// socket is also watched for the client's end-of-file, so an idle stream notices a hang-up at
+/// once rather than at its next heartbeat.
+async fn pump(
+    io: &mut TcpStream,
+    frames: &mut mpsc::Receiver<Bytes>,
+    chunked: bool,
+    stall_limit: Duration,
+) -> Ending {
+    let mut batch: [Bytes; BATCH] = Default::default();
+    loop {
+        tokio::select! {
+            biased;
+            first = frames.recv() => {
+                let Some(first) = first else { return Ending::SessionClosed };
+                batch[0] = first;
+                let mut n = 1;
+                while n < BATCH {
+                    match frames.try_recv() {
+                        Ok(frame) => {
+                            batch[n] = frame;
+                            n += 1;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let written =
+                    tokio::time::timeout(stall_limit, write_chunk(io, &batch[..n], chunked)).await;
+                batch[..n].iter_mut().for_each(|b| *b = Bytes::new());
+                match written {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return Ending::ClientGone,
+                    Err(_) => return Ending::Stalled,
+                }
+            }
+            ready = io.readable() => {
+                if ready.is_err() {
+                    return Ending::ClientGone;
+                }
+                let mut probe = [0u8; 64];
+                match io.try_read(&mut probe) {
+                    Ok(0) => return Ending::ClientGone,
+                    // Bytes after a stream request have no meaning; they are dropped.
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return Ending::ClientGone,
+                }
+            }
+        }
+    }
+}
+
+/// Writes `frames` as one chunk (or as they are, without chunked encoding), looping over
+/// partial writes.
+async fn write_chunk(io: &mut TcpStream, frames: &[Bytes], chunked: bool) -> io::Result<()> {
+    let len: usize = frames.iter().map(Bytes::len).sum();
+    let size_line = format_size_line(len);
+    let mut parts: [&[u8]; BATCH + 2] = [&[]; BATCH + 2];
+    let mut count = 0;
+    if chunked {
+        parts[count] = size_line.as_slice();
+        count += 1;
+    }
+    for frame in frames {
+        parts[count] = frame;
+        count += 1;
+    }
+    if chunked {
+        parts[count] = b"\r\n";
+        count += 1;
+    }
+    write_all_vectored(io, &mut parts[..count]).await
+}
+
+/// `{len:x}\r\n` on the stack.
+fn format_size_line(len: usize) -> SizeLine {
+    let mut line = SizeLine {
+        buf: [0; 18],
+        len: 0,
+    };
+    let mut digits = [0u8; 16];
+    let mut start = digits.len();
+    let mut rest = len;
+    loop {
+        start -= 1;
+        digits[start] = b"0123456789abcdef"[rest & 0xf];
+        rest >>= 4;
+        if rest == 0 {
+            break;
+        }
+    }
+    let digits = &digits[start..];
+    line.buf[..digits.len()].copy_from_slice(digits);
+    line.buf[digits.len()..digits.len() + 2].copy_from_slice(b"\r\n");
+    line.len = digits.len() + 2;
+    line
+}
+
+struct SizeLine {
+    buf: [u8; 18],
+    len: usize,
+}
+
+impl SizeLine {
+    fn as_slice(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+async fn write_all_vectored(io: &mut TcpStream, mut parts: &mut [&[u8]]) -> io::Result<()> {
+    while !parts.is_empty() {
+        let slices: [IoSlice<'_>; BATCH + 2] =
+            std::array::from_fn(|i| IoSlice::new(parts.get(i).copied().unwrap_or_default()));
+        let mut written = io.write_vectored(&slices[..parts.len()]).await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while let Some(first) = parts.first_mut() {
+            if written < first.len() {
+                *first = &first[written..];
+                break;
+            }
+            written -= first.len();
+            parts = &mut parts[1..];
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_size_lines_are_hex() {
+        assert_eq!(format_size_line(0).as_slice(), b"0\r\n");
+        assert_eq!(format_size_line(255).as_slice(), b"ff\r\n");
+        assert_eq!(format_size_line(4096).as_slice(), b"1000\r\n");
+    }
+}
