@@ -70,7 +70,8 @@ where
     S: Service<TcpStream, Response = (), Error = DispatchError>,
 {
     loop {
-        match head::peek(&io, streams.patience).await {
+        // Boxed: the look at the head is short-lived and should not size the stream's task.
+        match Box::pin(head::peek(&io, streams.patience)).await {
             Peeked::Closed => return,
             Peeked::Other => break,
             Peeked::Stream(request) => {
