@@ -2,7 +2,9 @@
 //! them: anything this module does not fully understand is left to actix-web, which answers
 //! it (400 for a malformed request, 404, 405, 413, ...) exactly as before.
 
+use futures_util::FutureExt;
 use std::time::Duration;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -144,6 +146,12 @@ pub async fn peek(io: &TcpStream, patience: Duration) -> Peeked {
             Head::Stream(request) => return Peeked::Stream(request),
             Head::Other => return Peeked::Other,
             Head::Incomplete => {
+                // A client that has ended its side will never complete the head.
+                if let Some(Ok(ready)) = io.ready(Interest::READABLE).now_or_never() {
+                    if ready.is_read_closed() {
+                        return Peeked::Other;
+                    }
+                }
                 // Peeking does not consume, so the socket stays readable: wait a little for
                 // the rest instead of spinning.
                 if Instant::now() + pause >= deadline {

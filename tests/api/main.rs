@@ -1,5 +1,6 @@
 //! Integration tests: the real application on port 0, driven over real TCP sockets.
 
+mod acceptor;
 mod binary;
 mod browser;
 mod domain;
