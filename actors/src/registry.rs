@@ -13,6 +13,7 @@ use crate::stream_config::StreamConfig;
 use crate::supervisor::{
     CloseSessions, ConnectError, Fanout, OpenSession, SessionHandle, StopIfIdle, UserSupervisor,
 };
+use actix::dev::ArbiterHandle;
 use actix::prelude::*;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -28,6 +29,10 @@ pub struct Connect {
     pub resume: Resume,
     /// Resolves when the client hangs up, if the transport can tell (see [`ClientGone`]).
     pub client_gone: Option<ClientGone>,
+    /// The arbiter the session runs on; `None`: the supervisor's. The HTTP edge passes the
+    /// worker that owns the connection, so that frames reach the socket without crossing
+    /// threads and sessions spread over the workers instead of all running on one thread.
+    pub home: Option<ArbiterHandle>,
 }
 
 /// Deliver an encoded frame to every open session of `user_id` (none open: nothing to do).
@@ -142,6 +147,7 @@ impl Handler<Connect> for SessionRegistry {
                 .send(OpenSession {
                     resume: msg.resume,
                     client_gone: msg.client_gone,
+                    home: msg.home,
                 })
                 .into_actor(self)
                 .map(|res, _, _| res.unwrap_or(Err(ConnectError::Unavailable))),

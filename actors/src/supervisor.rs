@@ -44,6 +44,8 @@ pub struct SessionHandle {
 pub struct OpenSession {
     pub resume: Resume,
     pub client_gone: Option<ClientGone>,
+    /// Where the session runs (see [`crate::registry::Connect::home`]).
+    pub home: Option<actix::dev::ArbiterHandle>,
 }
 
 /// A frame for every session of the user.
@@ -142,8 +144,11 @@ impl Handler<OpenSession> for UserSupervisor {
                 resume: msg.resume,
                 client_gone: msg.client_gone,
             },
-        )
-        .start();
+        );
+        let session = match msg.home {
+            Some(home) => SseSession::start_in_arbiter(&home, move |_| session),
+            None => session.start(),
+        };
         self.sessions.insert(
             id,
             Slot {

@@ -85,6 +85,7 @@ impl Harness {
         let handle = self
             .registry
             .send(Connect {
+                home: None,
                 user_id: user_id.to_owned(),
                 resume,
                 client_gone: None,

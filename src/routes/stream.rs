@@ -104,6 +104,7 @@ pub async fn connect(
             user_id: user_id.to_owned(),
             resume,
             client_gone,
+            home: actix::Arbiter::try_current(),
         })
         .await
         .map_err(|_| ApiError::Unavailable("session registry is not running".to_owned()))?
