@@ -47,6 +47,19 @@ impl Store {
         event_type: &str,
         occurred_at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        Ok(self
+            .count_event_total(event_id, event_type, occurred_at)?
+            .is_some())
+    }
+
+    /// [`Store::count_event`], answering the event type's new total when it counted the event
+    /// (read in the same transaction), `None` for an event counted before.
+    pub fn count_event_total(
+        &self,
+        event_id: &str,
+        event_type: &str,
+        occurred_at: DateTime<Utc>,
+    ) -> Result<Option<u64>, StoreError> {
         count_event(&mut *self.checkout()?, event_id, event_type, occurred_at)
     }
 
@@ -79,7 +92,7 @@ fn count_event(
     event_id: &str,
     event_type: &str,
     occurred_at: DateTime<Utc>,
-) -> Result<bool, StoreError> {
+) -> Result<Option<u64>, StoreError> {
     check_id("event_id", event_id, MAX_EVENT_ID)?;
     check_id("event_type", event_type, MAX_EVENT_TYPE)?;
     let minute = minute_of(occurred_at)?;
@@ -102,7 +115,7 @@ fn count_event(
             Ok(_) => {}
             // Counted before: nothing was written, so committing the empty transaction is
             // the same as rolling it back.
-            Err(err) if is_unique_violation(&err) => return Ok(false),
+            Err(err) if is_unique_violation(&err) => return Ok(None),
             Err(err) => return Err(err.into()),
         }
         diesel::sql_query(bump_minute)
@@ -112,7 +125,11 @@ fn count_event(
         diesel::sql_query(bump_total)
             .bind::<Text, _>(event_type)
             .execute(conn)?;
-        Ok(true)
+        let total = analytics_totals::table
+            .filter(analytics_totals::event_type.eq(event_type))
+            .select(analytics_totals::total)
+            .first::<i64>(conn)?;
+        Ok(Some(columns::u64_from_db(total, "total")?))
     })
 }
 

@@ -94,8 +94,13 @@ impl AnalyticsStore for Store {
         event_id: &str,
         event_type: &str,
         occurred_at: DateTime<Utc>,
-    ) -> Result<bool, LogError> {
-        Ok(Store::count_event(self, event_id, event_type, occurred_at)?)
+    ) -> Result<Option<u64>, LogError> {
+        Ok(Store::count_event_total(
+            self,
+            event_id,
+            event_type,
+            occurred_at,
+        )?)
     }
 
     fn totals(&self) -> Result<Vec<(String, u64)>, LogError> {

@@ -70,25 +70,31 @@ impl Actor for AnalyticsConsumer {
 impl Handler<Consume> for AnalyticsConsumer {
     type Result = ResponseActFuture<Self, Result<Outcome, ConsumeError>>;
 
+    /// Parses and counts on the blocking pool (off the actors' thread), then copies the one
+    /// total that moved into the cache; a full copy of every total runs only after a cache
+    /// failure.
     fn handle(&mut self, msg: Consume, _: &mut Self::Context) -> Self::Result {
-        let store = self.store.clone();
-        let parsed = parse_record(&msg.0);
-        let sync = self.sync();
+        let (store, cache) = (self.store.clone(), self.cache.clone());
         Box::pin(
             async move {
-                let envelope = parsed?;
                 let counted = blocking(move || {
-                    store.count_event(
-                        &envelope.event_id,
-                        envelope.event_type.as_str(),
-                        envelope.timestamp,
-                    )
+                    let counted = parse_record(&msg.0).and_then(|envelope| {
+                        let event_type = envelope.event_type.as_str();
+                        let total = store.count_event(
+                            &envelope.event_id,
+                            event_type,
+                            envelope.timestamp,
+                        )?;
+                        Ok(total.map(|n| (super::counter_key(event_type), n)))
+                    });
+                    Ok(counted)
                 })
-                .await?;
-                if !counted {
+                .await??;
+                let Some(counter) = counted else {
                     return Ok((Outcome::Duplicate, true));
-                }
-                Ok::<_, ConsumeError>((Outcome::Applied, sync.await))
+                };
+                let cache_ok = cache.set_counters(vec![counter]).await.is_ok();
+                Ok::<_, ConsumeError>((Outcome::Applied, cache_ok))
             }
             .into_actor(self)
             .map(|result, act, _| {

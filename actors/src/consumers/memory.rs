@@ -69,10 +69,10 @@ impl AnalyticsStore for MemoryConsumerStore {
         event_id: &str,
         event_type: &str,
         occurred_at: DateTime<Utc>,
-    ) -> Result<bool, LogError> {
+    ) -> Result<Option<u64>, LogError> {
         let mut t = self.lock()?;
         if !t.counted.insert(event_id.to_owned()) {
-            return Ok(false);
+            return Ok(None);
         }
         let minute = occurred_at
             .duration_trunc(chrono::Duration::minutes(1))
@@ -80,8 +80,9 @@ impl AnalyticsStore for MemoryConsumerStore {
         *t.minutes
             .entry((event_type.to_owned(), minute))
             .or_default() += 1;
-        *t.totals.entry(event_type.to_owned()).or_default() += 1;
-        Ok(true)
+        let total = t.totals.entry(event_type.to_owned()).or_default();
+        *total += 1;
+        Ok(Some(*total))
     }
 
     fn totals(&self) -> Result<Vec<(String, u64)>, LogError> {

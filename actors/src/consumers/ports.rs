@@ -8,13 +8,14 @@ use chrono::{DateTime, Utc};
 /// Per event type and minute counts.
 pub trait AnalyticsStore: Send + Sync + 'static {
     /// Counts the event in its `(event_type, minute of occurred_at)` bucket unless this event
-    /// id was counted before; answers whether it was counted now. One transaction.
+    /// id was counted before; answers the type's new total if it was counted now, `None` if it
+    /// had been counted before. One transaction.
     fn count_event(
         &self,
         event_id: &str,
         event_type: &str,
         occurred_at: DateTime<Utc>,
-    ) -> Result<bool, LogError>;
+    ) -> Result<Option<u64>, LogError>;
 
     /// Total count per event type, over all minutes.
     fn totals(&self) -> Result<Vec<(String, u64)>, LogError>;

@@ -48,7 +48,7 @@ pub struct RelayStatus {
 pub struct OutboxRelay {
     outbox: Arc<dyn Outbox>,
     sink: Arc<dyn BrokerSink>,
-    routing: RoutingTable,
+    routing: Arc<RoutingTable>,
     running: bool,
     /// Backing off after a failure: nudges and polls wait for the retry.
     cooling: bool,
@@ -63,38 +63,13 @@ impl OutboxRelay {
         OutboxRelay {
             outbox,
             sink,
-            routing,
+            routing: Arc::new(routing),
             running: false,
             cooling: false,
             again: false,
             backoff: MIN_BACKOFF,
             status: RelayStatus::default(),
         }
-    }
-
-    fn records(&self, entry: &OutboxEntry) -> Vec<Record> {
-        let topics = match entry.event_type.parse::<EventType>() {
-            Ok(t) => self.routing.topics(t),
-            // A type this build does not know (a newer router wrote it): the fallback row.
-            Err(_) => self.routing.fallback(),
-        };
-        let correlation = serde_json::from_str::<serde_json::Value>(&entry.envelope_json)
-            .ok()
-            .and_then(|v| v.get("correlationId")?.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        topics
-            .iter()
-            .map(|topic| Record {
-                topic: topic.clone(),
-                key: entry.user_id.clone(),
-                headers: vec![
-                    ("eventType".to_owned(), entry.event_type.clone()),
-                    ("eventId".to_owned(), entry.event_id.clone()),
-                    ("correlationId".to_owned(), correlation.clone()),
-                ],
-                payload: entry.envelope_json.clone(),
-            })
-            .collect()
     }
 
     fn pass(&mut self, ctx: &mut Context<Self>) {
@@ -107,22 +82,26 @@ impl OutboxRelay {
         }
         self.running = true;
         self.again = false;
-        let outbox = self.outbox.clone();
-        let read = async move { blocking(move || outbox.pending(BATCH)).await };
+        let (outbox, routing) = (self.outbox.clone(), self.routing.clone());
+        // Reading the rows and turning them into records both run on the blocking pool: the
+        // actors' thread only starts the send.
+        let read = async move {
+            blocking(move || {
+                let rows = outbox.pending(BATCH)?;
+                Ok(Pass::of(&routing, &rows))
+            })
+            .await
+        };
         ctx.spawn(
             read.into_actor(self)
-                .then(|pending, act, _| {
-                    let work = match pending {
-                        Err(e) => Err(e.to_string()),
-                        Ok(rows) => Ok((
-                            rows.iter().map(|r| r.id).collect::<Vec<_>>(),
-                            rows.iter().map(|r| r.created_at).collect::<Vec<_>>(),
-                            rows.iter().flat_map(|r| act.records(r)).collect::<Vec<_>>(),
-                        )),
-                    };
+                .then(|pass, act, _| {
                     let (sink, outbox) = (act.sink.clone(), act.outbox.clone());
                     async move {
-                        let (ids, created, records) = work?;
+                        let Pass {
+                            ids,
+                            created,
+                            records,
+                        } = pass.map_err(|e| e.to_string())?;
                         if ids.is_empty() {
                             return Ok(0);
                         }
@@ -178,6 +157,55 @@ impl OutboxRelay {
             .into_actor(self),
         );
     }
+}
+
+/// One pass's work: the rows' ids and creation times, and their records.
+struct Pass {
+    ids: Vec<u64>,
+    created: Vec<DateTime<Utc>>,
+    records: Vec<Record>,
+}
+
+impl Pass {
+    fn of(routing: &RoutingTable, rows: &[OutboxEntry]) -> Pass {
+        Pass {
+            ids: rows.iter().map(|r| r.id).collect(),
+            created: rows.iter().map(|r| r.created_at).collect(),
+            records: rows.iter().flat_map(|r| records(routing, r)).collect(),
+        }
+    }
+}
+
+/// One record per topic `entry`'s type is routed to.
+fn records(routing: &RoutingTable, entry: &OutboxEntry) -> Vec<Record> {
+    let topics = match entry.event_type.parse::<EventType>() {
+        Ok(t) => routing.topics(t),
+        // A type this build does not know (a newer router wrote it): the fallback row.
+        Err(_) => routing.fallback(),
+    };
+    /// The one field the headers need; the rest of the envelope is skipped, not built.
+    #[derive(serde::Deserialize)]
+    struct Correlation {
+        #[serde(rename = "correlationId", default)]
+        correlation_id: Option<String>,
+    }
+    let correlation = serde_json::from_str::<Correlation>(&entry.envelope_json)
+        .ok()
+        .and_then(|c| c.correlation_id)
+        .unwrap_or_default();
+    topics
+        .iter()
+        .map(|topic| Record {
+            topic: topic.clone(),
+            key: entry.user_id.clone(),
+            headers: vec![
+                ("eventType".to_owned(), entry.event_type.clone()),
+                ("eventId".to_owned(), entry.event_id.clone()),
+                ("correlationId".to_owned(), correlation.clone()),
+            ],
+            payload: entry.envelope_json.clone(),
+        })
+        .collect()
 }
 
 /// Observes each published event's time from creation to `acknowledged` (a clock set back

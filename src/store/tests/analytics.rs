@@ -220,18 +220,30 @@ fn the_store_serves_the_analytics_consumer_as_its_port() {
         let port: Arc<dyn AnalyticsStore> = Arc::new(store.clone());
         let (event_type, event_id) = (unique_type(), unique_id());
 
-        assert!(port
-            .count_event(&event_id, &event_type, Utc::now())
-            .expect("count"));
-        assert!(!port
-            .count_event(&event_id, &event_type, Utc::now())
-            .expect("count again"));
+        assert_eq!(
+            port.count_event(&event_id, &event_type, Utc::now())
+                .expect("count"),
+            Some(1),
+            "a counted event answers its type's new total"
+        );
+        let second = unique_id();
+        assert_eq!(
+            port.count_event(&second, &event_type, Utc::now())
+                .expect("count"),
+            Some(2)
+        );
+        assert_eq!(
+            port.count_event(&event_id, &event_type, Utc::now())
+                .expect("count again"),
+            None,
+            "an event counted before changes nothing"
+        );
 
         let total = port
             .totals()
             .expect("totals")
             .into_iter()
             .find(|(t, _)| *t == event_type);
-        assert_eq!(total, Some((event_type, 1)), "{}", backend.name);
+        assert_eq!(total, Some((event_type, 2)), "{}", backend.name);
     }
 }
