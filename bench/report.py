@@ -223,7 +223,7 @@ def main():
     w("")
     w("Each system was started fresh for each scenario group (idle; the rate ladder; slow "
       "clients) and stopped after it. The same `loadgen` binary drove all three: SSE "
-      "subscribers spread over 127.0.0.2–251, a paced publisher (16 requests in flight), "
+      "subscribers spread over 127.0.0.2–251, a paced publisher (64 requests in flight, `PUBLISHERS`), "
       "latency from the send timestamp carried in each event to the frame's arrival "
       "(HdrHistogram), server RSS and CPU summed over the system's processes.")
     w("")
@@ -240,12 +240,10 @@ def main():
       "`:5561/publish/`; RSS of runner + condure + pushpin-proxy + pushpin-handler + zurl. "
       "Streams were opened at 500/s (at 2,000/s zurl answered 500/502).")
     w("* Scaled to the 2-core box: idle 19,000 streams (5 per user) held 60 s; the rate ladder "
-      "9,000 streams over 2,000 users (not 10,000: the router holds at most ~9,900 streams "
-      "under this box's 20,000-descriptor limit, see below, and past it its publish and Kafka "
-      "sockets fail too), 10 s per step at 100, 1,000, 2,000, 5,000, 10,000, "
+      "10,000 streams over 2,000 users, 10 s per step at 100, 1,000, 2,000, 3,000, 5,000, 10,000, "
       "20,000 events/s, stopping at the first step with p99 > 50 ms; *fan-out* is the highest "
       "sustained step ≤ 10,000 events/s (or the first step if none was); slow clients: the "
-      "same 9,000 streams with every 100th not reading (1 %), 1,000 events/s for 60 s.")
+      "same 10,000 streams with every 100th not reading (1 %), 1,000 events/s for 60 s.")
     w("* Per-user order for the peers is checked on `lgSeq`, the publisher's per-user sequence "
       "carried in the data (Pushpin also gets it as `id:`; nchan sets its own `id:`).")
     w("")

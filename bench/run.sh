@@ -25,8 +25,12 @@ mkdir -p "$OUT"
 
 # Scenario sizes, scaled to the 2-core box (see BENCHMARKS.md).
 IDLE_CONNS=${IDLE_CONNS:-19000}; IDLE_SECS=${IDLE_SECS:-60}
-LOAD_CONNS=${LOAD_CONNS:-9000}; LOAD_USERS=${LOAD_USERS:-2000}
-STEP_SECS=${STEP_SECS:-10}; RATES=${RATES:-"100 1000 2000 5000 10000 20000"}
+LOAD_CONNS=${LOAD_CONNS:-10000}; LOAD_USERS=${LOAD_USERS:-2000}
+STEP_SECS=${STEP_SECS:-10}; RATES=${RATES:-"100 1000 2000 3000 5000 10000 20000"}
+# Publish requests in flight. A durable router answers each publish after its commit, so it
+# needs more requests in flight than an in-memory broker to reach the same rate; the same
+# number is given to every system.
+PUBLISHERS=${PUBLISHERS:-64}
 SLOW_RATE=${SLOW_RATE:-1000}; SLOW_SECS=${SLOW_SECS:-60}; STALL_EVERY=${STALL_EVERY:-100}
 KAFKA_RATE=${KAFKA_RATE:-1000}; KAFKA_SECS=${KAFKA_SECS:-20}
 P99_LIMIT_US=50000
@@ -98,7 +102,7 @@ loadgen() { # SYSTEM NAME ARGS…: one run, its JSON report saved as SYSTEM-NAME
   local connect_rate=2000
   [ "$system" = pushpin ] && connect_rate=500   # zurl answers 502 past ~1,000 new streams/s
   local cmd=("$LOADGEN" --target "$system" --url "$URL" --server-pid "$PIDS" \
-    --connect-rate $connect_rate --quiet --json "$@")
+    --connect-rate $connect_rate --publishers "$PUBLISHERS" --quiet --json "$@")
   echo "${cmd[*]}" | sed "s|$TARGET_DIR/release/||" > "$OUT/$system-$name.cmd"
   log "$system $name: ${cmd[*]:1}"
   "${cmd[@]}" > "$OUT/$system-$name.json" || true
