@@ -22,11 +22,11 @@ def load(results, system, name):
         return None
 
 
-def ladder(results, system):
+def ladder(results, system, kind="rate"):
     steps = []
-    for path in glob.glob(os.path.join(results, f"{system}-rate-*.json")):
+    for path in glob.glob(os.path.join(results, f"{system}-{kind}-*.json")):
         rate = int(path.rsplit("-", 1)[1].split(".")[0])
-        r = load(results, system, f"rate-{rate}")
+        r = load(results, system, f"{kind}-{rate}")
         if r:
             steps.append((rate, r))
     return sorted(steps, key=lambda s: s[0])
@@ -99,6 +99,36 @@ def kafka_section(results):
     return out
 
 
+def multi_section(results):
+    """Several router processes sharing one port (http.reuse_port)."""
+    out = ["## Several router processes on one port (router only)", ""]
+    m = load(results, "router", "multi")
+    runs = [r for r in (load(results, "router", f"multi-{i}") for i in range(1, 9)) if r]
+    if not m or not runs:
+        return out + ["Not run (`SCENARIOS=multi`).", ""]
+    held = sum(r["connections"]["held"] for r in runs)
+    asked = sum(r["connections"]["requested"] for r in runs)
+    errors = sum(r["connections"]["connect_errors"] for r in runs)
+    delta = (m["rss_during_kib"] - m["rss_before_kib"]) * 1024
+    out += [
+        f"{m['processes']} router processes with `http.reuse_port = true` on one port, each on "
+        f"its own embedded defaults; {len(runs)} load generators (one process holds at most "
+        f"~19,000 sockets under the 20,000-descriptor limit) held streams for "
+        f"{runs[0]['scenario']['duration_secs']:.0f} s. Nothing is published: cross-process "
+        f"delivery arrives with the scale-out work.",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| streams held, all load generators | {held:,} of {asked:,} ({errors:,} connect errors) |",
+        f"| established on the port (`ss`, mid-hold) | {m['established']:,} |",
+        f"| descriptors per router process (mid-hold) | {', '.join(f'{d:,}' for d in m['descriptors'])} |",
+        f"| routers' RSS, before → holding | {mib(m['rss_before_kib'])} → {mib(m['rss_during_kib'])} |",
+        f"| RSS per stream, all processes | {kib(delta / held) if held else '–'} |",
+        "",
+    ]
+    return out
+
+
 def kib(b):
     return "–" if b is None else f"{b / 1024:.1f} KiB"
 
@@ -148,6 +178,16 @@ def figures(results, system):
             f[f"fan_{q}"] = lat.get(q)
         f["fan_cpu"] = (r.get("server") or {}).get("cpu_percent")
         f["fan_problems"] = problems(r)
+    bcast = ladder(results, system, "bcast")
+    f["bcast_steps"] = bcast
+    ok = [(rate, r) for rate, r in bcast if sustained(rate, r)]
+    if ok:
+        rate, r = ok[-1]
+        lat = r.get("latency_us") or {}
+        f["bcast_rate"] = rate
+        f["bcast_frames"] = r["delivery"]["frames_per_sec"]
+        f["bcast_peak"] = r["delivery"]["peak_frames_per_sec"]
+        f["bcast_p50"], f["bcast_p99"] = lat.get("p50"), lat.get("p99")
     slow = load(results, system, "slow")
     if slow:
         lat = slow.get("latency_us") or {}
@@ -204,6 +244,11 @@ def main():
         ("Fan-out: max", "fan_max", ms, True),
         ("Fan-out: server CPU (% of a core)", "fan_cpu", lambda v: num(v), True),
         ("Fan-out: correctness", "fan_problems", lambda v: v or "–", None),
+        ("Broadcast: highest sustained rate (events/s, 100 streams per user)", "bcast_rate", num, False),
+        ("Broadcast: frames/s at that rate (mean)", "bcast_frames", num, False),
+        ("Broadcast: frames/s, best second", "bcast_peak", num, False),
+        ("Broadcast: p50 at that rate", "bcast_p50", ms, True),
+        ("Broadcast: p99 at that rate", "bcast_p99", ms, True),
         ("Slow clients: others' p50", "slow_p50", ms, True),
         ("Slow clients: others' p99", "slow_p99", ms, True),
         ("Slow clients: others' missing deliveries", "slow_missing", num, True),
@@ -282,6 +327,26 @@ def main():
               f"{num((r.get('server') or {}).get('cpu_percent'))} % | "
               f"{'sustained' if sustained(rate, r) else 'not sustained'}; {problems(r)} |")
     w("")
+    w("## Broadcast ladder, every step")
+    w("")
+    w("Many streams per user (each event is one frame on every stream of its user), so the "
+      "frames/s a system can write is measured apart from the per-event cost; same rules as "
+      "the rate ladder.")
+    w("")
+    w("| system | events/s asked | accepted/s | frames/s (mean / best s) | p50 | p99 | p99.9 | server CPU | result |")
+    w("|---|---|---|---|---|---|---|---|---|")
+    for s in SYSTEMS:
+        for rate, r in F[s]["bcast_steps"]:
+            lat = r.get("latency_us") or {}
+            pub = r.get("publish") or {}
+            d = r["delivery"]
+            w(f"| {s} | {rate:,} | {pub.get('accepted_per_sec', 0):,.0f} | "
+              f"{d['frames_per_sec']:,.0f} / {d['peak_frames_per_sec']:,} | {ms(lat.get('p50'))} | "
+              f"{ms(lat.get('p99'))} | {ms(lat.get('p999'))} | "
+              f"{num((r.get('server') or {}).get('cpu_percent'))} % | "
+              f"{'sustained' if sustained(rate, r) else 'not sustained'}; {problems(r)} |")
+    w("")
+    out.extend(multi_section(a.results))
     out.extend(kafka_section(a.results))
     w("## Exact commands")
     w("")

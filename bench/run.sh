@@ -18,7 +18,7 @@ LOADGEN=$TARGET_DIR/release/loadgen
 ORIGIN=$TARGET_DIR/release/grip-origin
 ROUTER=$TARGET_DIR/release/nft-event-router
 SYSTEMS=${SYSTEMS:-"router nchan pushpin"}
-SCENARIOS=${SCENARIOS:-"idle ladder slow kafka"}
+SCENARIOS=${SCENARIOS:-"idle ladder slow kafka broadcast multi"}
 WORK=$(mktemp -d /tmp/bench.XXXXXX)
 OUT=${RESULTS:-$WORK/results}
 mkdir -p "$OUT"
@@ -34,6 +34,12 @@ PUBLISHERS=${PUBLISHERS:-64}
 SLOW_RATE=${SLOW_RATE:-1000}; SLOW_SECS=${SLOW_SECS:-60}; STALL_EVERY=${STALL_EVERY:-100}
 KAFKA_RATE=${KAFKA_RATE:-1000}; KAFKA_SECS=${KAFKA_SECS:-20}
 P99_LIMIT_US=50000
+# Broadcast: many streams per user, so each event is many frames (the frames/s budget).
+BCAST_CONNS=${BCAST_CONNS:-10000}; BCAST_USERS=${BCAST_USERS:-100}
+BCAST_RATES=${BCAST_RATES:-"250 500 1000 2000 4000"}
+# Several router processes on one port (http.reuse_port), each holding its share.
+MULTI_PROCS=${MULTI_PROCS:-3}; MULTI_CONNS=${MULTI_CONNS:-17000}; MULTI_SECS=${MULTI_SECS:-60}
+MULTI_PORT=18210
 
 ROUTER_PORT=18200; NCHAN_PORT=18201; PUSHPIN_PORT=18202; ORIGIN_PORT=18299
 ulimit -n 20000
@@ -59,7 +65,7 @@ start_router() {
   local dir=$WORK/router.$RANDOM
   mkdir -p "$dir" && cp "$ROOT/config.toml" "$dir/"
   (cd "$dir" && NFT_ROUTER__HTTP__BIND=127.0.0.1:$ROUTER_PORT \
-    NFT_ROUTER__SSE__MAX_CONNECTIONS_PER_USER=5 RUST_LOG=warn \
+    NFT_ROUTER__SSE__MAX_CONNECTIONS_PER_USER=${ROUTER_PER_USER:-5} RUST_LOG=warn \
     exec "$ROUTER" > router.log 2>&1) &
   local pid=$!
   wait_http "http://127.0.0.1:$ROUTER_PORT/healthz"
@@ -155,6 +161,67 @@ for system in $SYSTEMS; do
   fi
   fi
 done
+
+for system in $SYSTEMS; do
+  if runs broadcast; then
+  log "== $system: broadcast ($BCAST_CONNS streams over $BCAST_USERS users)"
+  ROUTER_PER_USER=$((BCAST_CONNS / BCAST_USERS)) "start_$system"
+  for rate in $BCAST_RATES; do
+    loadgen "$system" "bcast-$rate" --connections "$BCAST_CONNS" --users "$BCAST_USERS" \
+      --max-per-user "$((BCAST_CONNS / BCAST_USERS))" --rate "$rate" --duration "$STEP_SECS" --drain 5
+    p99=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); l=r.get("latency_us") or {}; print(l.get("p99", 10**9))' "$OUT/$system-bcast-$rate.json" 2>/dev/null || echo 1000000000)
+    if [ "$p99" -gt "$P99_LIMIT_US" ]; then
+      log "$system: p99 ${p99} µs at $rate events/s: stopping the broadcast ladder"
+      break
+    fi
+  done
+  stop_system
+  fi
+done
+
+rss_sum() { # comma-separated pids: their VmRSS summed, KiB
+  local total=0 pid kib
+  for pid in ${1//,/ }; do
+    kib=$(awk '/^VmRSS:/{print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+    total=$((total + ${kib:-0}))
+  done
+  echo "$total"
+}
+
+if runs multi && [[ " $SYSTEMS " == *" router "* ]]; then
+  log "== router: $MULTI_PROCS processes on one port, $MULTI_CONNS streams each"
+  pids=()
+  for i in $(seq "$MULTI_PROCS"); do
+    dir=$WORK/multi.$i; mkdir -p "$dir" && cp "$ROOT/config.toml" "$dir/"
+    (cd "$dir" && NFT_ROUTER__HTTP__BIND=127.0.0.1:$MULTI_PORT NFT_ROUTER__HTTP__REUSE_PORT=true \
+      NFT_ROUTER__SSE__MAX_CONNECTIONS_PER_USER=5 RUST_LOG=warn exec "$ROUTER" > router.log 2>&1) &
+    pids+=($!)
+    wait_http "http://127.0.0.1:$MULTI_PORT/healthz"
+  done
+  sleep 2
+  all=$(IFS=,; echo "${pids[*]}")
+  before=$(rss_sum "$all")
+  lg=()
+  for i in $(seq "$MULTI_PROCS"); do
+    cmd=("$LOADGEN" --url "http://127.0.0.1:$MULTI_PORT" --connect-rate 2000 --quiet --json \
+      --connections "$MULTI_CONNS" --users "$((MULTI_CONNS / 5))" --max-per-user 5 \
+      --user-prefix "lg$i-" --idle --duration "$MULTI_SECS")
+    echo "${cmd[*]}" | sed "s|$TARGET_DIR/release/||" > "$OUT/router-multi-$i.cmd"
+    "${cmd[@]}" > "$OUT/router-multi-$i.json" &
+    lg+=($!)
+  done
+  # Every loadgen has connected well before half of its hold: read the whole box then.
+  sleep $((MULTI_CONNS / 2000 + MULTI_SECS / 2))
+  during=$(rss_sum "$all")
+  established=$(ss -Htn state established "( sport = :$MULTI_PORT )" | wc -l)
+  per_process=$(for pid in "${pids[@]}"; do
+    ls "/proc/$pid/fd" 2>/dev/null | wc -l; done | paste -sd, -)
+  wait "${lg[@]}" || true
+  printf '{"processes": %s, "rss_before_kib": %s, "rss_during_kib": %s, "established": %s, "descriptors": [%s]}\n' \
+    "$MULTI_PROCS" "$before" "$during" "$established" "$per_process" > "$OUT/router-multi.json"
+  kill "${pids[@]}" 2>/dev/null || true
+  sleep 2
+fi
 
 log "writing BENCHMARKS.md"
 python3 "$ROOT/bench/report.py" "$OUT" "$ROOT/BENCHMARKS.md" \
