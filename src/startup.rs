@@ -198,12 +198,20 @@ impl Application {
         let mut server = actix_server::Server::build()
             .disable_signals()
             .shutdown_timeout(settings.http.shutdown_timeout_secs);
+        // Tells idle keep-alive connections to close when the server stops, as `HttpServer`
+        // does, so a stop does not wait out their keep-alive.
+        let stopping = server.graceful_shutdown_signal();
         if settings.http.workers > 0 {
             server = server.workers(settings.http.workers);
         }
         let server = server
             .listen("nft-event-router", listener, move || {
+                let stopping = stopping.clone();
                 let http = HttpService::build()
+                    .graceful_shutdown_signal(move || {
+                        let stopping = stopping.clone();
+                        async move { stopping.notified().await }
+                    })
                     .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
                     .client_disconnect_timeout(Duration::from_secs(1))
                     .on_connect_ext(|io: &TcpStream, ext: &mut Extensions| {

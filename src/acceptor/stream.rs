@@ -2,9 +2,11 @@
 //! already-encoded frames, written as they come with no buffer of our own.
 //!
 //! The contract is the actix-web route's (`routes::stream`): the same authentication, the same
-//! 401 / 429 / 503 JSON errors, the same headers, chunked encoding on HTTP/1.1. When the
-//! session ends (queue overflow, shutdown) the body is terminated and a keep-alive connection
-//! goes back to actix-web for its next request, as after any other response.
+//! 401 / 429 / 503 JSON errors, the same headers, chunked encoding on HTTP/1.1. After a refusal
+//! a keep-alive connection goes back to actix-web for its next request, as after any other
+//! response. When a session ends (queue overflow, shutdown) its body is terminated and the
+//! connection closed: the client reconnects with `Last-Event-ID` anyway, and a server that is
+//! stopping should not keep it.
 
 use super::head::StreamRequest;
 use super::Streams;
@@ -58,11 +60,8 @@ pub async fn serve(io: &mut TcpStream, request: StreamRequest, streams: &Streams
     match pump(io, &mut frames, chunked, streams.stall_limit).await {
         Ending::SessionClosed if chunked => {
             drop(frames);
-            if io.write_all(b"0\r\n\r\n").await.is_ok() && keep_alive {
-                After::KeepAlive
-            } else {
-                After::Close
-            }
+            let _ = io.write_all(b"0\r\n\r\n").await;
+            After::Close
         }
         // Dropping the receiver is what tells the session its client is gone.
         Ending::SessionClosed | Ending::ClientGone | Ending::Stalled => After::Close,
