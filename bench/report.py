@@ -145,6 +145,8 @@ def ratio(a, b, lower_is_better):
     if a is None or b is None or a == 0 or b == 0:
         return "–"
     r = a / b
+    if abs(r - 1) < 0.005:
+        return "1.00× (even)"
     better = (r < 1) if lower_is_better else (r > 1)
     return f"{r:.2f}× ({'better' if better else 'worse'})"
 
