@@ -12,11 +12,12 @@ use crate::store::{OperationsLog, Store};
 use actix::{Actor, Addr};
 use actix_http::{Extensions, HttpService};
 use actix_service::map_config;
-use actix_web::dev::{AppConfig, Server};
+use actix_web::body::BoxBody;
+use actix_web::dev::{AppConfig, Server, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::rt::net::TcpStream;
 use actix_web::{web, App};
 use actors::consumers::Cache;
-use actors::domain::{LocalLedger, NftDomain, ResumeFlows};
+use actors::domain::{DomainRules, LocalLedger, NftDomain, ResumeFlows};
 use actors::journal::{EventJournal, EventLog, RetentionPruner};
 use actors::metrics::metrics;
 use actors::monitoring::{AlertEvaluator, MonitoringReporter, SnapshotSource};
@@ -144,84 +145,39 @@ impl Application {
         )
         .start();
 
-        let dependencies = web::Data::new(Dependencies {
-            store: store.clone(),
-            broker: kafka.broker.clone(),
-            cache: cache.clone(),
-            cache_backend: cache::backend_name(cache_url),
-        });
-        let keys = web::Data::new(JwtKeys::new(
+        let keys = Arc::new(JwtKeys::new(
             settings.auth.jwt_secret.expose_secret().as_bytes(),
         ));
-        let stream_keys = keys.clone().into_inner();
-        let registry_data = web::Data::new(registry.clone());
-        let operations_data = web::Data::new(routes::OperationsSessions(operations.clone()));
-        let journal = web::Data::new(journal);
-        let domain = web::Data::new(domain);
-        let rules = web::Data::new(rules);
-        let event_log = web::Data::new(event_log);
-        let store = web::Data::new(store);
-        let cache = web::Data::new(cache);
-        let limit = web::Data::new(BodyLimit(settings.http.max_body_bytes));
-        let stream_config = web::Data::new(settings.stream_config());
-        let dev_tokens = web::Data::new(routes::DevTokens::from_settings(&settings.auth));
-        let portfolio_ttl = web::Data::new(routes::PortfolioTtl(Duration::from_secs(
-            settings.chain.portfolio_cache_secs,
-        )));
-
-        let app = move || {
-            App::new()
-                .app_data(keys.clone())
-                .app_data(registry_data.clone())
-                .app_data(operations_data.clone())
-                .app_data(journal.clone())
-                .app_data(domain.clone())
-                .app_data(rules.clone())
-                .app_data(event_log.clone())
-                .app_data(store.clone())
-                .app_data(cache.clone())
-                .app_data(dependencies.clone())
-                .app_data(limit.clone())
-                .app_data(stream_config.clone())
-                .app_data(dev_tokens.clone())
-                .app_data(portfolio_ttl.clone())
-                .configure(routes::configure)
+        let data = AppData {
+            dependencies: web::Data::new(Dependencies {
+                store: store.clone(),
+                broker: kafka.broker.clone(),
+                cache: cache.clone(),
+                cache_backend: cache::backend_name(cache_url),
+            }),
+            keys: web::Data::from(keys.clone()),
+            registry: web::Data::new(registry.clone()),
+            operations: web::Data::new(routes::OperationsSessions(operations.clone())),
+            journal: web::Data::new(journal),
+            domain: web::Data::new(domain),
+            rules: web::Data::new(rules),
+            event_log: web::Data::new(event_log),
+            store: web::Data::new(store),
+            cache: web::Data::new(cache),
+            limit: web::Data::new(BodyLimit(settings.http.max_body_bytes)),
+            stream_config: web::Data::new(settings.stream_config()),
+            dev_tokens: web::Data::new(routes::DevTokens::from_settings(&settings.auth)),
+            portfolio_ttl: web::Data::new(routes::PortfolioTtl(Duration::from_secs(
+                settings.chain.portfolio_cache_secs,
+            ))),
         };
-        let streams = Arc::new(acceptor::Streams {
-            keys: stream_keys,
+        let streams = acceptor::Streams {
+            keys,
             registry: registry.clone(),
             patience: CLIENT_REQUEST_TIMEOUT,
             stall_limit: settings.stream_config().heartbeat * 2,
-        });
-        // actix-web's `HttpServer`, spelled out, so that each connection passes the lean
-        // stream acceptor first (`crate::acceptor`).
-        let mut server = actix_server::Server::build()
-            .disable_signals()
-            .shutdown_timeout(settings.http.shutdown_timeout_secs);
-        // Tells idle keep-alive connections to close when the server stops, as `HttpServer`
-        // does, so a stop does not wait out their keep-alive.
-        let stopping = server.graceful_shutdown_signal();
-        if settings.http.workers > 0 {
-            server = server.workers(settings.http.workers);
-        }
-        let server = server
-            .listen("nft-event-router", listener, move || {
-                let stopping = stopping.clone();
-                let http = HttpService::build()
-                    .graceful_shutdown_signal(move || {
-                        let stopping = stopping.clone();
-                        async move { stopping.notified().await }
-                    })
-                    .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
-                    .client_disconnect_timeout(Duration::from_secs(1))
-                    .on_connect_ext(|io: &TcpStream, ext: &mut Extensions| {
-                        crate::peer::remember_socket(io, ext)
-                    })
-                    .finish(map_config(app(), |_| AppConfig::default()))
-                    .tcp();
-                acceptor::service(http, streams.clone())
-            })?
-            .run();
+        };
+        let server = http_server(settings, listener, data, Arc::new(streams))?;
         Ok(Application {
             port,
             server,
@@ -267,6 +223,94 @@ impl Application {
             Err(e) => Err(std::io::Error::other(e)),
         }
     }
+}
+
+/// What every route's handlers find in the app data.
+#[derive(Clone)]
+struct AppData {
+    dependencies: web::Data<Dependencies>,
+    keys: web::Data<JwtKeys>,
+    registry: web::Data<Addr<SessionRegistry>>,
+    operations: web::Data<routes::OperationsSessions>,
+    journal: web::Data<Addr<EventJournal>>,
+    domain: web::Data<Addr<NftDomain>>,
+    rules: web::Data<Arc<DomainRules>>,
+    event_log: web::Data<Arc<dyn EventLog>>,
+    store: web::Data<Store>,
+    cache: web::Data<Arc<dyn Cache>>,
+    limit: web::Data<BodyLimit>,
+    stream_config: web::Data<StreamConfig>,
+    dev_tokens: web::Data<routes::DevTokens>,
+    portfolio_ttl: web::Data<routes::PortfolioTtl>,
+}
+
+impl AppData {
+    /// One worker's actix-web application.
+    fn app(
+        &self,
+    ) -> App<
+        impl ServiceFactory<
+            ServiceRequest,
+            Config = (),
+            Response = ServiceResponse<BoxBody>,
+            Error = actix_web::Error,
+            InitError = (),
+        >,
+    > {
+        App::new()
+            .app_data(self.keys.clone())
+            .app_data(self.registry.clone())
+            .app_data(self.operations.clone())
+            .app_data(self.journal.clone())
+            .app_data(self.domain.clone())
+            .app_data(self.rules.clone())
+            .app_data(self.event_log.clone())
+            .app_data(self.store.clone())
+            .app_data(self.cache.clone())
+            .app_data(self.dependencies.clone())
+            .app_data(self.limit.clone())
+            .app_data(self.stream_config.clone())
+            .app_data(self.dev_tokens.clone())
+            .app_data(self.portfolio_ttl.clone())
+            .configure(routes::configure)
+    }
+}
+
+/// actix-web's `HttpServer`, spelled out, so that each connection passes the lean stream
+/// acceptor first (`crate::acceptor`), with the settings `HttpServer` would use.
+fn http_server(
+    settings: &Settings,
+    listener: TcpListener,
+    data: AppData,
+    streams: Arc<acceptor::Streams>,
+) -> std::io::Result<Server> {
+    let mut server = actix_server::Server::build()
+        .disable_signals()
+        .shutdown_timeout(settings.http.shutdown_timeout_secs);
+    // Tells idle keep-alive connections to close when the server stops, as `HttpServer`
+    // does, so a stop does not wait out their keep-alive.
+    let stopping = server.graceful_shutdown_signal();
+    if settings.http.workers > 0 {
+        server = server.workers(settings.http.workers);
+    }
+    Ok(server
+        .listen("nft-event-router", listener, move || {
+            let stopping = stopping.clone();
+            let http = HttpService::build()
+                .graceful_shutdown_signal(move || {
+                    let stopping = stopping.clone();
+                    async move { stopping.notified().await }
+                })
+                .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
+                .client_disconnect_timeout(Duration::from_secs(1))
+                .on_connect_ext(|io: &TcpStream, ext: &mut Extensions| {
+                    crate::peer::remember_socket(io, ext)
+                })
+                .finish(map_config(data.app(), |_| AppConfig::default()))
+                .tcp();
+            acceptor::service(http, streams.clone())
+        })?
+        .run())
 }
 
 /// How long a client may take to send a request head (actix-web's default).
