@@ -3,7 +3,7 @@
 # nginx + nchan and Pushpin on this machine; writes BENCHMARKS.md at the repository root.
 #
 # Run by hand, as root (it raises the file limit to 20,000), from anywhere:
-#   bench/run.sh                 # all three systems, ~15–20 minutes on the 2-core box
+#   bench/run.sh                 # all three systems, every scenario, ~20 minutes on the 2-core box
 #   SYSTEMS="router nchan" bench/run.sh
 #   SYSTEMS=router SCENARIOS=kafka bench/run.sh   # the Kafka path alone (router only)
 #   SYSTEMS=router SCENARIOS=ladder RATES="200 500" RESULTS=/tmp/bench.X/results bench/run.sh
