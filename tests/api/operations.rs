@@ -5,12 +5,30 @@
 use crate::helpers::{event_body, spawn_app, spawn_app_on, spawn_app_with, unique_user, SseClient};
 use actors::EventType;
 use nft_event_router::auth::Role;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How long the feed may take to show an event. Its first one waits for the operations
+/// consumer group to join on the embedded cluster (a few seconds, longer on a loaded machine),
+/// then for the feed's poll.
+const FEED_WAIT: Duration = Duration::from_secs(20);
 
 /// The next event on the feed of one of the given types, skipping others (other tests' apps
 /// have feeds of their own, but this app's reporter and alerts may post meanwhile).
 async fn next_of(feed: &mut SseClient, types: &[&str]) -> (String, serde_json::Value) {
+    let deadline = Instant::now() + FEED_WAIT;
     loop {
-        let (id, event) = feed.next_event().await.expect("an event on the feed");
+        let left = deadline.saturating_duration_since(Instant::now());
+        let frame = feed
+            .next_frame_within(left)
+            .await
+            .expect("an event on the feed");
+        if frame.control_type().is_some() {
+            continue;
+        }
+        let (Some(id), Some(event)) = (frame.id.clone(), frame.json()) else {
+            continue;
+        };
         if types.contains(&event["eventType"].as_str().unwrap_or("")) {
             return (id, event);
         }
