@@ -203,6 +203,23 @@ def figures(results, system):
     return f
 
 
+def step_rows(F, key):
+    """One table row per ladder step (`steps` or `bcast_steps`) of every system."""
+    rows = []
+    for s in SYSTEMS:
+        for rate, r in F[s][key]:
+            lat = r.get("latency_us") or {}
+            pub = r.get("publish") or {}
+            d = r["delivery"]
+            rows.append(
+                f"| {s} | {rate:,} | {pub.get('accepted_per_sec', 0):,.0f} | "
+                f"{d['frames_per_sec']:,.0f} / {d['peak_frames_per_sec']:,} | {ms(lat.get('p50'))} | "
+                f"{ms(lat.get('p99'))} | {ms(lat.get('p999'))} | "
+                f"{num((r.get('server') or {}).get('cpu_percent'))} % | "
+                f"{'sustained' if sustained(rate, r) else 'not sustained'}; {problems(r)} |")
+    return rows
+
+
 def problems(r):
     c, d = r["connections"], r["delivery"]
     p = []
@@ -318,16 +335,7 @@ def main():
     w("")
     w("| system | events/s asked | accepted/s | deliveries/s (mean / best s) | p50 | p99 | p99.9 | server CPU | result |")
     w("|---|---|---|---|---|---|---|---|---|")
-    for s in SYSTEMS:
-        for rate, r in F[s]["steps"]:
-            lat = r.get("latency_us") or {}
-            pub = r.get("publish") or {}
-            d = r["delivery"]
-            w(f"| {s} | {rate:,} | {pub.get('accepted_per_sec', 0):,.0f} | "
-              f"{d['frames_per_sec']:,.0f} / {d['peak_frames_per_sec']:,} | {ms(lat.get('p50'))} | "
-              f"{ms(lat.get('p99'))} | {ms(lat.get('p999'))} | "
-              f"{num((r.get('server') or {}).get('cpu_percent'))} % | "
-              f"{'sustained' if sustained(rate, r) else 'not sustained'}; {problems(r)} |")
+    out.extend(step_rows(F, "steps"))
     w("")
     w("## Broadcast ladder, every step")
     w("")
@@ -337,16 +345,7 @@ def main():
     w("")
     w("| system | events/s asked | accepted/s | frames/s (mean / best s) | p50 | p99 | p99.9 | server CPU | result |")
     w("|---|---|---|---|---|---|---|---|---|")
-    for s in SYSTEMS:
-        for rate, r in F[s]["bcast_steps"]:
-            lat = r.get("latency_us") or {}
-            pub = r.get("publish") or {}
-            d = r["delivery"]
-            w(f"| {s} | {rate:,} | {pub.get('accepted_per_sec', 0):,.0f} | "
-              f"{d['frames_per_sec']:,.0f} / {d['peak_frames_per_sec']:,} | {ms(lat.get('p50'))} | "
-              f"{ms(lat.get('p99'))} | {ms(lat.get('p999'))} | "
-              f"{num((r.get('server') or {}).get('cpu_percent'))} % | "
-              f"{'sustained' if sustained(rate, r) else 'not sustained'}; {problems(r)} |")
+    out.extend(step_rows(F, "bcast_steps"))
     w("")
     out.extend(multi_section(a.results))
     out.extend(kafka_section(a.results))

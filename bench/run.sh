@@ -114,6 +114,10 @@ loadgen() { # SYSTEM NAME ARGS…: one run, its JSON report saved as SYSTEM-NAME
   "${cmd[@]}" > "$OUT/$system-$name.json" || true
 }
 
+p99_of() { # REPORT.json: its p99 in µs, or a huge number when there is none
+  python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); l=r.get("latency_us") or {}; print(l.get("p99", 10**9))' "$1" 2>/dev/null || echo 1000000000
+}
+
 runs() { case " $SCENARIOS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 for system in $SYSTEMS; do
@@ -131,7 +135,7 @@ for system in $SYSTEMS; do
   for rate in $RATES; do
     loadgen "$system" "rate-$rate" --connections "$LOAD_CONNS" --users "$LOAD_USERS" \
       --max-per-user 5 --rate "$rate" --duration "$STEP_SECS" --drain 5
-    p99=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); l=r.get("latency_us") or {}; print(l.get("p99", 10**9))' "$OUT/$system-rate-$rate.json" 2>/dev/null || echo 1000000000)
+    p99=$(p99_of "$OUT/$system-rate-$rate.json")
     if [ "$p99" -gt "$P99_LIMIT_US" ]; then
       log "$system: p99 ${p99} µs at $rate events/s: stopping the ladder"
       break
@@ -169,7 +173,7 @@ for system in $SYSTEMS; do
   for rate in $BCAST_RATES; do
     loadgen "$system" "bcast-$rate" --connections "$BCAST_CONNS" --users "$BCAST_USERS" \
       --max-per-user "$((BCAST_CONNS / BCAST_USERS))" --rate "$rate" --duration "$STEP_SECS" --drain 5
-    p99=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); l=r.get("latency_us") or {}; print(l.get("p99", 10**9))' "$OUT/$system-bcast-$rate.json" 2>/dev/null || echo 1000000000)
+    p99=$(p99_of "$OUT/$system-bcast-$rate.json")
     if [ "$p99" -gt "$P99_LIMIT_US" ]; then
       log "$system: p99 ${p99} µs at $rate events/s: stopping the broadcast ladder"
       break

@@ -175,7 +175,7 @@ impl Application {
             keys,
             registry: registry.clone(),
             patience: CLIENT_REQUEST_TIMEOUT,
-            stall_limit: settings.stream_config().heartbeat * 2,
+            stall_limit: Duration::from_secs(settings.sse.heartbeat_secs * 2),
         };
         let server = http_server(settings, listener, data, Arc::new(streams))?;
         Ok(Application {

@@ -16,7 +16,7 @@ use crate::routes::stream::{connect, count_unauthorized, resume_point, STREAM_HE
 use actix_web::body::MessageBody;
 use actix_web::ResponseError;
 use bytes::Bytes;
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, Write as _};
 use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -237,21 +237,10 @@ fn format_size_line(len: usize) -> SizeLine {
         buf: [0; 18],
         len: 0,
     };
-    let mut digits = [0u8; 16];
-    let mut start = digits.len();
-    let mut rest = len;
-    loop {
-        start -= 1;
-        digits[start] = b"0123456789abcdef"[rest & 0xf];
-        rest >>= 4;
-        if rest == 0 {
-            break;
-        }
-    }
-    let digits = &digits[start..];
-    line.buf[..digits.len()].copy_from_slice(digits);
-    line.buf[digits.len()..digits.len() + 2].copy_from_slice(b"\r\n");
-    line.len = (digits.len() + 2) as u8;
+    let mut cursor = io::Cursor::new(&mut line.buf[..]);
+    // 16 hex digits and CRLF always fit in 18 bytes.
+    let _ = write!(cursor, "{len:x}\r\n");
+    line.len = cursor.position() as u8;
     line
 }
 

@@ -2,6 +2,7 @@ use crate::auth::{Principal, Role};
 use crate::error::ApiError;
 use crate::peer::PeerSocket;
 use actix::Addr;
+use actix_web::http::header::HeaderValue;
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use actors::metrics::{metrics, Refusal};
 use actors::registry::{Connect, SessionRegistry};
@@ -17,13 +18,9 @@ use tokio_stream::wrappers::ReceiverStream;
 /// header that is not text counts as empty.
 pub fn resume_point(last_event_id: Option<&[u8]>, query: &str) -> Resume {
     let header = last_event_id.map(|v| {
-        std::str::from_utf8(v)
+        HeaderValue::from_bytes(v)
             .ok()
-            .filter(|s| {
-                s.bytes()
-                    .all(|b| b.is_ascii_graphic() || b == b' ' || b == b'\t')
-            })
-            .map(str::to_owned)
+            .and_then(|h| h.to_str().ok().map(str::to_owned))
             .unwrap_or_default()
     });
     let cursor = header.or_else(|| {
