@@ -40,11 +40,7 @@ impl Handler<Consume> for AuditConsumer {
                 recorded_at: chrono::Utc::now(),
             };
             let appended = blocking(move || store.append_audit(&entry)).await?;
-            Ok(if appended {
-                Outcome::Applied
-            } else {
-                Outcome::Duplicate
-            })
+            Ok(Outcome::of(appended))
         })
     }
 }

@@ -56,6 +56,17 @@ pub enum Outcome {
     Duplicate,
 }
 
+impl Outcome {
+    /// What an idempotent write that answers "did I change anything?" amounts to.
+    pub fn of(applied: bool) -> Outcome {
+        if applied {
+            Outcome::Applied
+        } else {
+            Outcome::Duplicate
+        }
+    }
+}
+
 /// Why a record was not applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConsumeError {

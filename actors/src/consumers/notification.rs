@@ -33,11 +33,7 @@ impl Handler<Consume> for NotificationConsumer {
         Box::pin(async move {
             let notification = notification_for(&parsed?);
             let inserted = blocking(move || store.insert_notification(&notification)).await?;
-            Ok(if inserted {
-                Outcome::Applied
-            } else {
-                Outcome::Duplicate
-            })
+            Ok(Outcome::of(inserted))
         })
     }
 }

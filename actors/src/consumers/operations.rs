@@ -42,11 +42,7 @@ impl Handler<Consume> for OperationsConsumer {
                 )
             })
             .await?;
-            Ok(if stored {
-                Outcome::Applied
-            } else {
-                Outcome::Duplicate
-            })
+            Ok(Outcome::of(stored))
         })
     }
 }
