@@ -34,7 +34,54 @@ pub struct Settings {
     pub chain: ChainSettings,
     pub monitoring: MonitoringSettings,
     pub alerts: AlertSettings,
+    pub cluster: ClusterSettings,
     pub log: LogSettings,
+}
+
+/// Several router instances behaving as one: identity, the live bus, the cluster-wide
+/// connection limit, draining.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// Empty: a fresh id is generated at start-up ([`Settings::resolve_instance_id`]).
+    pub instance_id: String,
+    pub bus: BusKind,
+    /// How often the store's stream heads are compared with what this instance's sessions saw.
+    pub sweep_ms: u64,
+    /// Lifetime of a connection slot that its instance stopped renewing (killed).
+    pub lease_secs: u64,
+    /// How often an instance reports itself to the others.
+    pub heartbeat_ms: u64,
+    /// On SIGTERM, streams are closed spread over this window.
+    pub drain_secs: u64,
+}
+
+/// Which engine carries events between instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BusKind {
+    /// One instance: nothing crosses processes.
+    None,
+    /// Redis pub/sub at `redis.url`, with leases and instance reports in the same Redis.
+    Redis,
+}
+
+impl ClusterSettings {
+    pub fn sweep_interval(&self) -> Duration {
+        Duration::from_millis(self.sweep_ms)
+    }
+
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs)
+    }
+
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms)
+    }
+
+    pub fn drain_window(&self) -> Duration {
+        Duration::from_secs(self.drain_secs)
+    }
 }
 
 /// The monitoring reporter and the operations feed.
@@ -298,6 +345,24 @@ impl Settings {
         if self.alerts.clear_after == 0 {
             return fail("alerts.clear_after", "must be at least 1");
         }
+        if self.cluster.bus == BusKind::Redis && self.redis.url().is_none() {
+            return fail("cluster.bus", "\"redis\" needs `redis.url`");
+        }
+        if !is_instance_id(&self.cluster.instance_id) && !self.cluster.instance_id.is_empty() {
+            return fail(
+                "cluster.instance_id",
+                "at most 64 characters of a-z, A-Z, 0-9, '.', '_' and '-'",
+            );
+        }
+        if self.cluster.sweep_ms < 10 {
+            return fail("cluster.sweep_ms", "must be at least 10");
+        }
+        if self.cluster.lease_secs < 2 {
+            return fail("cluster.lease_secs", "must be at least 2");
+        }
+        if self.cluster.heartbeat_ms < 100 {
+            return fail("cluster.heartbeat_ms", "must be at least 100");
+        }
         for (key, value) in [
             (
                 "alerts.sse_error_rate_percent",
@@ -469,6 +534,26 @@ impl Settings {
                 .filter_map(|t| t.parse().ok())
                 .collect(),
         }
+    }
+}
+
+/// Instance ids go into Redis keys, log lines and metric labels: kept to a safe alphabet.
+fn is_instance_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+impl Settings {
+    /// Fills an empty `cluster.instance_id` with a generated one (`nftr-` and 8 hex digits),
+    /// once, so logs, readiness, metrics and the other instances all see the same id.
+    pub fn resolve_instance_id(&mut self) -> &str {
+        if self.cluster.instance_id.is_empty() {
+            self.cluster.instance_id = format!("nftr-{:08x}", fastrand::u32(..));
+        }
+        &self.cluster.instance_id
     }
 }
 

@@ -12,6 +12,7 @@ use actors::consumers::{
     AnalyticsConsumer, AuditConsumer, Cache, NotificationConsumer, OperationsConsumer,
     ANALYTICS_GROUP, AUDIT_GROUP, NOTIFICATIONS_GROUP, OPERATIONS_GROUP,
 };
+use actors::operations_feed::FeedMoved;
 use actors::outbox::OutboxRelay;
 use anyhow::Context as _;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ impl KafkaPath {
         settings: &Settings,
         store: &Store,
         cache: Arc<dyn Cache>,
+        feed: actix::Recipient<FeedMoved>,
     ) -> anyhow::Result<KafkaPath> {
         let kafka = &settings.kafka;
         let broker = Arc::new(
@@ -78,7 +80,10 @@ impl KafkaPath {
             (
                 OPERATIONS_GROUP,
                 vec![names.operations.name.clone()],
-                OperationsConsumer::new(store.clone()).start().recipient(),
+                OperationsConsumer::new(store.clone())
+                    .notify(feed)
+                    .start()
+                    .recipient(),
             ),
         ];
         let mut consumers = Vec::new();

@@ -7,6 +7,8 @@
 //!   handed to actix-web.
 //! * [`config`]: typed settings from `config.toml` and `NFT_ROUTER__…` environment overrides.
 //! * [`cli`]: the command line (`serve`, `token`).
+//! * [`cluster`]: several instances as one: the live bus on Redis pub/sub, cluster-wide
+//!   connection leases, instance reports.
 //! * [`auth`]: HS256 JWTs, the [`auth::Principal`] extractor, roles.
 //! * [`cache`]: the counter cache, Redis or in-process.
 //! * [`error`]: the JSON error shape and its HTTP status mapping.
@@ -26,6 +28,7 @@ pub mod acceptor;
 pub mod auth;
 pub mod cache;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod kafka;

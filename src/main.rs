@@ -33,10 +33,24 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(settings: Settings) -> ExitCode {
+fn serve(mut settings: Settings) -> ExitCode {
+    // Every line names the instance, so the logs of several instances can be read together.
+    let instance = settings.resolve_instance_id().to_owned();
+    actors::metrics::label_instance(&instance);
     env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or(&settings.log.level),
     )
+    .format(move |out, record| {
+        use std::io::Write as _;
+        writeln!(
+            out,
+            "[{} {:<5} {instance} {}] {}",
+            out.timestamp_millis(),
+            record.level(),
+            record.target(),
+            record.args()
+        )
+    })
     .init();
     let result = actix_web::rt::System::new().block_on(async move {
         let shutdown = shutdown_signal()?;

@@ -4,10 +4,11 @@
 use crate::acceptor;
 use crate::auth::JwtKeys;
 use crate::cache;
+use crate::cluster::{Cluster, Inbound};
 use crate::config::Settings;
 use crate::kafka::Broker;
 use crate::kafka_path::KafkaPath;
-use crate::routes::{self, BodyLimit};
+use crate::routes::{self, BodyLimit, StreamDoor};
 use crate::store::{OperationsLog, Store};
 use actix::{Actor, Addr};
 use actix_http::{Extensions, HttpService};
@@ -22,7 +23,8 @@ use actors::journal::{EventJournal, EventLog, RetentionPruner};
 use actors::metrics::metrics;
 use actors::monitoring::{AlertEvaluator, MonitoringReporter, SnapshotSource};
 use actors::operations_feed::OperationsFeed;
-use actors::registry::{CloseAll, SessionRegistry};
+use actors::registry::{CloseAll, Drain, GetStats, SessionRegistry};
+use actors::sweeper::HeadSweeper;
 use actors::StreamConfig;
 use anyhow::Context as _;
 use secrecy::ExposeSecret;
@@ -37,6 +39,7 @@ pub struct Dependencies {
     pub broker: Arc<Broker>,
     pub cache: Arc<dyn Cache>,
     pub cache_backend: &'static str,
+    pub cluster: Arc<Cluster>,
 }
 
 /// A built, not yet running, router.
@@ -46,6 +49,8 @@ pub struct Application {
     registry: Addr<SessionRegistry>,
     operations: Addr<SessionRegistry>,
     kafka: KafkaPath,
+    cluster: Arc<Cluster>,
+    drain: Drain,
 }
 
 impl Application {
@@ -80,12 +85,58 @@ impl Application {
         let cache = cache::open(cache_url, &settings.redis.key_prefix)
             .context("cannot set up the cache (key `redis.url`)")?;
 
+        let cluster = Arc::new(Cluster::open(settings).await?);
+        log::info!(
+            "instance {} (live bus: {})",
+            cluster.instance_id,
+            cluster.bus_status().backend
+        );
+        let bus = cluster.bus();
+
         let event_log: Arc<dyn EventLog> = Arc::new(store.clone());
-        let registry = SessionRegistry::new(settings.stream_config(), event_log.clone()).start();
-        let kafka = KafkaPath::start(settings, &store, cache.clone()).await?;
+        let registry = SessionRegistry::new(settings.stream_config(), event_log.clone())
+            .with_bus(bus.clone())
+            .start();
+
+        // The admin operations feed: its own registry over the feed table, fed by a tailer
+        // that the operations consumer (here or on another instance, over the bus) nudges.
+        let feed_log: Arc<dyn EventLog> = Arc::new(OperationsLog(store.clone()));
+        // Admins see every event type on the feed.
+        let feed_config = StreamConfig {
+            hidden_types: Vec::new(),
+            ..settings.stream_config()
+        };
+        let operations = SessionRegistry::new(feed_config, feed_log.clone()).start();
+        let feed = OperationsFeed::new(
+            feed_log.clone(),
+            operations.clone(),
+            Duration::from_millis(settings.monitoring.feed_poll_ms),
+        )
+        .with_bus(bus.clone())
+        .start();
+
+        let kafka =
+            KafkaPath::start(settings, &store, cache.clone(), feed.clone().recipient()).await?;
         let journal = EventJournal::new(event_log.clone(), registry.clone().recipient())
             .notify_committed(kafka.relay.clone().recipient())
+            .with_bus(bus.clone())
             .start();
+        if bus.is_shared() {
+            let sweeper = HeadSweeper::new(
+                event_log.clone(),
+                registry.clone(),
+                settings.cluster.sweep_interval(),
+            )
+            .start();
+            cluster.start(
+                Inbound {
+                    events: registry.clone().recipient(),
+                    feed: feed.recipient(),
+                    sweep: sweeper.recipient(),
+                },
+                registry.clone(),
+            )?;
+        }
         let rules = Arc::new(settings.domain_rules()?);
         let chain = Arc::new(LocalLedger::new(
             Arc::new(store.clone()),
@@ -124,20 +175,6 @@ impl Application {
         .start();
         AlertEvaluator::new(settings.alert_rules(), snapshots, journal.clone()).start();
 
-        // The admin operations feed: its own registry over the feed table, fed by a tailer.
-        let feed_log: Arc<dyn EventLog> = Arc::new(OperationsLog(store.clone()));
-        // Admins see every event type on the feed.
-        let feed_config = StreamConfig {
-            hidden_types: Vec::new(),
-            ..settings.stream_config()
-        };
-        let operations = SessionRegistry::new(feed_config, feed_log.clone()).start();
-        OperationsFeed::new(
-            feed_log.clone(),
-            operations.clone(),
-            Duration::from_millis(settings.monitoring.feed_poll_ms),
-        )
-        .start();
         RetentionPruner::new(
             feed_log,
             settings.store.retention(),
@@ -148,16 +185,27 @@ impl Application {
         let keys = Arc::new(JwtKeys::new(
             settings.auth.jwt_secret.expose_secret().as_bytes(),
         ));
+        let door = StreamDoor {
+            registry: registry.clone(),
+            leases: cluster.leases(),
+            limit: settings.sse.max_connections_per_user,
+        };
         let data = AppData {
             dependencies: web::Data::new(Dependencies {
                 store: store.clone(),
                 broker: kafka.broker.clone(),
                 cache: cache.clone(),
                 cache_backend: cache::backend_name(cache_url),
+                cluster: cluster.clone(),
             }),
             keys: web::Data::from(keys.clone()),
             registry: web::Data::new(registry.clone()),
-            operations: web::Data::new(routes::OperationsSessions(operations.clone())),
+            door: web::Data::new(door.clone()),
+            cluster: web::Data::new(cluster.clone()),
+            operations: web::Data::new(routes::OperationsSessions(StreamDoor::local(
+                operations.clone(),
+                settings.sse.max_connections_per_user,
+            ))),
             journal: web::Data::new(journal),
             domain: web::Data::new(domain),
             rules: web::Data::new(rules),
@@ -173,7 +221,7 @@ impl Application {
         };
         let streams = acceptor::Streams {
             keys,
-            registry: registry.clone(),
+            door,
             patience: CLIENT_REQUEST_TIMEOUT,
             stall_limit: Duration::from_secs(settings.sse.heartbeat_secs * 2),
         };
@@ -184,6 +232,11 @@ impl Application {
             registry,
             operations,
             kafka,
+            cluster,
+            drain: Drain {
+                window: settings.cluster.drain_window(),
+                retry: Duration::from_millis(settings.sse.retry_ms),
+            },
         })
     }
 
@@ -201,9 +254,15 @@ impl Application {
         self.kafka.broker.clone()
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting, closes every stream, lets
-    /// in-flight requests finish (up to `http.shutdown_timeout_secs`), stops the consumers and
-    /// returns.
+    /// This instance's id in the cluster.
+    pub fn instance_id(&self) -> &str {
+        &self.cluster.instance_id
+    }
+
+    /// Serves until `shutdown` resolves, then drains: readiness turns `not_ready`, new streams
+    /// are refused, and the open ones close spread over `cluster.drain_secs`, each with its own
+    /// `retry:`. Then it stops accepting, lets in-flight requests finish (up to
+    /// `http.shutdown_timeout_secs`), stops the consumers and returns.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()>,
@@ -211,6 +270,7 @@ impl Application {
         let handle = self.server.handle();
         let server = actix_web::rt::spawn(self.server);
         shutdown.await;
+        drain(&self.cluster, &self.registry, &self.operations, &self.drain).await;
         log::info!("shutting down: closing streams");
         self.registry.do_send(CloseAll);
         self.operations.do_send(CloseAll);
@@ -218,9 +278,54 @@ impl Application {
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
         handle.stop(true).await;
         self.kafka.stop();
+        self.cluster.leave().await;
         match server.await {
             Ok(result) => result,
             Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+}
+
+/// Turns not-ready, then closes the streams spread over the drain window and waits for them to
+/// be gone (a little past the window at most: the rest are closed at once after).
+async fn drain(
+    cluster: &Cluster,
+    registry: &Addr<SessionRegistry>,
+    operations: &Addr<SessionRegistry>,
+    drain: &Drain,
+) {
+    cluster
+        .draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let window = drain.window;
+    let open = registry
+        .send(GetStats)
+        .await
+        .map_or(0, |s| s.total_connections);
+    log::info!(
+        "draining: not ready; closing {open} streams over {} s",
+        window.as_secs()
+    );
+    if window.is_zero() || open == 0 {
+        return;
+    }
+    registry.do_send(Drain {
+        window,
+        retry: drain.retry,
+    });
+    operations.do_send(Drain {
+        window,
+        retry: drain.retry,
+    });
+    let deadline = tokio::time::Instant::now() + window + Duration::from_secs(1);
+    while tokio::time::Instant::now() < deadline {
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+        let left = registry
+            .send(GetStats)
+            .await
+            .map_or(0, |s| s.total_connections);
+        if left == 0 {
+            break;
         }
     }
 }
@@ -231,6 +336,8 @@ struct AppData {
     dependencies: web::Data<Dependencies>,
     keys: web::Data<JwtKeys>,
     registry: web::Data<Addr<SessionRegistry>>,
+    door: web::Data<StreamDoor>,
+    cluster: web::Data<Arc<Cluster>>,
     operations: web::Data<routes::OperationsSessions>,
     journal: web::Data<Addr<EventJournal>>,
     domain: web::Data<Addr<NftDomain>>,
@@ -260,6 +367,8 @@ impl AppData {
         App::new()
             .app_data(self.keys.clone())
             .app_data(self.registry.clone())
+            .app_data(self.door.clone())
+            .app_data(self.cluster.clone())
             .app_data(self.operations.clone())
             .app_data(self.journal.clone())
             .app_data(self.domain.clone())

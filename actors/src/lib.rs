@@ -20,6 +20,10 @@
 //!   connection limit and fans frames out to the user's sessions.
 //! * [`registry`]: `SessionRegistry`, user id → supervisor. Creates and retires supervisors,
 //!   routes published frames, answers connection statistics.
+//! * [`bus`]: the live bus between router instances as a port ([`bus::LiveBus`]; [`bus::NoBus`]
+//!   for one instance). A fast path only: cursors and the store make up for what it drops.
+//! * [`sweeper`]: `HeadSweeper`, which compares the journal's stream heads with what this
+//!   instance's supervisors saw, so an event whose bus message was lost still arrives.
 //! * [`stream_config`]: the stream tunables shared by the three actors above.
 //! * [`metrics`]: the process-wide Prometheus collectors behind `GET /metrics`, and the
 //!   [`MetricsSnapshot`](metrics::MetricsSnapshot) the alerts are evaluated on.
@@ -39,6 +43,7 @@
 /// count shares the same bound, so "unbounded" would make every new `Addr` clone panic).
 pub const MAILBOX_CAPACITY: usize = 1 << 20;
 
+pub mod bus;
 pub mod consumers;
 pub mod domain;
 pub mod event;
@@ -53,6 +58,7 @@ pub mod routing;
 pub mod session;
 pub mod stream_config;
 pub mod supervisor;
+pub mod sweeper;
 pub mod testkit;
 
 pub use event::{Envelope, EventData, EventType};

@@ -129,6 +129,17 @@ pub struct Metrics {
 static METRICS: LazyLock<Metrics> =
     LazyLock::new(|| Metrics::new().expect("the metric definitions are valid and distinct"));
 
+/// The instance id every series of this process is labelled with (`instance_id`), set once
+/// before the metrics are first used.
+static INSTANCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Labels every series with `instance_id`, so one Prometheus holding several instances tells
+/// them apart. Takes effect only before the first use of [`metrics()`] (the binary calls it
+/// first thing); returns false if an id was already set.
+pub fn label_instance(instance_id: &str) -> bool {
+    INSTANCE.set(instance_id.to_owned()).is_ok()
+}
+
 /// The process's metrics.
 pub fn metrics() -> &'static Metrics {
     &METRICS
@@ -165,7 +176,10 @@ impl Metrics {
     /// A fresh set of collectors in a registry of its own. The process uses one ([`metrics()`]);
     /// tests build their own to assert on exact values.
     pub fn new() -> prometheus::Result<Metrics> {
-        let r = Registry::new();
+        let labels = INSTANCE
+            .get()
+            .map(|id| std::collections::HashMap::from([("instance_id".to_owned(), id.clone())]));
+        let r = Registry::new_custom(None, labels)?;
         let processing = HistogramOpts::new(
             "nft_router_consumer_processing_seconds",
             "Handling of one consumed record, retries and dead-lettering included.",

@@ -5,7 +5,12 @@
 //! sessions, so an admin connected to any instance sees events accepted by any instance. A
 //! session that resumes with `Last-Event-ID` catches up from the same table through its
 //! registry's log, so the tail and the catch-up agree on ids.
+//!
+//! The tail is read when told ([`FeedMoved`]: the instance whose consumer stored an entry tells
+//! its own feed, which tells the others over the live bus) and, as a safety net for a lost
+//! message, every `interval`.
 
+use crate::bus::{BusMessage, LiveBus, NoBus};
 use crate::frame::EventStamp;
 use crate::journal::{blocking, EventLog, LogError};
 use crate::registry::{Broadcast, SessionRegistry};
@@ -17,6 +22,14 @@ use std::time::Duration;
 /// Entries read per poll; more wait for the next one, which follows at once.
 const PAGE: usize = 500;
 
+/// New feed entries were stored: read them now. `remote` when another instance said so (it
+/// is not passed on again).
+#[derive(Message, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct FeedMoved {
+    pub remote: bool,
+}
+
 pub struct OperationsFeed {
     log: Arc<dyn EventLog>,
     sessions: Addr<SessionRegistry>,
@@ -24,6 +37,9 @@ pub struct OperationsFeed {
     /// The last entry broadcast; `None` until the head is known.
     last: Option<u64>,
     polling: bool,
+    /// Told while a poll ran: poll again when it ends.
+    again: bool,
+    bus: Arc<dyn LiveBus>,
 }
 
 impl OperationsFeed {
@@ -39,11 +55,20 @@ impl OperationsFeed {
             interval,
             last: None,
             polling: false,
+            again: false,
+            bus: Arc::new(NoBus),
         }
+    }
+
+    /// Tells the other instances over `bus` when this instance stored feed entries.
+    pub fn with_bus(mut self, bus: Arc<dyn LiveBus>) -> Self {
+        self.bus = bus;
+        self
     }
 
     fn poll(&mut self, ctx: &mut Context<Self>) {
         if self.polling {
+            self.again = true;
             return;
         }
         self.polling = true;
@@ -82,10 +107,13 @@ impl OperationsFeed {
                     }
                     feed.last = Some(last);
                     if full {
-                        feed.poll(ctx);
+                        feed.again = true;
                     }
                 }
                 Err(e) => log::warn!("operations feed: cannot read new entries: {e}"),
+            }
+            if std::mem::take(&mut feed.again) {
+                feed.poll(ctx);
             }
         }));
     }
@@ -97,5 +125,16 @@ impl Actor for OperationsFeed {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.poll(ctx);
         ctx.run_interval(self.interval, |feed, ctx| feed.poll(ctx));
+    }
+}
+
+impl Handler<FeedMoved> for OperationsFeed {
+    type Result = ();
+
+    fn handle(&mut self, msg: FeedMoved, ctx: &mut Self::Context) {
+        if !msg.remote {
+            self.bus.publish(BusMessage::FeedMoved);
+        }
+        self.poll(ctx);
     }
 }

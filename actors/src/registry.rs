@@ -5,20 +5,27 @@
 //! the seed's `getStats()`. Connects and retirements are handled atomically (the registry waits
 //! for the supervisor's answer before taking its next message), which is what makes "retire
 //! when idle" race-free against a connect for the same user.
+//!
+//! With other router instances beside this one, the registry also tells the live bus which
+//! users' events this instance needs: it watches a user when that user's supervisor is
+//! created and unwatches when it retires.
 
+use crate::bus::{LiveBus, NoBus};
 use crate::frame::Frame;
 use crate::journal::EventLog;
 use crate::session::{ClientGone, EndReason, Resume};
 use crate::stream_config::StreamConfig;
 use crate::supervisor::{
-    CloseSessions, ConnectError, Fanout, OpenSession, SessionHandle, StopIfIdle, UserSupervisor,
+    CloseSessions, ConnectError, DrainSessions, Fanout, HeadIs, Lease, OpenSession, SessionHandle,
+    StopIfIdle, UserSupervisor,
 };
 use actix::dev::ArbiterHandle;
 use actix::prelude::*;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Open a stream for `user_id`.
 #[derive(Message)]
@@ -33,6 +40,8 @@ pub struct Connect {
     /// worker that owns the connection, so that frames reach the socket without crossing
     /// threads and sessions spread over the workers instead of all running on one thread.
     pub home: Option<ArbiterHandle>,
+    /// The slot of the cluster-wide limit this stream took, if the limit is cluster-wide.
+    pub lease: Option<Lease>,
 }
 
 /// Deliver an encoded frame to every open session of `user_id` (none open: nothing to do).
@@ -66,6 +75,26 @@ pub struct GetStats;
 #[rtype(result = "()")]
 pub struct CloseAll;
 
+/// Refuse new streams and close the open ones spread over `window`, each with a jittered
+/// `retry:` hint up to `retry` (draining before a shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Drain {
+    pub window: Duration,
+    pub retry: Duration,
+}
+
+/// The users with open sessions here and the highest cursor each one's supervisor saw.
+#[derive(Message)]
+#[rtype(result = "Vec<(Arc<str>, u64)>")]
+pub struct WatchedUsers;
+
+/// Stream heads read from the journal: supervisors whose user's head moved past what they
+/// saw have their sessions catch up.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Heads(pub Vec<(Arc<str>, u64)>);
+
 /// Connection statistics in the seed's `getStats()` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -79,11 +108,13 @@ pub struct SseStats {
 struct Entry {
     supervisor: Addr<UserSupervisor>,
     live: Arc<AtomicUsize>,
+    seen: Arc<AtomicU64>,
 }
 
 pub struct SessionRegistry {
     config: StreamConfig,
     log: Arc<dyn EventLog>,
+    bus: Arc<dyn LiveBus>,
     users: HashMap<Arc<str>, Entry>,
     closing: bool,
 }
@@ -94,9 +125,16 @@ impl SessionRegistry {
         SessionRegistry {
             config,
             log,
+            bus: Arc::new(NoBus),
             users: HashMap::new(),
             closing: false,
         }
+    }
+
+    /// Watches users on `bus` while they have sessions here.
+    pub fn with_bus(mut self, bus: Arc<dyn LiveBus>) -> Self {
+        self.bus = bus;
+        self
     }
 
     fn supervisor_for(&mut self, user_id: &str, ctx: &mut Context<Self>) -> Addr<UserSupervisor> {
@@ -105,19 +143,23 @@ impl SessionRegistry {
         }
         let user: Arc<str> = Arc::from(user_id);
         let live = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(AtomicU64::new(0));
         let supervisor = UserSupervisor::new(
             user.clone(),
             self.config.clone(),
             self.log.clone(),
             ctx.address().recipient(),
             live.clone(),
+            seen.clone(),
         )
         .start();
+        self.bus.watch(user_id);
         self.users.insert(
             user,
             Entry {
                 supervisor: supervisor.clone(),
                 live,
+                seen,
             },
         );
         supervisor
@@ -148,6 +190,7 @@ impl Handler<Connect> for SessionRegistry {
                     resume: msg.resume,
                     client_gone: msg.client_gone,
                     home: msg.home,
+                    lease: msg.lease,
                 })
                 .into_actor(self)
                 .map(|res, _, _| res.unwrap_or(Err(ConnectError::Unavailable))),
@@ -158,12 +201,9 @@ impl Handler<Connect> for SessionRegistry {
 impl Handler<Publish> for SessionRegistry {
     type Result = ();
 
+    /// Hidden types are fanned out too: sessions move their cursor past them without writing
+    /// them, so the next shown event is not taken for a gap.
     fn handle(&mut self, msg: Publish, _: &mut Self::Context) {
-        if let Some(stamp) = msg.frame.stamp() {
-            if !self.config.shows(stamp.event_type) {
-                return;
-            }
-        }
         if let Some(entry) = self.users.get(msg.user_id.as_str()) {
             entry.supervisor.do_send(Fanout(msg.frame));
         }
@@ -193,6 +233,7 @@ impl Handler<SupervisorIdle> for SessionRegistry {
                 // A supervisor that is gone (Err) is as retired as one that stopped.
                 if stopped.unwrap_or(true) {
                     act.users.remove(&msg.user_id);
+                    act.bus.unwatch(&msg.user_id);
                 }
             },
         )))
@@ -227,6 +268,47 @@ impl Handler<CloseAll> for SessionRegistry {
         self.closing = true;
         for entry in self.users.values() {
             entry.supervisor.do_send(CloseSessions(EndReason::Shutdown));
+        }
+    }
+}
+
+impl Handler<Drain> for SessionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Drain, _: &mut Self::Context) {
+        self.closing = true;
+        for entry in self.users.values() {
+            entry.supervisor.do_send(DrainSessions {
+                window: msg.window,
+                retry: msg.retry,
+            });
+        }
+    }
+}
+
+impl Handler<WatchedUsers> for SessionRegistry {
+    type Result = MessageResult<WatchedUsers>;
+
+    fn handle(&mut self, _: WatchedUsers, _: &mut Self::Context) -> Self::Result {
+        MessageResult(
+            self.users
+                .iter()
+                .map(|(user, entry)| (user.clone(), entry.seen.load(Ordering::Relaxed)))
+                .collect(),
+        )
+    }
+}
+
+impl Handler<Heads> for SessionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Heads, _: &mut Self::Context) {
+        for (user, head) in msg.0 {
+            if let Some(entry) = self.users.get(&user) {
+                if head > entry.seen.load(Ordering::Relaxed) {
+                    entry.supervisor.do_send(HeadIs(head));
+                }
+            }
         }
     }
 }

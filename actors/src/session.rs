@@ -6,10 +6,16 @@
 //! stops. A live frame never blocks: a full queue means the client reads too slowly, and the
 //! session closes rather than hold back anyone else (the client reconnects and resumes).
 //!
-//! A session opened with a cursor first catches up from the journal, then goes live. While it
-//! catches up it handles no other message, so live frames wait in its mailbox; afterwards each
-//! is dropped if its cursor was already sent. Together with the journal handing frames over in
-//! commit order, that makes the switch-over free of gaps and duplicates.
+//! A session opened with a cursor first catches up from the journal, then goes live; one opened
+//! without a cursor first reads where the user's stream stands, so that it, too, has a cursor
+//! from the start. While it reads it handles no other message, so live frames wait in its
+//! mailbox; afterwards each is dropped if its cursor was already sent.
+//!
+//! Frames reach a session from its own instance's journal and, through the live bus, from the
+//! journals of other instances, so they may arrive out of order or not at all. A frame whose
+//! cursor jumps past the next one makes the session fill the gap from the journal before it
+//! writes on; a [`Nudge`] (the sweep saw the stream's head move) does the same without a frame.
+//! Cursors only move forward, so the client sees every shown event once, in order.
 
 use crate::event::EventType;
 use crate::frame::{EventStamp, Frame};
@@ -89,6 +95,18 @@ pub struct Deliver(pub Frame);
 #[derive(Message, Clone, Copy)]
 #[rtype(result = "()")]
 pub struct Close(pub EndReason);
+
+/// Ask the session to end with a final `retry:` hint (draining: each client is told its own
+/// reconnection delay, so a drained instance's clients do not all come back at once).
+#[derive(Message, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct CloseWithRetry(pub Duration);
+
+/// The user's stream reached `head` in the journal: catch up to it if this session is behind
+/// (its frame was lost on the bus).
+#[derive(Message, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Nudge(pub u64);
 
 /// Sent by a session to its supervisor once it runs.
 #[derive(Message, Debug, Clone, Copy)]
@@ -177,20 +195,34 @@ impl SseSession {
         }
     }
 
-    /// Replays from the journal before any live frame is handled.
-    fn catch_up(&mut self, ctx: &mut Context<Self>) {
+    /// Replays from the journal after `from` before any other message is handled; then
+    /// `then` (a live frame that revealed the gap) is delivered if it is still new.
+    fn catch_up(&mut self, from: Resume, then: Option<Frame>, ctx: &mut Context<Self>) {
         let replay = catch_up(
             self.log.clone(),
             self.user_id.clone(),
-            self.resume,
+            from,
             self.outbox.clone(),
             self.config.hidden_types.clone(),
         );
         ctx.wait(
             replay
                 .into_actor(self)
-                .map(|outcome, act, ctx| match outcome {
-                    Ok(last) => act.last_seq = last,
+                .map(move |outcome, act, ctx| match outcome {
+                    Ok(last) => {
+                        act.last_seq = last.max(act.last_seq);
+                        if let Some(frame) = then {
+                            act.deliver(frame, false, ctx);
+                        }
+                    }
+                    Err(CatchUpError::Log(e)) if from == Resume::Live => {
+                        // Without the head the stream still runs; its first frame sets the
+                        // cursor instead.
+                        log::debug!("session {} could not read its stream head: {e}", act.id);
+                        if let Some(frame) = then {
+                            act.deliver(frame, false, ctx);
+                        }
+                    }
                     Err(CatchUpError::Log(e)) => {
                         log::warn!("session {} could not catch up: {e}", act.id);
                         act.end(EndReason::ReplayFailed, ctx);
@@ -199,6 +231,39 @@ impl SseSession {
                     Err(CatchUpError::Stalled) => act.end(EndReason::QueueOverflow, ctx),
                 }),
         );
+    }
+
+    /// Writes a stored event's frame in cursor order: a duplicate is dropped, a jump past the
+    /// next cursor is filled from the journal first (`may_fill`), a hidden type only moves the
+    /// cursor. A frame still ahead of the journal right after a fill is not one of this
+    /// store's events yet; it is left to the sweep rather than written past a gap.
+    fn deliver(&mut self, frame: Frame, may_fill: bool, ctx: &mut Context<Self>) {
+        let Some(seq) = frame.seq() else {
+            self.push(frame, ctx);
+            return;
+        };
+        match self.last_seq {
+            Some(last) if seq <= last => return,
+            Some(last) if seq > last + 1 && may_fill => {
+                self.catch_up(Resume::After(last), Some(frame), ctx);
+                return;
+            }
+            Some(last) if seq > last + 1 => {
+                log::debug!(
+                    "session {}: frame {seq} is ahead of the journal (at {last}); left to the sweep",
+                    self.id
+                );
+                return;
+            }
+            _ => {}
+        }
+        self.last_seq = Some(seq);
+        let hidden = frame
+            .stamp()
+            .is_some_and(|stamp| !self.config.shows(stamp.event_type));
+        if !hidden {
+            self.push(frame, ctx);
+        }
     }
 }
 
@@ -229,8 +294,8 @@ async fn send(outbox: &mpsc::Sender<Bytes>, frame: Frame) -> Result<(), CatchUpE
 }
 
 /// Sends every stored event after the cursor, or a resync when that cannot be done exactly.
-/// Returns the cursor the stream now stands at. Waits for queue room (the client is reading
-/// its backlog), unlike live delivery.
+/// Returns the cursor the stream now stands at (for [`Resume::Live`]: the head, nothing sent).
+/// Waits for queue room (the client is reading its backlog), unlike live delivery.
 async fn catch_up(
     log: Arc<dyn EventLog>,
     user_id: Arc<str>,
@@ -245,7 +310,7 @@ async fn catch_up(
     };
     let head = bounds.1;
     let mut cursor = match resume {
-        Resume::Live => return Ok(None),
+        Resume::Live => return Ok(Some(head)),
         Resume::After(c) if check_cursor(c, bounds) == CursorCheck::Resumable => c,
         Resume::After(_) | Resume::Invalid => {
             send(&outbox, Frame::resync(head)).await?;
@@ -299,9 +364,7 @@ impl Actor for SseSession {
         self.started.do_send(SessionStarted { id: self.id });
         self.push(Frame::connection_established(&self.user_id), ctx);
         self.push(Frame::retry(self.config.retry.as_millis() as u64), ctx);
-        if self.resume != Resume::Live {
-            self.catch_up(ctx);
-        }
+        self.catch_up(self.resume, None, ctx);
 
         ctx.run_interval(self.config.heartbeat, |act, ctx| {
             act.push(Frame::heartbeat(), ctx);
@@ -336,13 +399,26 @@ impl Handler<Deliver> for SseSession {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
-        if let Some(seq) = msg.0.seq() {
-            if self.last_seq.is_some_and(|last| seq <= last) {
-                return;
-            }
-            self.last_seq = Some(seq);
+        self.deliver(msg.0, true, ctx);
+    }
+}
+
+impl Handler<Nudge> for SseSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Nudge, ctx: &mut Self::Context) {
+        if let Some(last) = self.last_seq.filter(|&last| msg.0 > last) {
+            self.catch_up(Resume::After(last), None, ctx);
         }
-        self.push(msg.0, ctx);
+    }
+}
+
+impl Handler<CloseWithRetry> for SseSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: CloseWithRetry, ctx: &mut Self::Context) {
+        self.push(Frame::retry(msg.0.as_millis() as u64), ctx);
+        self.end(EndReason::Shutdown, ctx);
     }
 }
 

@@ -10,15 +10,16 @@ use crate::journal::EventLog;
 use crate::metrics::metrics;
 use crate::registry::SupervisorIdle;
 use crate::session::{
-    next_session_id, ClientGone, Close, Deliver, EndReason, Resume, SessionEnded, SessionId,
-    SessionParts, SessionStarted, SseSession,
+    next_session_id, ClientGone, Close, CloseWithRetry, Deliver, EndReason, Nudge, Resume,
+    SessionEnded, SessionId, SessionParts, SessionStarted, SseSession,
 };
 use crate::stream_config::StreamConfig;
 use actix::prelude::*;
 use bytes::Bytes;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Why a session could not be opened.
@@ -46,6 +47,31 @@ pub struct OpenSession {
     pub client_gone: Option<ClientGone>,
     /// Where the session runs (see [`crate::registry::Connect::home`]).
     pub home: Option<actix::dev::ArbiterHandle>,
+    /// The session's share of a cluster-wide limit, held while it runs (see [`Lease`]).
+    pub lease: Option<Lease>,
+}
+
+/// A slot of the cluster-wide per-user connection limit, taken before the session opens.
+/// Dropping it gives the slot back, so the supervisor holds it exactly as long as the session:
+/// a session that ends frees its slot at once, one refused here frees it at once too.
+pub struct Lease {
+    /// Never read: held only for its `Drop`.
+    _holder: Box<dyn Send>,
+}
+
+impl Lease {
+    /// `holder` gives the slot back when dropped.
+    pub fn new(holder: impl Send + 'static) -> Self {
+        Lease {
+            _holder: Box::new(holder),
+        }
+    }
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Lease")
+    }
 }
 
 /// A frame for every session of the user.
@@ -65,9 +91,24 @@ pub struct StopIfIdle;
 #[rtype(result = "()")]
 pub struct CloseSessions(pub EndReason);
 
+/// End every session of the user at its own moment within `window`, each with its own
+/// `retry:` hint up to `retry` (draining: clients come back spread out, not in one storm).
+#[derive(Message, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct DrainSessions {
+    pub window: Duration,
+    pub retry: Duration,
+}
+
+/// The user's stream head, as the sweep read it from the journal.
+#[derive(Message, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct HeadIs(pub u64);
+
 struct Slot {
     session: Addr<SseSession>,
     running: bool,
+    _lease: Option<Lease>,
 }
 
 pub struct UserSupervisor {
@@ -81,6 +122,9 @@ pub struct UserSupervisor {
     /// Set once every session has been told to close; a session still starting then is closed
     /// as soon as it reports in.
     closing: Option<EndReason>,
+    /// The highest cursor fanned out or reported by the sweep, shared with the registry: the
+    /// sweep nudges only supervisors whose user's head moved past it.
+    seen: Arc<AtomicU64>,
 }
 
 impl UserSupervisor {
@@ -90,6 +134,7 @@ impl UserSupervisor {
         log: Arc<dyn EventLog>,
         registry: Recipient<SupervisorIdle>,
         running: Arc<AtomicUsize>,
+        seen: Arc<AtomicU64>,
     ) -> Self {
         UserSupervisor {
             user_id,
@@ -99,6 +144,7 @@ impl UserSupervisor {
             sessions: HashMap::new(),
             running,
             closing: None,
+            seen,
         }
     }
 
@@ -154,6 +200,7 @@ impl Handler<OpenSession> for UserSupervisor {
             Slot {
                 session,
                 running: false,
+                _lease: msg.lease,
             },
         );
         Ok(SessionHandle { id, frames: rx })
@@ -198,8 +245,37 @@ impl Handler<Fanout> for UserSupervisor {
     type Result = ();
 
     fn handle(&mut self, msg: Fanout, _: &mut Self::Context) {
+        if let Some(seq) = msg.0.seq() {
+            self.seen.fetch_max(seq, Ordering::Relaxed);
+        }
         for slot in self.sessions.values() {
             slot.session.do_send(Deliver(msg.0.clone()));
+        }
+    }
+}
+
+impl Handler<HeadIs> for UserSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: HeadIs, _: &mut Self::Context) {
+        if self.seen.fetch_max(msg.0, Ordering::Relaxed) < msg.0 {
+            for slot in self.sessions.values() {
+                slot.session.do_send(Nudge(msg.0));
+            }
+        }
+    }
+}
+
+impl Handler<DrainSessions> for UserSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: DrainSessions, ctx: &mut Self::Context) {
+        self.closing = Some(EndReason::Shutdown);
+        for slot in self.sessions.values() {
+            let session = slot.session.clone();
+            let at = msg.window.mul_f64(fastrand::f64());
+            let retry = msg.retry.mul_f64(fastrand::f64());
+            ctx.run_later(at, move |_, _| session.do_send(CloseWithRetry(retry)));
         }
     }
 }

@@ -86,6 +86,7 @@ impl Harness {
             .registry
             .send(Connect {
                 home: None,
+                lease: None,
                 user_id: user_id.to_owned(),
                 resume,
                 client_gone: None,

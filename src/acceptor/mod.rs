@@ -17,10 +17,8 @@ pub mod head;
 mod stream;
 
 use crate::auth::JwtKeys;
-use actix::Addr;
 use actix_http::error::DispatchError;
 use actix_service::{fn_factory, fn_service, Service, ServiceFactory};
-use actors::registry::SessionRegistry;
 use head::Peeked;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -31,7 +29,8 @@ use tokio::net::TcpStream;
 /// What the lean stream path needs, shared by every worker.
 pub struct Streams {
     pub keys: Arc<JwtKeys>,
-    pub registry: Addr<SessionRegistry>,
+    /// Where user streams open (registry and leases), as for the actix-web route.
+    pub door: crate::routes::stream::StreamDoor,
     /// How long a connection may take to send its request head before actix-web takes over.
     pub patience: Duration,
     /// A stream whose client takes no bytes for this long is closed.

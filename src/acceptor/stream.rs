@@ -46,7 +46,7 @@ pub async fn serve(io: &mut TcpStream, request: StreamRequest, streams: &Streams
     let resume = resume_point(request.last_event_id.as_deref(), &request.query);
     drop(request);
     let opened = match principal {
-        Ok(principal) => connect(&streams.registry, &principal.user_id, resume, None).await,
+        Ok(principal) => connect(&streams.door, &principal.user_id, resume, None).await,
         Err(e) => Err(e),
     };
     let mut frames = match opened {

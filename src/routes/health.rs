@@ -2,6 +2,7 @@ use crate::kafka::broker_health;
 use crate::startup::Dependencies;
 use actix_web::{get, web, HttpResponse};
 use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// How long readiness waits for each dependency.
@@ -17,8 +18,12 @@ fn millis(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1000.0
 }
 
-/// Readiness: the database, the broker and the cache each answer. 503 with the reasons when
-/// one does not, so a load balancer stops sending traffic that would only fail.
+/// Readiness, separating "cannot serve" from "serves, degraded". Without the database nothing
+/// can be accepted or resumed, and a draining instance wants no new streams: 503
+/// `not_ready`, so the load balancer sends traffic elsewhere. A broker, cache or bus outage
+/// only delays the Kafka path, counters or cross-instance delivery while publishing and local
+/// streams go on: 200 `degraded`, naming what is down, so one shared outage does not take
+/// every instance out of the load balancer at once.
 #[get("/readyz")]
 pub async fn readyz(deps: web::Data<Dependencies>) -> HttpResponse {
     let (database, kafka, cache) = tokio::join!(
@@ -26,18 +31,40 @@ pub async fn readyz(deps: web::Data<Dependencies>) -> HttpResponse {
         check_kafka(&deps),
         check_cache(&deps)
     );
-    let ready = [&database, &kafka, &cache]
-        .iter()
-        .all(|c| c["status"] == "up");
+    let bus = check_bus(&deps);
+    let draining = deps.cluster.draining.load(Ordering::Relaxed);
+    let serving = database["status"] == "up" && !draining;
+    let whole = [&kafka, &cache, &bus].iter().all(|c| c["status"] == "up");
+    let status = match (serving, whole) {
+        (false, _) => "not_ready",
+        (true, true) => "ready",
+        (true, false) => "degraded",
+    };
     let body = json!({
-        "status": if ready { "ready" } else { "not_ready" },
-        "checks": { "database": database, "kafka": kafka, "cache": cache },
+        "status": status,
+        "instanceId": deps.cluster.instance_id.as_ref(),
+        "draining": draining,
+        "checks": { "database": database, "kafka": kafka, "cache": cache, "bus": bus },
     });
-    if ready {
+    if serving {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)
     }
+}
+
+fn check_bus(deps: &Dependencies) -> Value {
+    let bus = deps.cluster.bus_status();
+    json!({
+        "status": if bus.connected { "up" } else { "down" },
+        "backend": bus.backend,
+        "watchedUsers": bus.watched_users,
+        "published": bus.published,
+        "dropped": bus.dropped,
+        "received": bus.received,
+        "reconnects": bus.reconnects,
+        "error": bus.last_error,
+    })
 }
 
 async fn check_database(deps: &Dependencies) -> Value {

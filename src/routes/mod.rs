@@ -21,7 +21,7 @@ use actix_web::web;
 
 pub use dev_token::DevTokens;
 pub use portfolio::PortfolioTtl;
-pub use stream::OperationsSessions;
+pub use stream::{OperationsSessions, StreamDoor};
 
 /// Request-size limits shared by the handlers that read a body.
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +32,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(stream::operations_stream)
         .service(publish::publish_event)
         .service(stats::sse_stats)
+        .service(stats::instances)
         .service(changes::portfolio_changes)
         .service(notifications::list_notifications)
         .service(notifications::mark_read)

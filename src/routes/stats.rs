@@ -1,19 +1,37 @@
 use crate::auth::{Principal, Role};
+use crate::cluster::Cluster;
 use crate::error::ApiError;
 use actix::Addr;
 use actix_web::{get, web, HttpResponse};
-use actors::registry::{GetStats, SessionRegistry};
+use actors::registry::SessionRegistry;
+use serde_json::json;
+use std::sync::Arc;
 
-/// The seed's `getStats()`: connections in total, per user, and on average.
+/// The seed's `getStats()` for the whole cluster (connections in total, per user, and on
+/// average, summed over the live instances), with each instance's own figures in `instances`.
+/// The answering instance's figures are current; the others' are as of their last report.
 #[get("/api/v1/admin/sse-stats")]
 pub async fn sse_stats(
     principal: Principal,
     registry: web::Data<Addr<SessionRegistry>>,
+    cluster: web::Data<Arc<Cluster>>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require(&[Role::Admin])?;
-    let stats = registry
-        .send(GetStats)
-        .await
-        .map_err(|_| ApiError::Unavailable("session registry is not running".to_owned()))?;
-    Ok(HttpResponse::Ok().json(stats))
+    Ok(HttpResponse::Ok().json(cluster.stats(&registry).await))
+}
+
+/// The live instances: id, start time, last report, whether draining, the bus, connections.
+#[get("/api/v1/admin/instances")]
+pub async fn instances(
+    principal: Principal,
+    registry: web::Data<Addr<SessionRegistry>>,
+    cluster: web::Data<Arc<Cluster>>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(&[Role::Admin])?;
+    let instances = cluster.instances(&registry).await;
+    Ok(HttpResponse::Ok().json(json!({
+        "instanceId": cluster.instance_id.as_ref(),
+        "bus": cluster.bus_status().backend,
+        "instances": instances,
+    })))
 }

@@ -1,4 +1,5 @@
 use crate::auth::{Principal, Role};
+use crate::cluster::Leases;
 use crate::error::ApiError;
 use crate::peer::PeerSocket;
 use actix::Addr;
@@ -11,6 +12,7 @@ use actors::supervisor::SessionHandle;
 use actors::{ConnectError, Resume};
 use futures_util::StreamExt;
 use std::convert::Infallible;
+use std::sync::Arc;
 use tokio_stream::wrappers::ReceiverStream;
 
 /// Where the client wants to resume: the `Last-Event-ID` header that `EventSource` sends on
@@ -47,9 +49,29 @@ pub const STREAM_HEADERS: [(&str, &str); 5] = [
     ),
 ];
 
-/// The admin sessions' registry, beside the users' one: its sessions share one stream, the
+/// The admin sessions' door, beside the users' one: its sessions share one stream, the
 /// operations feed.
-pub struct OperationsSessions(pub Addr<SessionRegistry>);
+pub struct OperationsSessions(pub StreamDoor);
+
+/// What opening a stream takes: the registry of its sessions and, when the per-user limit is
+/// cluster-wide, the leases that count it.
+#[derive(Clone)]
+pub struct StreamDoor {
+    pub registry: Addr<SessionRegistry>,
+    pub leases: Option<Arc<Leases>>,
+    pub limit: usize,
+}
+
+impl StreamDoor {
+    /// Per-instance limits only.
+    pub fn local(registry: Addr<SessionRegistry>, limit: usize) -> Self {
+        StreamDoor {
+            registry,
+            leases: None,
+            limit,
+        }
+    }
+}
 
 /// The user's event stream. The session actor behind it writes already-encoded frames into a
 /// bounded queue; this body only drains the queue onto the socket. When the client goes away
@@ -58,10 +80,10 @@ pub struct OperationsSessions(pub Addr<SessionRegistry>);
 pub async fn user_stream(
     req: HttpRequest,
     principal: Result<Principal, ApiError>,
-    registry: web::Data<Addr<SessionRegistry>>,
+    door: web::Data<StreamDoor>,
 ) -> Result<HttpResponse, ApiError> {
     let principal = count_unauthorized(principal)?;
-    open_stream(&req, &principal, &registry).await
+    open_stream(&req, &principal, &door).await
 }
 
 /// The operations feed (admins only): every event routed to admins, alerts and metrics
@@ -88,20 +110,38 @@ pub fn count_unauthorized(principal: Result<Principal, ApiError>) -> Result<Prin
     })
 }
 
-/// Opens a session for `user_id` in `registry`: 429 at the user's connection limit, 503 while
-/// shutting down. Refusals are counted in the metrics.
+/// Opens a session for `user_id` through `door`: 429 at the user's connection limit (across
+/// the cluster when it has leases), 503 while shutting down. Refusals are counted in the
+/// metrics. When the leases cannot be reached the stream is admitted on this instance's limit
+/// alone: a Redis outage degrades the limit, it does not refuse every stream.
 pub async fn connect(
-    registry: &Addr<SessionRegistry>,
+    door: &StreamDoor,
     user_id: &str,
     resume: Resume,
     client_gone: Option<ClientGone>,
 ) -> Result<SessionHandle, ApiError> {
-    let handle = registry
+    let lease = match &door.leases {
+        None => None,
+        Some(leases) => match leases.acquire(user_id, door.limit).await {
+            Ok(Some(lease)) => Some(lease),
+            Ok(None) => {
+                metrics().connection_refused(Refusal::RateLimited);
+                return Err(ApiError::RateLimited);
+            }
+            Err(e) => {
+                log::warn!("stream for {user_id} admitted on the local limit: {e}");
+                None
+            }
+        },
+    };
+    let handle = door
+        .registry
         .send(Connect {
             user_id: user_id.to_owned(),
             resume,
             client_gone,
             home: actix::Arbiter::try_current(),
+            lease,
         })
         .await
         .map_err(|_| ApiError::Unavailable("session registry is not running".to_owned()))?
@@ -119,15 +159,15 @@ pub async fn connect(
     Ok(handle)
 }
 
-/// Opens a session for `principal` in `registry` and streams its frames.
+/// Opens a session for `principal` through `door` and streams its frames.
 async fn open_stream(
     req: &HttpRequest,
     principal: &Principal,
-    registry: &Addr<SessionRegistry>,
+    door: &StreamDoor,
 ) -> Result<HttpResponse, ApiError> {
     let last_event_id = req.headers().get("Last-Event-ID").map(|v| v.as_bytes());
     let handle = connect(
-        registry,
+        door,
         &principal.user_id,
         resume_point(last_event_id, req.query_string()),
         req.conn_data::<PeerSocket>().and_then(|p| p.watch_close()),

@@ -68,7 +68,7 @@ pub async fn spawn_app_on(store_url: &str, extra: &str) -> TestApp {
         "/config.toml"
     )))
     .merge(Toml::string(
-        "[http]\nbind = \"127.0.0.1:0\"\nworkers = 2\n",
+        "[http]\nbind = \"127.0.0.1:0\"\nworkers = 2\n[cluster]\ndrain_secs = 0\n",
     ))
     .merge(Toml::string(&format!("[store]\nurl = {store_url:?}\n")))
     .merge(Toml::string(&redis_settings()))

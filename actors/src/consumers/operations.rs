@@ -5,16 +5,27 @@
 
 use super::{parse_record, Consume, ConsumeError, OperationsStore, Outcome};
 use crate::journal::blocking;
+use crate::operations_feed::FeedMoved;
 use actix::prelude::*;
 use std::sync::Arc;
 
 pub struct OperationsConsumer {
     store: Arc<dyn OperationsStore>,
+    stored: Option<Recipient<FeedMoved>>,
 }
 
 impl OperationsConsumer {
     pub fn new(store: Arc<dyn OperationsStore>) -> Self {
-        OperationsConsumer { store }
+        OperationsConsumer {
+            store,
+            stored: None,
+        }
+    }
+
+    /// Tells `feed` after each new entry, so admins see it now rather than at the next poll.
+    pub fn notify(mut self, feed: Recipient<FeedMoved>) -> Self {
+        self.stored = Some(feed);
+        self
     }
 }
 
@@ -27,6 +38,7 @@ impl Handler<Consume> for OperationsConsumer {
 
     fn handle(&mut self, msg: Consume, _: &mut Self::Context) -> Self::Result {
         let store = self.store.clone();
+        let feed = self.stored.clone();
         let parsed = parse_record(&msg.0);
         // Kept as it was on the wire, so the feed sends what every other reader of the topic
         // reads.
@@ -42,6 +54,9 @@ impl Handler<Consume> for OperationsConsumer {
                 )
             })
             .await?;
+            if let (true, Some(feed)) = (stored, feed) {
+                feed.do_send(FeedMoved { remote: false });
+            }
             Ok(Outcome::of(stored))
         })
     }

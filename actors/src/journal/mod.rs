@@ -70,6 +70,16 @@ pub trait EventLog: Send + Sync + 'static {
     /// `(lowest retained seq, last assigned seq)` of the user's stream.
     fn stream_bounds(&self, user_id: &str) -> Result<(Option<u64>, u64), LogError>;
 
+    /// The last assigned seq of each of these users' streams (users without events may be
+    /// left out). The sweep asks this for every user with sessions on an instance, so a store
+    /// answers it in one query where it can.
+    fn stream_heads(&self, user_ids: &[String]) -> Result<Vec<(String, u64)>, LogError> {
+        user_ids
+            .iter()
+            .map(|user| Ok((user.clone(), self.stream_bounds(user)?.1)))
+            .collect()
+    }
+
     /// Deletes events created before `cutoff`; returns how many.
     fn prune_older_than(&self, cutoff: DateTime<Utc>) -> Result<usize, LogError>;
 

@@ -7,6 +7,7 @@
 //! which is what lets a session drop duplicates by cursor alone.
 
 use super::{blocking, EventLog, LogError, NewEvent};
+use crate::bus::{BusMessage, LiveBus, NoBus};
 use crate::domain::{ChangeError, StateChange};
 use crate::event::{Envelope, EventType};
 use crate::frame::{EventStamp, Frame};
@@ -86,6 +87,8 @@ pub struct EventJournal {
     deliver: Recipient<Publish>,
     /// Told after each commit, so the outbox relay publishes at once instead of at its poll.
     committed: Option<Recipient<RelayNow>>,
+    /// Carries each stored event to the sessions other instances hold.
+    bus: Arc<dyn LiveBus>,
     pending: std::collections::VecDeque<Pending>,
     writing: bool,
 }
@@ -106,9 +109,17 @@ impl EventJournal {
             log,
             deliver,
             committed: None,
+            bus: Arc::new(NoBus),
             pending: std::collections::VecDeque::new(),
             writing: false,
         }
+    }
+
+    /// Publishes every stored event on `bus` too, after handing it to this instance's
+    /// sessions.
+    pub fn with_bus(mut self, bus: Arc<dyn LiveBus>) -> Self {
+        self.bus = bus;
+        self
     }
 
     /// Nudges `relay` after every commit.
@@ -152,12 +163,14 @@ impl EventJournal {
             relay.do_send(RelayNow);
         }
         let committed_at = Some(Instant::now());
+        let shared = self.bus.is_shared();
         stored
             .into_iter()
             .map(|event| {
                 metrics().event_accepted(&event.event_type);
                 let mut frame = Frame::stored(event.seq, &event.envelope_json);
-                if let Ok(event_type) = event.event_type.parse::<EventType>() {
+                let event_type = event.event_type.parse::<EventType>().ok();
+                if let Some(event_type) = event_type {
                     frame = frame.stamped(EventStamp {
                         event_type,
                         committed_at,
@@ -167,6 +180,14 @@ impl EventJournal {
                     user_id: event.user_id.clone(),
                     frame,
                 });
+                if let (Some(event_type), true) = (event_type, shared) {
+                    self.bus.publish(BusMessage::UserEvent {
+                        user_id: Arc::from(event.user_id.as_str()),
+                        seq: event.seq,
+                        event_type,
+                        envelope_json: Arc::from(event.envelope_json.as_str()),
+                    });
+                }
                 Appended {
                     seq: event.seq,
                     envelope_json: event.envelope_json,

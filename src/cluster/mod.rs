@@ -1,0 +1,195 @@
+//! Several router instances behaving as one (one store, one Kafka, one Redis).
+//!
+//! # Layout
+//!
+//! * [`bus`]: [`bus::RedisBus`], the live bus on Redis pub/sub behind the actors' `LiveBus`
+//!   port: per-user channels, subscribed while this instance holds the user's sessions.
+//! * [`leases`]: [`leases::Leases`], the per-user stream limit across instances as expiring
+//!   Redis leases.
+//! * [`members`]: [`members::Members`], each instance's heartbeat report, and the cluster-wide
+//!   connection statistics built from them.
+//!
+//! With `cluster.bus = "none"` there is one instance: [`Cluster`] then holds the in-process
+//! [`NoBus`] and nothing here touches the network.
+
+pub mod bus;
+pub mod leases;
+pub mod members;
+
+use crate::config::{BusKind, Settings};
+use actix::Addr;
+use actors::bus::{BusStatus, LiveBus, NoBus};
+use actors::registry::{GetStats, SessionRegistry};
+use chrono::{DateTime, Utc};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use bus::{Inbound, RedisBus};
+pub use leases::Leases;
+pub use members::{ClusterStats, InstanceReport, Members};
+
+/// Bounds every Redis call of the cluster layer, so a hung Redis looks like a down one.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("invalid redis.url for the live bus (key `cluster.bus`): {0}")]
+    InvalidUrl(String),
+    #[error("the live bus cannot reach Redis at `redis.url` (key `cluster.bus`): {0}")]
+    Unreachable(String),
+    #[error("cannot start the live bus: {0}")]
+    Start(String),
+}
+
+/// This instance's place in the cluster.
+pub struct Cluster {
+    pub instance_id: Arc<str>,
+    pub started_at: DateTime<Utc>,
+    /// Set on SIGTERM: readiness answers 503 and reports carry it.
+    pub draining: Arc<AtomicBool>,
+    bus: Arc<dyn LiveBus>,
+    redis: Option<Shared>,
+}
+
+/// What only a Redis-backed cluster has.
+struct Shared {
+    bus: Arc<RedisBus>,
+    leases: Arc<Leases>,
+    members: Arc<Members>,
+}
+
+impl Cluster {
+    /// Connects to the bus named by `cluster.bus`. A configured bus that does not answer now
+    /// is a start-up error: an instance that silently ran alone would break the cluster's
+    /// promises without anyone noticing. (Once running, a lost bus only degrades.)
+    pub async fn open(settings: &Settings) -> Result<Cluster, ClusterError> {
+        let instance_id: Arc<str> = {
+            let mut settings = settings.clone();
+            Arc::from(settings.resolve_instance_id())
+        };
+        let mut cluster = Cluster {
+            instance_id: instance_id.clone(),
+            started_at: Utc::now(),
+            draining: Arc::new(AtomicBool::new(false)),
+            bus: Arc::new(NoBus),
+            redis: None,
+        };
+        let url = match (settings.cluster.bus, settings.redis.url()) {
+            (BusKind::None, _) => return Ok(cluster),
+            (BusKind::Redis, Some(url)) => url,
+            (BusKind::Redis, None) => return Err(ClusterError::InvalidUrl("empty".into())),
+        };
+        let client =
+            redis::Client::open(url).map_err(|e| ClusterError::InvalidUrl(e.to_string()))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(REDIS_TIMEOUT))
+            .set_response_timeout(Some(REDIS_TIMEOUT))
+            .set_number_of_retries(1);
+        let mut conn = ConnectionManager::new_with_config(client.clone(), config)
+            .await
+            .map_err(|e| ClusterError::Unreachable(e.to_string()))?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map_err(|e| ClusterError::Unreachable(e.to_string()))?;
+        let prefix = &settings.redis.key_prefix;
+        let bus = Arc::new(RedisBus::new(
+            client,
+            conn.clone(),
+            prefix,
+            instance_id.clone(),
+        ));
+        let leases = Leases::start(
+            conn.clone(),
+            prefix,
+            instance_id.clone(),
+            settings.cluster.lease(),
+        );
+        let members = Arc::new(Members::new(conn, prefix, settings.cluster.heartbeat()));
+        cluster.bus = bus.clone();
+        cluster.redis = Some(Shared {
+            bus,
+            leases,
+            members,
+        });
+        Ok(cluster)
+    }
+
+    /// The bus the journal, the registry and the operations feed use.
+    pub fn bus(&self) -> Arc<dyn LiveBus> {
+        self.bus.clone()
+    }
+
+    pub fn bus_status(&self) -> BusStatus {
+        self.bus.status()
+    }
+
+    /// The cluster-wide limit, when there is a cluster.
+    pub fn leases(&self) -> Option<Arc<Leases>> {
+        self.redis.as_ref().map(|r| r.leases.clone())
+    }
+
+    /// Starts receiving from the bus and reporting this instance.
+    pub fn start(
+        &self,
+        inbound: Inbound,
+        registry: Addr<SessionRegistry>,
+    ) -> Result<(), ClusterError> {
+        let Some(shared) = &self.redis else {
+            return Ok(());
+        };
+        shared.bus.start(inbound)?;
+        let bus = shared.bus.clone();
+        shared.members.clone().keep_reporting(members::SelfReport {
+            instance_id: self.instance_id.clone(),
+            started_at: self.started_at,
+            registry,
+            draining: self.draining.clone(),
+            bus_connected: Arc::new(move || bus.status().connected),
+        });
+        Ok(())
+    }
+
+    /// This instance's report now.
+    async fn own_report(&self, registry: &Addr<SessionRegistry>) -> InstanceReport {
+        InstanceReport {
+            instance_id: self.instance_id.to_string(),
+            started_at: self.started_at,
+            reported_at: Utc::now(),
+            draining: self.draining.load(std::sync::atomic::Ordering::Relaxed),
+            bus_connected: self.bus.status().connected,
+            stats: registry.send(GetStats).await.unwrap_or_default(),
+        }
+    }
+
+    /// The live instances, this one always among them with fresh figures (the others as of
+    /// their last report). Without Redis, or while it is down, this instance alone.
+    pub async fn instances(&self, registry: &Addr<SessionRegistry>) -> Vec<InstanceReport> {
+        let own = self.own_report(registry).await;
+        let mut reports = match &self.redis {
+            Some(shared) => shared.members.list().await.unwrap_or_else(|e| {
+                log::warn!("cannot read the other instances' reports: {e}");
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
+        reports.retain(|r| r.instance_id != own.instance_id);
+        reports.push(own);
+        reports.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+        reports
+    }
+
+    /// Connection statistics of the whole cluster.
+    pub async fn stats(&self, registry: &Addr<SessionRegistry>) -> ClusterStats {
+        members::merge(&self.instance_id, &self.instances(registry).await)
+    }
+
+    /// Takes this instance out of the reports at once (a clean stop).
+    pub async fn leave(&self) {
+        if let Some(shared) = &self.redis {
+            shared.members.leave(&self.instance_id).await;
+        }
+    }
+}
