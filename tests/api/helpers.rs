@@ -114,6 +114,27 @@ impl TestApp {
         }
     }
 
+    /// A handle on a router process at `address` that reads the repo's `config.toml` (same
+    /// JWT secret), with no in-process parts of its own.
+    pub fn external(address: &str, store_url: &str) -> TestApp {
+        let settings = Settings::load(Some(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config.toml"
+        ))))
+        .expect("repo config");
+        TestApp {
+            address: address.to_owned(),
+            store_url: store_url.to_owned(),
+            broker: std::sync::Arc::new(
+                nft_event_router::kafka::Broker::start("127.0.0.1:1").expect("a bootstrap list"),
+            ),
+            keys: JwtKeys::new(settings.auth.jwt_secret.expose_secret().as_bytes()),
+            client: reqwest::Client::new(),
+            shutdown: None,
+            stopped: None,
+        }
+    }
+
     pub fn broker(&self) -> std::sync::Arc<nft_event_router::kafka::Broker> {
         self.broker.clone()
     }

@@ -3,6 +3,7 @@
 mod acceptor;
 mod binary;
 mod browser;
+mod cluster;
 mod domain;
 mod flows;
 mod helpers;
