@@ -91,6 +91,12 @@ async function pollStats() {
       .map(([user, n]) => h('tr', {}, h('td', { text: user, title: user }), h('td', { text: String(n) })));
     $('#per-user').replaceChildren(...(rows.length ? rows
       : [h('tr', { class: 'empty' }, h('td', { colspan: '2', text: 'No open streams.' }))]));
+    // The instances of the cluster (just this one without a bus), draining ones marked.
+    const instances = (stats.instances || []).map((i) => h('tr', {},
+      h('td', { text: i.instanceId + (i.draining ? ' (draining)' : ''), title: i.instanceId }),
+      h('td', { text: String(i.totalConnections) }),
+      h('td', { text: String(i.uniqueUsers) })));
+    $('#instances').replaceChildren(...instances);
   } catch {
     $('#stats-age').textContent = `router unreachable at ${clock()}`;
   }
