@@ -85,6 +85,9 @@ struct Instance {
     id: String,
     child: Child,
     app: TestApp,
+    /// Kept open: the banner is several lines, and a closed pipe would fail the router's
+    /// next write to stdout.
+    _stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl Instance {
@@ -109,9 +112,8 @@ impl Instance {
         }
         let mut child = cmd.spawn().expect("the router starts");
         let mut banner = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut banner)
-            .expect("banner");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        stdout.read_line(&mut banner).expect("banner");
         let port = banner
             .split("http://127.0.0.1:")
             .nth(1)
@@ -121,6 +123,7 @@ impl Instance {
             id: id.to_owned(),
             child,
             app: TestApp::external(&format!("http://127.0.0.1:{port}"), store),
+            _stdout: stdout,
         }
     }
 
