@@ -21,6 +21,7 @@
 //! Call [`Harness::start`] inside a running actix `System` (`#[actix::test]`,
 //! `#[actix_web::test]`, or `System::new().block_on`).
 
+use crate::bus::{LiveBus, NoBus};
 use crate::event::{Envelope, EventData, EventType};
 use crate::frame::{FrameParser, ParsedFrame};
 use crate::journal::{Append, EventJournal, JournalError, MemoryLog};
@@ -47,9 +48,18 @@ pub struct Harness {
 
 impl Harness {
     pub fn start(config: StreamConfig) -> Self {
-        let log = Arc::new(MemoryLog::new());
-        let registry = SessionRegistry::new(config, log.clone()).start();
-        let journal = EventJournal::new(log.clone(), registry.clone().recipient()).start();
+        Harness::start_shared(config, Arc::new(MemoryLog::new()), Arc::new(NoBus))
+    }
+
+    /// One "instance" of several over the same `log`, telling the others over `bus`: what
+    /// several router processes on one database are, in-process.
+    pub fn start_shared(config: StreamConfig, log: Arc<MemoryLog>, bus: Arc<dyn LiveBus>) -> Self {
+        let registry = SessionRegistry::new(config, log.clone())
+            .with_bus(bus.clone())
+            .start();
+        let journal = EventJournal::new(log.clone(), registry.clone().recipient())
+            .with_bus(bus)
+            .start();
         Harness {
             registry,
             journal,
