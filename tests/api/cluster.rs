@@ -379,6 +379,14 @@ async fn a_configured_bus_that_does_not_answer_fails_start_up_with_one_line() {
     assert!(stderr.contains("cluster.bus"), "{stderr}");
 }
 
+/// One event for each of `users`, published on `app`.
+async fn publish_one_each(app: &TestApp, users: &[String]) {
+    for user in users {
+        let response = app.publish(&event_body(user, EventType::BadgeEarned)).await;
+        assert_eq!(response.status(), 202);
+    }
+}
+
 #[tokio::test]
 async fn a_drained_instance_hands_its_clients_to_the_others_without_losing_an_event() {
     let Some((_redis, mut instances, _)) = cluster(2, &[("NFT_ROUTER__CLUSTER__DRAIN_SECS", "2")])
@@ -390,13 +398,7 @@ async fn a_drained_instance_hands_its_clients_to_the_others_without_losing_an_ev
     for user in &users {
         streams.push(instances[0].app.open_stream(user).await);
     }
-    for user in &users {
-        let response = instances[1]
-            .app
-            .publish(&event_body(user, EventType::BadgeEarned))
-            .await;
-        assert_eq!(response.status(), 202);
-    }
+    publish_one_each(&instances[1].app, &users).await;
     instances[0].signal("-TERM");
     let mut draining = false;
     for _ in 0..40 {
@@ -409,13 +411,7 @@ async fn a_drained_instance_hands_its_clients_to_the_others_without_losing_an_ev
     }
     assert!(draining, "a draining instance reports not ready");
     // Events published during the drain, on the other instance.
-    for user in &users {
-        let response = instances[1]
-            .app
-            .publish(&event_body(user, EventType::BadgeEarned))
-            .await;
-        assert_eq!(response.status(), 202);
-    }
+    publish_one_each(&instances[1].app, &users).await;
     let mut retries = HashSet::new();
     for (user, stream) in users.iter().zip(streams.iter_mut()) {
         let mut last = None;
