@@ -67,6 +67,15 @@ pub enum BusKind {
 }
 
 impl ClusterSettings {
+    /// The configured instance id, or a fresh `nftr-` and 8 hex digits when it is empty.
+    pub fn instance_id_or_new(&self) -> String {
+        if self.instance_id.is_empty() {
+            format!("nftr-{:08x}", fastrand::u32(..))
+        } else {
+            self.instance_id.clone()
+        }
+    }
+
     pub fn sweep_interval(&self) -> Duration {
         Duration::from_millis(self.sweep_ms)
     }
@@ -550,9 +559,7 @@ impl Settings {
     /// Fills an empty `cluster.instance_id` with a generated one (`nftr-` and 8 hex digits),
     /// once, so logs, readiness, metrics and the other instances all see the same id.
     pub fn resolve_instance_id(&mut self) -> &str {
-        if self.cluster.instance_id.is_empty() {
-            self.cluster.instance_id = format!("nftr-{:08x}", fastrand::u32(..));
-        }
+        self.cluster.instance_id = self.cluster.instance_id_or_new();
         &self.cluster.instance_id
     }
 }

@@ -88,7 +88,7 @@ impl Application {
         let cluster = Arc::new(Cluster::open(settings).await?);
         log::info!(
             "instance {} (live bus: {})",
-            cluster.instance_id,
+            cluster.instance_id(),
             cluster.bus_status().backend
         );
         let bus = cluster.bus();
@@ -256,7 +256,7 @@ impl Application {
 
     /// This instance's id in the cluster.
     pub fn instance_id(&self) -> &str {
-        &self.cluster.instance_id
+        self.cluster.instance_id()
     }
 
     /// Serves until `shutdown` resolves, then drains: readiness turns `not_ready`, new streams
@@ -294,9 +294,7 @@ async fn drain(
     operations: &Addr<SessionRegistry>,
     drain: &Drain,
 ) {
-    cluster
-        .draining
-        .store(true, std::sync::atomic::Ordering::Relaxed);
+    cluster.start_draining();
     let window = drain.window;
     let open = registry
         .send(GetStats)

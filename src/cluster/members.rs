@@ -4,6 +4,7 @@
 //! answers for the whole cluster.
 
 use actix::Addr;
+use actors::bus::LiveBus;
 use actors::registry::{GetStats, SessionRegistry};
 use actors::SseStats;
 use chrono::{DateTime, Utc};
@@ -27,24 +28,25 @@ pub struct InstanceReport {
     pub stats: SseStats,
 }
 
-/// What this instance reports about itself, read fresh at each report.
+/// What this instance is, from which its report is made fresh each time.
 pub struct SelfReport {
     pub instance_id: Arc<str>,
     pub started_at: DateTime<Utc>,
-    pub registry: Addr<SessionRegistry>,
+    /// Set on SIGTERM: readiness answers 503 and reports carry it.
     pub draining: Arc<AtomicBool>,
-    pub bus_connected: Arc<dyn Fn() -> bool + Send + Sync>,
+    pub bus: Arc<dyn LiveBus>,
 }
 
 impl SelfReport {
-    pub async fn now(&self) -> InstanceReport {
+    /// This instance's report now, with `registry`'s connection statistics.
+    pub async fn now(&self, registry: &Addr<SessionRegistry>) -> InstanceReport {
         InstanceReport {
             instance_id: self.instance_id.to_string(),
             started_at: self.started_at,
             reported_at: Utc::now(),
             draining: self.draining.load(Ordering::Relaxed),
-            bus_connected: (self.bus_connected)(),
-            stats: self.registry.send(GetStats).await.unwrap_or_default(),
+            bus_connected: self.bus.status().connected,
+            stats: registry.send(GetStats).await.unwrap_or_default(),
         }
     }
 }
@@ -143,12 +145,12 @@ impl Members {
     }
 
     /// Reports every heartbeat until the runtime stops.
-    pub fn keep_reporting(self: Arc<Self>, me: SelfReport) {
+    pub fn keep_reporting(self: Arc<Self>, me: Arc<SelfReport>, registry: Addr<SessionRegistry>) {
         actix::spawn(async move {
             let mut tick = tokio::time::interval(self.heartbeat);
             loop {
                 tick.tick().await;
-                if let Err(e) = self.report(&me.now().await).await {
+                if let Err(e) = self.report(&me.now(&registry).await).await {
                     log::debug!("cannot report this instance: {e}");
                 }
             }

@@ -19,16 +19,16 @@ pub mod members;
 use crate::config::{BusKind, Settings};
 use actix::Addr;
 use actors::bus::{BusStatus, LiveBus, NoBus};
-use actors::registry::{GetStats, SessionRegistry};
-use chrono::{DateTime, Utc};
+use actors::registry::SessionRegistry;
+use chrono::Utc;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use bus::{Inbound, RedisBus};
 pub use leases::Leases;
-pub use members::{ClusterStats, InstanceReport, Members};
+pub use members::{ClusterStats, InstanceReport, Members, SelfReport};
 
 /// Bounds every Redis call of the cluster layer, so a hung Redis looks like a down one.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
@@ -45,11 +45,7 @@ pub enum ClusterError {
 
 /// This instance's place in the cluster.
 pub struct Cluster {
-    pub instance_id: Arc<str>,
-    pub started_at: DateTime<Utc>,
-    /// Set on SIGTERM: readiness answers 503 and reports carry it.
-    pub draining: Arc<AtomicBool>,
-    bus: Arc<dyn LiveBus>,
+    me: Arc<SelfReport>,
     redis: Option<Shared>,
 }
 
@@ -65,19 +61,22 @@ impl Cluster {
     /// is a start-up error: an instance that silently ran alone would break the cluster's
     /// promises without anyone noticing. (Once running, a lost bus only degrades.)
     pub async fn open(settings: &Settings) -> Result<Cluster, ClusterError> {
-        let instance_id: Arc<str> = {
-            let mut settings = settings.clone();
-            Arc::from(settings.resolve_instance_id())
-        };
-        let mut cluster = Cluster {
-            instance_id: instance_id.clone(),
-            started_at: Utc::now(),
-            draining: Arc::new(AtomicBool::new(false)),
-            bus: Arc::new(NoBus),
-            redis: None,
+        let instance_id: Arc<str> = Arc::from(settings.cluster.instance_id_or_new());
+        let me = |bus: Arc<dyn LiveBus>| {
+            Arc::new(SelfReport {
+                instance_id: instance_id.clone(),
+                started_at: Utc::now(),
+                draining: Arc::new(AtomicBool::new(false)),
+                bus,
+            })
         };
         let url = match (settings.cluster.bus, settings.redis.url()) {
-            (BusKind::None, _) => return Ok(cluster),
+            (BusKind::None, _) => {
+                return Ok(Cluster {
+                    me: me(Arc::new(NoBus)),
+                    redis: None,
+                })
+            }
             (BusKind::Redis, Some(url)) => url,
             (BusKind::Redis, None) => return Err(ClusterError::InvalidUrl("empty".into())),
         };
@@ -108,22 +107,36 @@ impl Cluster {
             settings.cluster.lease(),
         );
         let members = Arc::new(Members::new(conn, prefix, settings.cluster.heartbeat()));
-        cluster.bus = bus.clone();
-        cluster.redis = Some(Shared {
-            bus,
-            leases,
-            members,
-        });
-        Ok(cluster)
+        Ok(Cluster {
+            me: me(bus.clone()),
+            redis: Some(Shared {
+                bus,
+                leases,
+                members,
+            }),
+        })
+    }
+
+    pub fn instance_id(&self) -> &str {
+        &self.me.instance_id
+    }
+
+    /// Turns readiness to 503 and marks this instance draining in its reports.
+    pub fn start_draining(&self) {
+        self.me.draining.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.me.draining.load(Ordering::Relaxed)
     }
 
     /// The bus the journal, the registry and the operations feed use.
     pub fn bus(&self) -> Arc<dyn LiveBus> {
-        self.bus.clone()
+        self.me.bus.clone()
     }
 
     pub fn bus_status(&self) -> BusStatus {
-        self.bus.status()
+        self.me.bus.status()
     }
 
     /// The cluster-wide limit, when there is a cluster.
@@ -141,33 +154,17 @@ impl Cluster {
             return Ok(());
         };
         shared.bus.start(inbound)?;
-        let bus = shared.bus.clone();
-        shared.members.clone().keep_reporting(members::SelfReport {
-            instance_id: self.instance_id.clone(),
-            started_at: self.started_at,
-            registry,
-            draining: self.draining.clone(),
-            bus_connected: Arc::new(move || bus.status().connected),
-        });
+        shared
+            .members
+            .clone()
+            .keep_reporting(self.me.clone(), registry);
         Ok(())
-    }
-
-    /// This instance's report now.
-    async fn own_report(&self, registry: &Addr<SessionRegistry>) -> InstanceReport {
-        InstanceReport {
-            instance_id: self.instance_id.to_string(),
-            started_at: self.started_at,
-            reported_at: Utc::now(),
-            draining: self.draining.load(std::sync::atomic::Ordering::Relaxed),
-            bus_connected: self.bus.status().connected,
-            stats: registry.send(GetStats).await.unwrap_or_default(),
-        }
     }
 
     /// The live instances, this one always among them with fresh figures (the others as of
     /// their last report). Without Redis, or while it is down, this instance alone.
     pub async fn instances(&self, registry: &Addr<SessionRegistry>) -> Vec<InstanceReport> {
-        let own = self.own_report(registry).await;
+        let own = self.me.now(registry).await;
         let mut reports = match &self.redis {
             Some(shared) => shared.members.list().await.unwrap_or_else(|e| {
                 log::warn!("cannot read the other instances' reports: {e}");
@@ -183,13 +180,13 @@ impl Cluster {
 
     /// Connection statistics of the whole cluster.
     pub async fn stats(&self, registry: &Addr<SessionRegistry>) -> ClusterStats {
-        members::merge(&self.instance_id, &self.instances(registry).await)
+        members::merge(self.instance_id(), &self.instances(registry).await)
     }
 
     /// Takes this instance out of the reports at once (a clean stop).
     pub async fn leave(&self) {
         if let Some(shared) = &self.redis {
-            shared.members.leave(&self.instance_id).await;
+            shared.members.leave(self.instance_id()).await;
         }
     }
 }

@@ -2,7 +2,6 @@ use crate::kafka::broker_health;
 use crate::startup::Dependencies;
 use actix_web::{get, web, HttpResponse};
 use serde_json::{json, Value};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// How long readiness waits for each dependency.
@@ -32,7 +31,7 @@ pub async fn readyz(deps: web::Data<Dependencies>) -> HttpResponse {
         check_cache(&deps)
     );
     let bus = check_bus(&deps);
-    let draining = deps.cluster.draining.load(Ordering::Relaxed);
+    let draining = deps.cluster.is_draining();
     let serving = database["status"] == "up" && !draining;
     let whole = [&kafka, &cache, &bus].iter().all(|c| c["status"] == "up");
     let status = match (serving, whole) {
@@ -42,7 +41,7 @@ pub async fn readyz(deps: web::Data<Dependencies>) -> HttpResponse {
     };
     let body = json!({
         "status": status,
-        "instanceId": deps.cluster.instance_id.as_ref(),
+        "instanceId": deps.cluster.instance_id(),
         "draining": draining,
         "checks": { "database": database, "kafka": kafka, "cache": cache, "bus": bus },
     });

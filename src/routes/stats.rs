@@ -30,7 +30,7 @@ pub async fn instances(
     principal.require(&[Role::Admin])?;
     let instances = cluster.instances(&registry).await;
     Ok(HttpResponse::Ok().json(json!({
-        "instanceId": cluster.instance_id.as_ref(),
+        "instanceId": cluster.instance_id(),
         "bus": cluster.bus_status().backend,
         "instances": instances,
     })))
