@@ -1,4 +1,5 @@
-//! Command line: `nft-event-router [--config PATH] [serve]` and the `token` subcommand.
+//! Command line: `nft-event-router [--config PATH] [serve]`, and the `token` and
+//! `kafka-cluster` subcommands.
 
 use crate::auth::Role;
 use clap::{Parser, Subcommand};
@@ -34,5 +35,13 @@ pub enum Command {
         /// Lifetime in seconds (default: auth.dev_token_ttl_secs).
         #[arg(long)]
         ttl: Option<u64>,
+    },
+    /// Run an embedded Kafka cluster on its own, with the configured topics, so that several
+    /// router instances on this machine can share it (`kafka.brokers` = the bound address).
+    KafkaCluster {
+        /// Bootstrap address to serve; port 0 picks a free one (the ready line names it).
+        /// Text, not a parsed address, so that a bad value fails with one line of our own.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9092")]
+        bind: String,
     },
 }

@@ -2,6 +2,7 @@
 //! topics, the outbox relay that publishes the journal, and the three consumer groups that
 //! feed the analytics, notification and audit actors.
 
+use crate::cluster::Cluster;
 use crate::config::Settings;
 use crate::kafka::{
     ensure_topics, spawn_consumer, Broker, ConsumerConfig, ConsumerHandle, KafkaSink,
@@ -33,6 +34,7 @@ impl KafkaPath {
         store: &Store,
         cache: Arc<dyn Cache>,
         feed: actix::Recipient<FeedMoved>,
+        cluster: &Cluster,
     ) -> anyhow::Result<KafkaPath> {
         let kafka = &settings.kafka;
         let broker = Arc::new(
@@ -52,7 +54,10 @@ impl KafkaPath {
         let sink = KafkaSink::new(broker.bootstrap(), &kafka.client_id)
             .context("cannot create the Kafka producer")?;
         let routing = settings.routing_table()?;
-        let relay = OutboxRelay::new(Arc::new(store.clone()), Arc::new(sink), routing).start();
+        // In a cluster only the holder of the relay turn publishes the shared outbox.
+        let relay = OutboxRelay::new(Arc::new(store.clone()), Arc::new(sink), routing)
+            .shared(cluster.relay_turn(), cluster.bus())
+            .start();
 
         let names = &kafka.topics;
         let store = Arc::new(store.clone());

@@ -6,7 +6,7 @@
 //! * [`acceptor`]: each connection's front door: user streams served on their socket, the rest
 //!   handed to actix-web.
 //! * [`config`]: typed settings from `config.toml` and `NFT_ROUTER__…` environment overrides.
-//! * [`cli`]: the command line (`serve`, `token`).
+//! * [`cli`]: the command line (`serve`, `token`, `kafka-cluster`).
 //! * [`cluster`]: several instances as one: the live bus on Redis pub/sub, cluster-wide
 //!   connection leases, instance reports.
 //! * [`auth`]: HS256 JWTs, the [`auth::Principal`] extractor, roles.

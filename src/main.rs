@@ -2,8 +2,12 @@ use clap::Parser;
 use nft_event_router::auth::JwtKeys;
 use nft_event_router::cli::{Cli, Command};
 use nft_event_router::config::Settings;
+use nft_event_router::kafka::standalone::{first_listener, Forwarder};
+use nft_event_router::kafka::{ensure_topics, Broker, EMBEDDED};
 use nft_event_router::startup::{shutdown_signal, Application};
 use secrecy::ExposeSecret;
+use std::io::Write as _;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -30,13 +34,13 @@ fn main() -> ExitCode {
             }
         }
         Command::Serve => serve(settings),
+        Command::KafkaCluster { bind } => kafka_cluster(&settings, &bind),
     }
 }
 
-fn serve(mut settings: Settings) -> ExitCode {
-    // Every line names the instance, so the logs of several instances can be read together.
-    let instance = settings.resolve_instance_id().to_owned();
-    actors::metrics::label_instance(&instance);
+/// Every line names the instance, so the logs of several instances can be read together.
+fn init_logging(settings: &Settings, instance: &str) {
+    let instance = instance.to_owned();
     env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or(&settings.log.level),
     )
@@ -52,6 +56,12 @@ fn serve(mut settings: Settings) -> ExitCode {
         )
     })
     .init();
+}
+
+fn serve(mut settings: Settings) -> ExitCode {
+    let instance = settings.resolve_instance_id().to_owned();
+    actors::metrics::label_instance(&instance);
+    init_logging(&settings, &instance);
     let result = actix_web::rt::System::new().block_on(async move {
         let shutdown = shutdown_signal()?;
         let app = Application::build(&settings).await?;
@@ -73,4 +83,77 @@ fn serve(mut settings: Settings) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `kafka-cluster`: an unusable `--bind` exits 2 with one line, like a bad configuration; any
+/// later failure exits 1. The address is bound before the cluster starts, so that check is fast.
+fn kafka_cluster(settings: &Settings, bind: &str) -> ExitCode {
+    let addr: SocketAddr = match bind.trim().parse() {
+        Ok(addr) => addr,
+        Err(e) => {
+            eprintln!(
+                "nft-event-router: --bind {bind:?} is not an address like 127.0.0.1:9092 ({e})"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(settings, "kafka-cluster");
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("nft-event-router: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let forwarder = match Forwarder::bind(addr).await {
+            Ok(forwarder) => forwarder,
+            Err(e) => {
+                eprintln!("nft-event-router: --bind: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        match serve_kafka_cluster(settings, forwarder).await {
+            Ok(()) => {
+                log::info!("kafka cluster stopped");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("nft-event-router: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Starts the embedded cluster, creates the configured topics, announces the bootstrap address
+/// on stdout (the line scripts wait for), and forwards until SIGINT or SIGTERM.
+async fn serve_kafka_cluster(settings: &Settings, forwarder: Forwarder) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let shutdown = shutdown_signal().context("cannot install the signal handlers")?;
+    let broker = Broker::start(EMBEDDED).context("cannot start the embedded kafka cluster")?;
+    let topics: Vec<(String, i32)> = settings
+        .kafka
+        .topics
+        .all()
+        .iter()
+        .map(|(_, t)| (t.name.clone(), t.partitions))
+        .collect();
+    ensure_topics(&broker, &topics)
+        .await
+        .context("cannot create the Kafka topics")?;
+    let upstream = first_listener(&broker)?;
+    let bootstrap = forwarder.local_addr();
+    log::info!("forwarding {bootstrap} to broker {upstream}");
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "kafka cluster ready: bootstrap {bootstrap}")
+        .and_then(|()| stdout.flush())
+        .context("cannot write the ready line")?;
+    drop(stdout);
+    forwarder.run(upstream, shutdown).await;
+    drop(broker);
+    Ok(())
 }

@@ -115,8 +115,14 @@ impl Application {
         .with_bus(bus.clone())
         .start();
 
-        let kafka =
-            KafkaPath::start(settings, &store, cache.clone(), feed.clone().recipient()).await?;
+        let kafka = KafkaPath::start(
+            settings,
+            &store,
+            cache.clone(),
+            feed.clone().recipient(),
+            &cluster,
+        )
+        .await?;
         let journal = EventJournal::new(event_log.clone(), registry.clone().recipient())
             .notify_committed(kafka.relay.clone().recipient())
             .with_bus(bus.clone())
@@ -132,6 +138,7 @@ impl Application {
                 Inbound {
                     events: registry.clone().recipient(),
                     feed: feed.recipient(),
+                    outbox: kafka.relay.clone().recipient(),
                     sweep: sweeper.recipient(),
                 },
                 registry.clone(),

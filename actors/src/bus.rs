@@ -27,6 +27,9 @@ pub enum BusMessage {
     },
     /// The operations feed has new entries: each instance's tailer reads them now.
     FeedMoved,
+    /// An instance that does not hold the relay turn stored events: the holder relays now
+    /// instead of at its next poll.
+    OutboxMoved,
 }
 
 /// How the bus is doing, for readiness and the admin pages.

@@ -62,7 +62,7 @@ async fn each_event_type_lands_on_exactly_its_routed_topics_with_key_and_headers
             .expect("stored");
         expected += table.topics(event_type).len();
     }
-    p.relay.do_send(RelayNow);
+    p.relay.do_send(RelayNow::Committed);
     assert!(wait_until(|| p.broker.records().len() == expected).await);
 
     for event_type in EventType::ALL {

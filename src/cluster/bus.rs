@@ -13,6 +13,7 @@ use actix::Recipient;
 use actors::bus::{BusMessage, BusStatus, LiveBus};
 use actors::frame::EventStamp;
 use actors::operations_feed::FeedMoved;
+use actors::outbox::RelayNow;
 use actors::registry::Publish;
 use actors::sweeper::SweepNow;
 use actors::{EventType, Frame};
@@ -38,10 +39,12 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// Where received messages go: user events to the session registry, feed news to the
-/// operations feed, reconnects and fresh subscriptions to the sweeper.
+/// operations feed, outbox news to the relay, reconnects and fresh subscriptions to the
+/// sweeper.
 pub struct Inbound {
     pub events: Recipient<Publish>,
     pub feed: Recipient<FeedMoved>,
+    pub outbox: Recipient<RelayNow>,
     pub sweep: Recipient<SweepNow>,
 }
 
@@ -82,6 +85,7 @@ impl State {
 struct Channels {
     user_prefix: String,
     feed: String,
+    outbox: String,
 }
 
 impl Channels {
@@ -89,6 +93,7 @@ impl Channels {
         Channels {
             user_prefix: format!("{prefix}nftr:user:"),
             feed: format!("{prefix}nftr:feed"),
+            outbox: format!("{prefix}nftr:outbox"),
         }
     }
 
@@ -189,6 +194,9 @@ impl LiveBus for RedisBus {
             ),
             BusMessage::FeedMoved => {
                 self.enqueue(self.channels.feed.clone(), self.instance.to_string())
+            }
+            BusMessage::OutboxMoved => {
+                self.enqueue(self.channels.outbox.clone(), self.instance.to_string())
             }
         }
     }
@@ -348,7 +356,7 @@ impl Subscriber {
             .map_err(|_| "timed out".to_owned())?
             .map_err(|e| e.to_string())?;
         let (mut sink, stream) = pubsub.split();
-        let mut channels = vec![self.channels.feed.clone()];
+        let mut channels = vec![self.channels.feed.clone(), self.channels.outbox.clone()];
         channels.extend(self.watched.iter().map(|u| self.channels.user(u)));
         for chunk in channels.chunks(SUBSCRIBE_CHUNK) {
             sink.subscribe(chunk).await.map_err(|e| e.to_string())?;
@@ -377,7 +385,9 @@ impl Subscriber {
                     }
                 }
                 _ = ping.tick() => {
-                    match tokio::time::timeout(PING_TIMEOUT, sink.ping::<String>()).await {
+                    // A subscribed connection answers PING with `["pong", ""]`, not `PONG`:
+                    // any answer will do.
+                    match tokio::time::timeout(PING_TIMEOUT, sink.ping::<redis::Value>()).await {
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => return e.to_string(),
                         Err(_) => return "no answer to a ping".to_owned(),
@@ -434,6 +444,13 @@ impl Subscriber {
             if payload != &*self.instance {
                 self.state.received.fetch_add(1, Ordering::Relaxed);
                 self.inbound.feed.do_send(FeedMoved { remote: true });
+            }
+            return;
+        }
+        if channel == self.channels.outbox {
+            if payload != &*self.instance {
+                self.state.received.fetch_add(1, Ordering::Relaxed);
+                self.inbound.outbox.do_send(RelayNow::Elsewhere);
             }
             return;
         }

@@ -8,6 +8,8 @@
 //!   Redis leases.
 //! * [`members`]: [`members::Members`], each instance's heartbeat report, and the cluster-wide
 //!   connection statistics built from them.
+//! * [`relay_turn`]: [`relay_turn::RelayClaim`], which instance relays the shared outbox to
+//!   Kafka.
 //!
 //! With `cluster.bus = "none"` there is one instance: [`Cluster`] then holds the in-process
 //! [`NoBus`] and nothing here touches the network.
@@ -15,10 +17,12 @@
 pub mod bus;
 pub mod leases;
 pub mod members;
+pub mod relay_turn;
 
 use crate::config::{BusKind, Settings};
 use actix::Addr;
 use actors::bus::{BusStatus, LiveBus, NoBus};
+use actors::outbox::RelayTurn;
 use actors::registry::SessionRegistry;
 use chrono::Utc;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -29,6 +33,7 @@ use std::time::Duration;
 pub use bus::{Inbound, RedisBus};
 pub use leases::Leases;
 pub use members::{ClusterStats, InstanceReport, Members, SelfReport};
+pub use relay_turn::RelayClaim;
 
 /// Bounds every Redis call of the cluster layer, so a hung Redis looks like a down one.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
@@ -54,6 +59,7 @@ struct Shared {
     bus: Arc<RedisBus>,
     leases: Arc<Leases>,
     members: Arc<Members>,
+    relay: Arc<RelayClaim>,
 }
 
 impl Cluster {
@@ -106,6 +112,12 @@ impl Cluster {
             instance_id.clone(),
             settings.cluster.lease(),
         );
+        let relay = RelayClaim::new(
+            conn.clone(),
+            prefix,
+            instance_id.clone(),
+            settings.cluster.lease(),
+        );
         let members = Arc::new(Members::new(conn, prefix, settings.cluster.heartbeat()));
         Ok(Cluster {
             me: me(bus.clone()),
@@ -113,6 +125,7 @@ impl Cluster {
                 bus,
                 leases,
                 members,
+                relay,
             }),
         })
     }
@@ -144,7 +157,15 @@ impl Cluster {
         self.redis.as_ref().map(|r| r.leases.clone())
     }
 
-    /// Starts receiving from the bus and reporting this instance.
+    /// Whether this instance's outbox relay publishes: always alone, by turn in a cluster.
+    pub fn relay_turn(&self) -> RelayTurn {
+        match &self.redis {
+            Some(shared) => shared.relay.turn(),
+            None => RelayTurn::always(),
+        }
+    }
+
+    /// Starts receiving from the bus, claiming the relay turn and reporting this instance.
     pub fn start(
         &self,
         inbound: Inbound,
@@ -153,7 +174,9 @@ impl Cluster {
         let Some(shared) = &self.redis else {
             return Ok(());
         };
+        let relay = inbound.outbox.clone();
         shared.bus.start(inbound)?;
+        shared.relay.clone().keep_claiming(relay);
         shared
             .members
             .clone()
@@ -183,9 +206,11 @@ impl Cluster {
         members::merge(self.instance_id(), &self.instances(registry).await)
     }
 
-    /// Takes this instance out of the reports at once (a clean stop).
+    /// Takes this instance out of the reports and hands the relay turn on at once (a clean
+    /// stop).
     pub async fn leave(&self) {
         if let Some(shared) = &self.redis {
+            shared.relay.give_back().await;
             shared.members.leave(self.instance_id()).await;
         }
     }

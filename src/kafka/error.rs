@@ -20,6 +20,19 @@ pub enum KafkaError {
     /// A consumer configuration that cannot work (no topics, zero attempts, ...).
     #[error("invalid consumer configuration: {0}")]
     Config(String),
+    /// A blocking librdkafka call could not be run on its own thread (spawn failed or panicked).
+    #[error("kafka worker thread: {0}")]
+    Worker(String),
+    /// The standalone cluster's fixed bootstrap address cannot be listened on.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The embedded cluster's bootstrap list names no address a forwarder can connect to.
+    #[error("the embedded cluster reports no usable listener (bootstrap servers: {0})")]
+    NoListener(String),
     /// An OS thread or runtime for the adapter could not be started.
     #[error("cannot start {what}: {source}")]
     Spawn {

@@ -7,6 +7,8 @@
 //! * [`cluster`]: [`Broker`], the cluster in use: a real bootstrap list, or `"embedded"`, an
 //!   in-process librdkafka mock cluster on loopback (plus its fault injection for tests).
 //! * [`topics`]: [`ensure_topics`], idempotent topic creation at start-up.
+//! * [`standalone`]: [`standalone::Forwarder`], the fixed bootstrap address in front of an
+//!   embedded cluster run on its own (`kafka-cluster`), so several instances can share it.
 //! * [`producer`]: [`KafkaSink`], the idempotent producer behind `BrokerSink`, and
 //!   [`broker_health`] for readiness.
 //! * [`dead_letter`]: [`DeadLetter`], a record that cannot be applied and its headers.
@@ -23,6 +25,7 @@ pub mod error;
 mod lag;
 pub mod producer;
 mod runner;
+pub mod standalone;
 pub mod topics;
 
 #[cfg(test)]

@@ -1,18 +1,24 @@
 //! Creates the routed topics at start-up if they are missing.
 //!
 //! The embedded cluster does not answer the CreateTopics admin request (librdkafka 2.12's mock
-//! broker lets it time out), so there topics are made through the mock's own API; a real cluster
-//! gets an admin request. Either way an existing topic counts as success, so start-up can run
-//! this every time and several router instances can race on it.
+//! broker lets it time out), so there topics are made through the mock's own API. A bootstrap
+//! list first gets a metadata request, and CreateTopics only for the topics it lacks: a mock
+//! cluster shared through `kafka-cluster` already has them all and is never asked.
+//!
+//! Either way an existing topic counts as success, so start-up can run this every time and
+//! several router instances can race on it.
 
-use super::{common_config, Broker, KafkaError};
+use super::{common_config, off_thread, Broker, KafkaError};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError as RdKafkaError;
 use rdkafka::types::RDKafkaErrorCode;
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// How long the controller may take to create the topics before the request fails.
+/// How long the metadata request, and the controller creating topics, may take before start-up
+/// fails. A cluster that is still starting gets this long to answer.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Replication factor for new topics on a real cluster: -1 asks for the broker's
@@ -57,10 +63,12 @@ fn create_mock_topic(
 }
 
 async fn create_real_topics(bootstrap: &str, topics: &[(String, i32)]) -> Result<(), KafkaError> {
-    let admin: AdminClient<DefaultClientContext> =
-        common_config(bootstrap, "nft-event-router-admin").create()?;
+    let admin: Arc<AdminClient<DefaultClientContext>> =
+        Arc::new(common_config(bootstrap, "nft-event-router-admin").create()?);
+    let existing = existing_topics(admin.clone()).await?;
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
+        .filter(|(name, _)| !existing.contains(name))
         .map(|(name, partitions)| {
             NewTopic::new(
                 name,
@@ -69,6 +77,10 @@ async fn create_real_topics(bootstrap: &str, topics: &[(String, i32)]) -> Result
             )
         })
         .collect();
+    if new_topics.is_empty() {
+        log::info!("all {} topics exist on {bootstrap}", topics.len());
+        return Ok(());
+    }
     let options = AdminOptions::new()
         .operation_timeout(Some(ADMIN_TIMEOUT))
         .request_timeout(Some(ADMIN_TIMEOUT));
@@ -85,6 +97,29 @@ async fn create_real_topics(bootstrap: &str, topics: &[(String, i32)]) -> Result
         }
     }
     Ok(())
+}
+
+/// The names of the topics the cluster has, from one metadata request for all topics (asking
+/// for named topics could auto-create them). The fetch blocks, so it runs off the async thread.
+async fn existing_topics(
+    admin: Arc<AdminClient<DefaultClientContext>>,
+) -> Result<HashSet<String>, KafkaError> {
+    let fetched = off_thread("kafka-admin", move || {
+        Ok(admin
+            .inner()
+            .fetch_metadata(None, ADMIN_TIMEOUT)
+            .map(|metadata| {
+                metadata
+                    .topics()
+                    .iter()
+                    .filter(|topic| topic.error().is_none())
+                    .map(|topic| topic.name().to_owned())
+                    .collect::<HashSet<String>>()
+            }))
+    })
+    .await
+    .map_err(KafkaError::Worker)?;
+    Ok(fetched?)
 }
 
 fn is_already_exists(e: &RdKafkaError) -> bool {

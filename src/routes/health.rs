@@ -86,6 +86,13 @@ async fn check_kafka(deps: &Dependencies) -> Value {
     };
     check["bootstrapServers"] = json!(bootstrap);
     check["embedded"] = json!(deps.broker.is_embedded());
+    // In a cluster one instance relays the shared outbox; the others stand by.
+    let relay = if deps.cluster.relay_turn().holds() {
+        "active"
+    } else {
+        "standby"
+    };
+    check["relay"] = json!(relay);
     check
 }
 

@@ -16,12 +16,12 @@ const PATIENCE: Duration = Duration::from_secs(30);
 
 /// One record as read back by an independent consumer.
 #[derive(Debug, Clone)]
-struct Seen {
-    topic: String,
-    partition: i32,
-    key: String,
-    headers: HashMap<String, String>,
-    payload: serde_json::Value,
+pub(crate) struct Seen {
+    pub topic: String,
+    pub partition: i32,
+    pub key: String,
+    pub headers: HashMap<String, String>,
+    pub payload: serde_json::Value,
 }
 
 async fn bootstrap(app: &TestApp) -> String {
@@ -35,7 +35,7 @@ async fn bootstrap(app: &TestApp) -> String {
 
 /// Reads `topics` from the beginning until `done` holds or patience runs out, on a blocking
 /// thread, with a consumer group of its own (so nothing of the router's is disturbed).
-async fn read_topics(
+pub(crate) async fn read_topics(
     bootstrap: &str,
     topics: &[&str],
     done: impl Fn(&[Seen]) -> bool + Send + 'static,

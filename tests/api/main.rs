@@ -8,6 +8,7 @@ mod domain;
 mod flows;
 mod helpers;
 mod kafka;
+mod kafka_cluster;
 mod metrics;
 mod operations;
 mod pages;

@@ -160,7 +160,7 @@ impl EventJournal {
     /// is stamped with the commit, which the session that queues it times its delivery from.
     fn delivered(&self, stored: Vec<super::StoredEvent>) -> Vec<Appended> {
         if let Some(relay) = &self.committed {
-            relay.do_send(RelayNow);
+            relay.do_send(RelayNow::Committed);
         }
         let committed_at = Some(Instant::now());
         let shared = self.bus.is_shared();

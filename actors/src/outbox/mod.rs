@@ -11,10 +11,43 @@ mod relay;
 pub use memory::{MemoryBroker, MemoryOutbox};
 pub use relay::{GetRelayStatus, OutboxRelay, RelayNow, RelayStatus};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use crate::journal::LogError;
 use chrono::{DateTime, Utc};
 use std::future::Future;
 use std::pin::Pin;
+
+/// Whether this instance's relay is the one that publishes the shared outbox.
+///
+/// Several instances read one outbox. Were they all to relay it, each row would reach Kafka
+/// once per instance and a user's records could interleave out of order between relays, so
+/// the cluster elects one holder (a Redis lease, see the router's `cluster::relay_turn`) and
+/// the others stand by. A single instance always holds it.
+#[derive(Debug, Clone)]
+pub struct RelayTurn(Arc<AtomicBool>);
+
+impl RelayTurn {
+    /// The turn of an instance alone: always held.
+    pub fn always() -> Self {
+        RelayTurn(Arc::new(AtomicBool::new(true)))
+    }
+
+    /// A turn to be won: not held until [`RelayTurn::set`] says so.
+    pub fn contested() -> Self {
+        RelayTurn(Arc::new(AtomicBool::new(false)))
+    }
+
+    pub fn holds(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Records whether the turn is held; answers whether that changed.
+    pub fn set(&self, held: bool) -> bool {
+        self.0.swap(held, Ordering::Relaxed) != held
+    }
+}
 
 /// A stored event not yet acknowledged by the broker.
 #[derive(Debug, Clone, PartialEq)]

@@ -7,7 +7,8 @@
 //! the sink keeps those retries from duplicating records. Publishing runs beside the SSE path
 //! and never delays a 202 or a live frame.
 
-use super::{BrokerSink, Outbox, OutboxEntry, Record};
+use super::{BrokerSink, Outbox, OutboxEntry, Record, RelayTurn};
+use crate::bus::{BusMessage, LiveBus, NoBus};
 use crate::journal::blocking;
 use crate::metrics::metrics;
 use crate::routing::RoutingTable;
@@ -26,11 +27,19 @@ const IDLE_POLL: Duration = Duration::from_millis(500);
 const BACKLOG_POLL: Duration = Duration::from_secs(5);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long a standby relay gathers commits before it tells the holder: under load that is
+/// one bus message per few milliseconds, not one per event.
+const NUDGE_GATHER: Duration = Duration::from_millis(2);
 
-/// New rows were committed: relay them now rather than at the next poll.
-#[derive(Message, Clone, Copy)]
+/// Relay now rather than at the next poll.
+#[derive(Message, Clone, Copy, Debug, PartialEq, Eq)]
 #[rtype(result = "()")]
-pub struct RelayNow;
+pub enum RelayNow {
+    /// This instance committed new rows.
+    Committed,
+    /// Another instance did (over the bus), or this one just won the turn.
+    Elsewhere,
+}
 
 /// Progress of the relay, for readiness and metrics.
 #[derive(Message)]
@@ -56,6 +65,12 @@ pub struct OutboxRelay {
     again: bool,
     backoff: Duration,
     status: RelayStatus,
+    /// Whether this instance publishes the outbox (see [`RelayTurn`]).
+    turn: RelayTurn,
+    /// Where a standby relay tells the holder about new rows.
+    bus: Arc<dyn LiveBus>,
+    /// A nudge for the holder is being gathered.
+    nudging: bool,
 }
 
 impl OutboxRelay {
@@ -69,11 +84,34 @@ impl OutboxRelay {
             again: false,
             backoff: MIN_BACKOFF,
             status: RelayStatus::default(),
+            turn: RelayTurn::always(),
+            bus: Arc::new(NoBus),
+            nudging: false,
         }
     }
 
+    /// One relay among several instances: it publishes only while `turn` is held, and while
+    /// it stands by it passes its commits' nudges to the holder over `bus`.
+    pub fn shared(mut self, turn: RelayTurn, bus: Arc<dyn LiveBus>) -> Self {
+        self.turn = turn;
+        self.bus = bus;
+        self
+    }
+
+    /// Rows were committed here while another instance holds the turn.
+    fn tell_holder(&mut self, ctx: &mut Context<Self>) {
+        if self.nudging {
+            return;
+        }
+        self.nudging = true;
+        ctx.run_later(NUDGE_GATHER, |act, _| {
+            act.nudging = false;
+            act.bus.publish(BusMessage::OutboxMoved);
+        });
+    }
+
     fn pass(&mut self, ctx: &mut Context<Self>) {
-        if self.cooling {
+        if self.cooling || !self.turn.holds() {
             return;
         }
         if self.running {
@@ -231,8 +269,12 @@ impl Actor for OutboxRelay {
 impl Handler<RelayNow> for OutboxRelay {
     type Result = ();
 
-    fn handle(&mut self, _: RelayNow, ctx: &mut Self::Context) {
-        self.pass(ctx);
+    fn handle(&mut self, now: RelayNow, ctx: &mut Self::Context) {
+        if self.turn.holds() {
+            self.pass(ctx);
+        } else if now == RelayNow::Committed {
+            self.tell_holder(ctx);
+        }
     }
 }
 
