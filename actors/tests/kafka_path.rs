@@ -224,3 +224,77 @@ async fn notifications_and_audit_are_idempotent_and_poison_is_invalid() {
         .expect("mailbox");
     assert!(matches!(down, Err(ConsumeError::Transient(_))));
 }
+
+/// A bus that only remembers what was published.
+#[derive(Default)]
+struct RecordingBus(std::sync::Mutex<Vec<actors::bus::BusMessage>>);
+
+impl actors::bus::LiveBus for RecordingBus {
+    fn publish(&self, message: actors::bus::BusMessage) {
+        if let Ok(mut sent) = self.0.lock() {
+            sent.push(message);
+        }
+    }
+    fn watch(&self, _: &str) {}
+    fn unwatch(&self, _: &str) {}
+    fn is_shared(&self) -> bool {
+        true
+    }
+    fn status(&self) -> actors::bus::BusStatus {
+        actors::bus::NoBus.status()
+    }
+}
+
+#[actix::test]
+async fn a_standby_relay_publishes_nothing_and_tells_the_holder_once_per_burst() {
+    let log = Arc::new(MemoryLog::new());
+    let registry = SessionRegistry::new(StreamConfig::default(), log.clone()).start();
+    let broker = MemoryBroker::new();
+    let bus = Arc::new(RecordingBus::default());
+    let turn = actors::outbox::RelayTurn::contested();
+    let relay = OutboxRelay::new(
+        log.clone(),
+        Arc::new(broker.clone()),
+        RoutingTable::default(),
+    )
+    .shared(turn.clone(), bus.clone())
+    .start();
+    let journal = EventJournal::new(log, registry.recipient())
+        .notify_committed(relay.clone().recipient())
+        .start();
+    for _ in 0..20 {
+        journal
+            .send(actors::journal::Append {
+                envelope: sample_event("u1", EventType::VolumeMilestoneReached),
+            })
+            .await
+            .expect("mailbox")
+            .expect("stored");
+    }
+    let told = || {
+        bus.0
+            .lock()
+            .map(|sent| {
+                sent.iter()
+                    .filter(|m| **m == actors::bus::BusMessage::OutboxMoved)
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert!(wait_until(|| told() >= 1).await, "the holder is told");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        broker.records().is_empty(),
+        "a standby relay publishes nothing"
+    );
+    assert!(
+        told() < 20,
+        "nudges are gathered, not one per event: {}",
+        told()
+    );
+
+    // Winning the turn: the backlog goes out.
+    assert!(turn.set(true));
+    relay.do_send(RelayNow::Elsewhere);
+    assert!(wait_until(|| broker.records().len() == 20).await);
+}

@@ -9,7 +9,7 @@ use crate::report::{
     ConnectionFigures, DeliveryFigures, LatencyFigures, LoadgenFigures, PublishFigures, Report,
     ScenarioSummary, ServerFigures,
 };
-use crate::scenario::{Scenario, Target, TargetKind};
+use crate::scenario::{Scenario, Target};
 use crate::subscriber::{self, ConnSpec, ConnStats, Shared};
 use crate::{http1, token::TokenMinter};
 use anyhow::Context;
@@ -70,15 +70,7 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<Report> {
         Some(plan) => Some(start_kafka(scenario, plan, &target, clock).await?),
         None => None,
     };
-    let load = apply_load(
-        scenario,
-        &target,
-        &minter,
-        &shared,
-        counters,
-        watch.as_ref(),
-    )
-    .await?;
+    let load = apply_load(scenario, &minter, &shared, counters, watch.as_ref()).await?;
     let held = connected.figures.held;
     let server = server.map(|s| s.finish(held, scenario.idle, wall));
 
@@ -209,7 +201,6 @@ struct LoadPhase {
 /// Publishes and drains, or with `idle` holds the streams for the duration.
 async fn apply_load(
     scenario: &Scenario,
-    target: &Target,
     minter: &TokenMinter,
     shared: &Shared,
     counters: Arc<PublishCounters>,
@@ -221,7 +212,7 @@ async fn apply_load(
         tokio::time::sleep(scenario.duration).await;
         None
     } else {
-        let plan = publish_plan(scenario, target, minter)?;
+        let plan = publish_plan(scenario, minter)?;
         let outcome = publisher::publish(plan, shared.clock, counters).await?;
         let drain_secs = drain(scenario, shared, &outcome, kafka).await;
         Some((outcome, drain_secs))
@@ -303,21 +294,14 @@ async fn connect_all(
     Ok(Connected { figures, handles })
 }
 
-fn publish_plan(
-    scenario: &Scenario,
-    target: &Target,
-    minter: &TokenMinter,
-) -> anyhow::Result<PublishPlan> {
+fn publish_plan(scenario: &Scenario, minter: &TokenMinter) -> anyhow::Result<PublishPlan> {
     let user_ids_json = (0..scenario.users)
         .map(|u| serde_json::to_string(&scenario.user_id(u)))
         .collect::<Result<Vec<_>, _>>()
         .context("encoding user ids")?;
-    let base = match scenario.kind {
-        TargetKind::Router => target.base_url.clone(),
-        TargetKind::Nchan | TargetKind::Pushpin => {
-            scenario.publish_url.trim_end_matches('/').to_owned()
-        }
-    };
+    // `--publish-url` defaults to the subscribe URL for the router and nchan; given apart, it
+    // publishes through another router instance than the one holding the streams.
+    let base = scenario.publish_url.trim_end_matches('/').to_owned();
     let endpoints = (0..scenario.users)
         .map(|u| format!("{base}{}", scenario.user_path(&scenario.publish_path, u)))
         .collect::<Vec<_>>();
