@@ -200,6 +200,14 @@ impl TopicSettings {
             ("dead_letter", &self.dead_letter),
         ]
     }
+
+    /// Every configured topic's name and partition count: what start-up makes sure exists.
+    pub fn partitions(&self) -> Vec<(String, i32)> {
+        self.all()
+            .iter()
+            .map(|(_, t)| (t.name.clone(), t.partitions))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

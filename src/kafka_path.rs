@@ -41,13 +41,7 @@ impl KafkaPath {
             Broker::start(&kafka.brokers).context("cannot start Kafka (key `kafka.brokers`)")?,
         );
         log::info!("kafka bootstrap servers: {}", broker.bootstrap());
-        let topics: Vec<(String, i32)> = kafka
-            .topics
-            .all()
-            .iter()
-            .map(|(_, t)| (t.name.clone(), t.partitions))
-            .collect();
-        ensure_topics(&broker, &topics)
+        ensure_topics(&broker, &kafka.topics.partitions())
             .await
             .context("cannot create the Kafka topics")?;
 

@@ -135,14 +135,7 @@ async fn serve_kafka_cluster(settings: &Settings, forwarder: Forwarder) -> anyho
     use anyhow::Context as _;
     let shutdown = shutdown_signal().context("cannot install the signal handlers")?;
     let broker = Broker::start(EMBEDDED).context("cannot start the embedded kafka cluster")?;
-    let topics: Vec<(String, i32)> = settings
-        .kafka
-        .topics
-        .all()
-        .iter()
-        .map(|(_, t)| (t.name.clone(), t.partitions))
-        .collect();
-    ensure_topics(&broker, &topics)
+    ensure_topics(&broker, &settings.kafka.topics.partitions())
         .await
         .context("cannot create the Kafka topics")?;
     let upstream = first_listener(&broker)?;

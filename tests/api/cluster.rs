@@ -558,17 +558,5 @@ async fn a_broker_outage_and_a_killed_relay_lose_no_event_and_publish_none_twice
         crate::kafka::read_topics(&bootstrap, &["nft-analytics-topic"], |s| s.len() > 150).await;
     assert_eq!(seen.len(), 150, "every event reached Kafka");
     assert_eq!(again.len(), 150, "none twice");
-    for user in &users {
-        let want: Vec<&String> = published
-            .iter()
-            .filter(|p| &p.0 == user)
-            .map(|p| &p.1)
-            .collect();
-        let got: Vec<&String> = seen
-            .iter()
-            .filter(|s| &s.key == user)
-            .map(|s| &s.headers["eventId"])
-            .collect();
-        assert_eq!(got, want, "{user}'s records in stream order");
-    }
+    crate::kafka::assert_stream_order(&users, &published, &seen);
 }

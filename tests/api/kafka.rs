@@ -191,7 +191,21 @@ async fn a_broker_outage_during_500_publishes_loses_and_duplicates_nothing() {
     .await;
     assert_eq!(seen.len(), 500);
     assert_eq!(again.len(), 500, "exactly once");
+    assert_stream_order(&users, &published, &seen);
     for user in &users {
+        let partitions: std::collections::HashSet<i32> = seen
+            .iter()
+            .filter(|s| &s.key == user)
+            .map(|s| s.partition)
+            .collect();
+        assert_eq!(partitions.len(), 1, "one partition per user");
+    }
+}
+
+/// Each user's records on the topic are that user's published event ids, in publish order.
+/// `published` holds (user, eventId) pairs as accepted.
+pub(crate) fn assert_stream_order(users: &[String], published: &[(String, String)], seen: &[Seen]) {
+    for user in users {
         let want: Vec<&String> = published
             .iter()
             .filter(|p| &p.0 == user)
@@ -202,13 +216,7 @@ async fn a_broker_outage_during_500_publishes_loses_and_duplicates_nothing() {
             .filter(|s| &s.key == user)
             .map(|s| &s.headers["eventId"])
             .collect();
-        assert_eq!(got, want, "per-user order on the partition");
-        let partitions: std::collections::HashSet<i32> = seen
-            .iter()
-            .filter(|s| &s.key == user)
-            .map(|s| s.partition)
-            .collect();
-        assert_eq!(partitions.len(), 1, "one partition per user");
+        assert_eq!(got, want, "{user}'s records in stream order");
     }
 }
 
