@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS nft_events (
     event_id      VARCHAR(64)  NOT NULL,
     event_type    VARCHAR(64)  NOT NULL,
     envelope_json MEDIUMTEXT   NOT NULL,
+    correlation_id VARCHAR(128) NULL,
     created_at    DATETIME(6)  NOT NULL,
     published_at  DATETIME(6)  NULL,
     PRIMARY KEY (id),

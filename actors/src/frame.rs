@@ -1,7 +1,7 @@
 //! SSE frames, encoded once and shared. An event fanned out to many sessions is serialized a
 //! single time; each session queues a reference-counted handle to the same bytes.
 
-use crate::event::EventType;
+use crate::event::{EventType, StoredType};
 use bytes::{BufMut, Bytes, BytesMut};
 use chrono::{SecondsFormat, Utc};
 use std::time::Instant;
@@ -9,23 +9,16 @@ use std::time::Instant;
 /// Where resynchronizing clients fetch a fresh snapshot.
 pub const SNAPSHOT_URL: &str = "/api/v1/user/nfts";
 
-/// What the delivery metrics need of a stored event's frame: its type, and, for a live frame,
-/// when the journal committed it. Both `Copy`, so fanning a frame out to many sessions still
-/// clones nothing heavier than the shared bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EventStamp {
-    pub event_type: EventType,
-    /// `None` for a frame read back from the journal (catch-up): it was not waiting on us.
-    pub committed_at: Option<Instant>,
-}
-
-/// One complete SSE frame (terminated by a blank line), ready to write to a socket. Frames of
-/// stored events also carry their cursor, so a session can drop one it already sent, and
-/// their [`EventStamp`] when the metrics should count them.
+/// One complete SSE frame (terminated by a blank line), ready to write to a socket. A stored
+/// event's frame also carries its cursor (so a session can drop one it already sent), its type
+/// when this build knows it (which streams show it, which counter it adds to), and, while it is
+/// live, when the journal committed it (where its delivery latency starts). All `Copy` beside
+/// the shared bytes, so fanning a frame out to many sessions clones nothing heavier.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
     seq: Option<u64>,
-    stamp: Option<EventStamp>,
+    event_type: Option<EventType>,
+    committed_at: Option<Instant>,
     bytes: Bytes,
 }
 
@@ -33,27 +26,35 @@ impl Frame {
     fn raw(bytes: Bytes) -> Self {
         Frame {
             seq: None,
-            stamp: None,
+            event_type: None,
+            committed_at: None,
             bytes,
         }
     }
 
-    /// The same frame, counted (and, if live, timed) as an event delivery when a session
-    /// queues it.
-    pub fn stamped(mut self, stamp: EventStamp) -> Self {
-        self.stamp = Some(stamp);
+    /// A stored event: `id: <seq>` + `data: <envelope json>`. Read back from the store, it is
+    /// counted as delivered when a session queues it, but not timed: it was not waiting on us.
+    pub fn stored(seq: u64, event_type: &StoredType, json: &str) -> Self {
+        let mut frame = Frame::event(&seq.to_string(), json);
+        frame.seq = Some(seq);
+        frame.event_type = event_type.known();
+        frame
+    }
+
+    /// The same frame, live: its delivery is timed from `at`, the commit.
+    pub fn committed(mut self, at: Instant) -> Self {
+        self.committed_at = Some(at);
         self
     }
 
-    pub fn stamp(&self) -> Option<EventStamp> {
-        self.stamp
+    /// The type of a stored event's frame, when this build knows it.
+    pub fn event_type(&self) -> Option<EventType> {
+        self.event_type
     }
 
-    /// A stored event: `id: <seq>` + `data: <envelope json>`.
-    pub fn stored(seq: u64, json: &str) -> Self {
-        let mut frame = Frame::event(&seq.to_string(), json);
-        frame.seq = Some(seq);
-        frame
+    /// When the journal committed a live frame's event.
+    pub fn committed_at(&self) -> Option<Instant> {
+        self.committed_at
     }
 
     /// Tells the client its cursor cannot be resumed and where to fetch a snapshot. Carries the
@@ -69,7 +70,7 @@ impl Frame {
         frame
     }
 
-    /// The cursor of a stored event's frame.
+    /// The cursor of a stored event's frame (and of a resync).
     pub fn seq(&self) -> Option<u64> {
         self.seq
     }

@@ -17,15 +17,14 @@ mod snapshot;
 
 pub use snapshot::MetricsSnapshot;
 
-use crate::event::EventType;
-use crate::frame::EventStamp;
+use crate::event::{EventType, StoredType};
 use crate::session::EndReason;
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
 use std::sync::LazyLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The `Content-Type` of [`Metrics::render`]'s output (Prometheus text format 0.0.4).
 pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
@@ -97,11 +96,11 @@ impl PerEventType {
         }
     }
 
-    /// By the name a store row carries; a name this build does not know gets its own label.
-    fn inc_named(&self, name: &str) {
-        match name.parse::<EventType>() {
-            Ok(t) => self.inc(t),
-            Err(_) => self.vec.with_label_values(&[name]).inc(),
+    /// By the type a store row carries; a name this build does not know gets its own label.
+    fn inc_stored(&self, stored: &StoredType) {
+        match stored {
+            StoredType::Known(t) => self.inc(*t),
+            StoredType::Unknown(name) => self.vec.with_label_values(&[name]).inc(),
         }
     }
 }
@@ -311,24 +310,26 @@ impl Metrics {
     }
 
     /// The journal stored an event of this type (the name its row carries).
-    pub fn event_accepted(&self, event_type: &str) {
-        self.events_accepted.inc_named(event_type);
+    pub fn event_accepted(&self, event_type: &StoredType) {
+        self.events_accepted.inc_stored(event_type);
     }
 
     /// The journal could not store an event of this type.
-    pub fn event_failed(&self, event_type: &str) {
-        self.events_failed.inc_named(event_type);
+    pub fn event_failed(&self, event_type: EventType) {
+        self.events_failed.inc(event_type);
     }
 
-    /// A session queued a stored event's frame. Live frames (stamped with their commit) are
+    /// A session queued a stored event's frame. Live frames (with their commit instant) are
     /// timed; the latency is observed before the count grows, so at any moment the histogram
-    /// holds at least as many samples as live deliveries were counted.
-    pub fn event_delivered(&self, stamp: EventStamp) {
-        if let Some(committed) = stamp.committed_at {
+    /// holds at least as many samples as live deliveries were counted. Frames of a type this
+    /// build does not know are not counted.
+    pub fn event_delivered(&self, event_type: Option<EventType>, committed_at: Option<Instant>) {
+        let Some(event_type) = event_type else { return };
+        if let Some(committed) = committed_at {
             self.delivery_latency
                 .observe(committed.elapsed().as_secs_f64());
         }
-        self.events_delivered.inc(stamp.event_type);
+        self.events_delivered.inc(event_type);
     }
 
     /// The broker acknowledged an event `age` after it was created.

@@ -11,7 +11,6 @@
 //! message, every `interval`.
 
 use crate::bus::{BusMessage, LiveBus, NoBus};
-use crate::frame::EventStamp;
 use crate::journal::{blocking, EventLog, LogError};
 use crate::registry::{Broadcast, SessionRegistry};
 use crate::Frame;
@@ -94,15 +93,10 @@ impl OperationsFeed {
                     let mut last = after;
                     for entry in page {
                         last = last.max(entry.seq);
-                        let mut frame = Frame::stored(entry.seq, &entry.envelope_json);
                         // Counted as delivered; not timed, since the poll interval would
                         // dominate the figure.
-                        if let Ok(event_type) = entry.event_type.parse() {
-                            frame = frame.stamped(EventStamp {
-                                event_type,
-                                committed_at: None,
-                            });
-                        }
+                        let frame =
+                            Frame::stored(entry.seq, &entry.event_type, &entry.envelope_json);
                         feed.sessions.do_send(Broadcast(frame));
                     }
                     feed.last = Some(last);

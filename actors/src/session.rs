@@ -17,8 +17,7 @@
 //! writes on; a [`Nudge`] (the sweep saw the stream's head move) does the same without a frame.
 //! Cursors only move forward, so the client sees every shown event once, in order.
 
-use crate::event::EventType;
-use crate::frame::{EventStamp, Frame};
+use crate::frame::Frame;
 use crate::journal::{blocking, check_cursor, CursorCheck, EventLog, LogError};
 use crate::metrics::metrics;
 use crate::stream_config::StreamConfig;
@@ -168,13 +167,9 @@ impl SseSession {
 
     /// Queues a frame without waiting; stops the session if the client cannot take it.
     fn push(&mut self, frame: Frame, ctx: &mut Context<Self>) {
-        let stamp = frame.stamp();
+        let counted = (frame.event_type(), frame.committed_at());
         match self.outbox.try_send(frame.into_bytes()) {
-            Ok(()) => {
-                if let Some(stamp) = stamp {
-                    metrics().event_delivered(stamp);
-                }
-            }
+            Ok(()) => metrics().event_delivered(counted.0, counted.1),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 log::info!(
                     "session {} of user {} closed: queue of {} frames overflowed",
@@ -203,7 +198,7 @@ impl SseSession {
             self.user_id.clone(),
             from,
             self.outbox.clone(),
-            self.config.hidden_types.clone(),
+            self.config.clone(),
         );
         ctx.wait(
             replay
@@ -258,10 +253,7 @@ impl SseSession {
             _ => {}
         }
         self.last_seq = Some(seq);
-        let hidden = frame
-            .stamp()
-            .is_some_and(|stamp| !self.config.shows(stamp.event_type));
-        if !hidden {
+        if self.config.shows(&frame) {
             self.push(frame, ctx);
         }
     }
@@ -280,12 +272,10 @@ impl From<LogError> for CatchUpError {
 }
 
 async fn send(outbox: &mpsc::Sender<Bytes>, frame: Frame) -> Result<(), CatchUpError> {
-    let stamp = frame.stamp();
+    let counted = (frame.event_type(), frame.committed_at());
     match tokio::time::timeout(REPLAY_SEND_TIMEOUT, outbox.send(frame.into_bytes())).await {
         Ok(Ok(())) => {
-            if let Some(stamp) = stamp {
-                metrics().event_delivered(stamp);
-            }
+            metrics().event_delivered(counted.0, counted.1);
             Ok(())
         }
         Ok(Err(_)) => Err(CatchUpError::ClientGone),
@@ -301,7 +291,7 @@ async fn catch_up(
     user_id: Arc<str>,
     resume: Resume,
     outbox: mpsc::Sender<Bytes>,
-    hidden: Vec<EventType>,
+    config: StreamConfig,
 ) -> Result<Option<u64>, CatchUpError> {
     let user = user_id.to_string();
     let bounds = {
@@ -329,30 +319,15 @@ async fn catch_up(
                 send(&outbox, Frame::resync(head.max(event.seq))).await?;
                 return Ok(Some(head.max(event.seq)));
             }
-            let shown = event
-                .event_type
-                .parse::<EventType>()
-                .map_or(true, |t| !hidden.contains(&t));
-            if shown {
-                send(&outbox, replayed(&event)).await?;
+            let frame = Frame::stored(event.seq, &event.event_type, &event.envelope_json);
+            if config.shows(&frame) {
+                send(&outbox, frame).await?;
             }
             cursor = event.seq;
         }
         if !full {
             return Ok(Some(cursor));
         }
-    }
-}
-
-/// A stored event's frame as read back from the journal: counted as delivered, not timed.
-fn replayed(event: &crate::journal::StoredEvent) -> Frame {
-    let frame = Frame::stored(event.seq, &event.envelope_json);
-    match event.event_type.parse::<EventType>() {
-        Ok(event_type) => frame.stamped(EventStamp {
-            event_type,
-            committed_at: None,
-        }),
-        Err(_) => frame,
     }
 }
 

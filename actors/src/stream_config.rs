@@ -1,6 +1,7 @@
 //! Tunables of the SSE streams, handed to the registry once and shared by its supervisors and
 //! sessions.
 
+use crate::frame::Frame;
 use crate::EventType;
 use std::time::Duration;
 
@@ -21,8 +22,16 @@ pub struct StreamConfig {
 }
 
 impl StreamConfig {
-    pub fn shows(&self, event_type: EventType) -> bool {
-        !self.hidden_types.contains(&event_type)
+    /// The one rule for what these streams write, live or replayed: every frame but a stored
+    /// event of a hidden type. (A type this build does not know is shown: it is the user's.)
+    pub fn shows(&self, frame: &Frame) -> bool {
+        self.shows_type(frame.event_type())
+    }
+
+    /// The same rule for a stored event of this type (`None`: a type this build does not
+    /// know), for the paths that serve events without framing them (polling).
+    pub fn shows_type(&self, event_type: Option<EventType>) -> bool {
+        event_type.is_none_or(|t| !self.hidden_types.contains(&t))
     }
 }
 

@@ -2,7 +2,6 @@
 //! event still reaches the other instance's sessions, once and in order.
 
 use ::actors::bus::{BusMessage, BusStatus, LiveBus, NoBus};
-use ::actors::frame::EventStamp;
 use ::actors::journal::MemoryLog;
 use ::actors::registry::{Publish, SessionRegistry};
 use ::actors::sweeper::HeadSweeper;
@@ -38,10 +37,7 @@ impl LiveBus for LossyBus {
         if let Some(to) = self.to.get() {
             to.do_send(Publish {
                 user_id: user_id.to_string(),
-                frame: Frame::stored(seq, &envelope_json).stamped(EventStamp {
-                    event_type,
-                    committed_at: None,
-                }),
+                frame: Frame::stored(seq, &event_type.into(), &envelope_json),
             });
         }
     }

@@ -105,7 +105,7 @@ impl World {
             .into_iter()
             .map(|e| {
                 let v: Value = serde_json::from_str(&e.envelope_json).expect("json");
-                (e.event_type, v["data"].clone())
+                (e.event_type.to_string(), v["data"].clone())
             })
             .collect()
     }

@@ -11,7 +11,6 @@
 use super::ClusterError;
 use actix::Recipient;
 use actors::bus::{BusMessage, BusStatus, LiveBus};
-use actors::frame::EventStamp;
 use actors::operations_feed::FeedMoved;
 use actors::outbox::RelayNow;
 use actors::registry::Publish;
@@ -465,10 +464,7 @@ impl Subscriber {
             return;
         }
         self.state.received.fetch_add(1, Ordering::Relaxed);
-        let frame = Frame::stored(event.seq, event.envelope).stamped(EventStamp {
-            event_type: event.event_type,
-            committed_at: None,
-        });
+        let frame = Frame::stored(event.seq, &event.event_type.into(), event.envelope);
         self.inbound.events.do_send(Publish {
             user_id: user_id.to_owned(),
             frame,

@@ -11,7 +11,7 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::sql_types::{BigInt, Text};
 
-use super::columns::{self, check_id, MAX_EVENT_ID, MAX_EVENT_TYPE, MAX_USER_ID};
+use super::columns::{self, check_id, MAX_CORRELATION_ID, MAX_EVENT_ID, MAX_USER_ID};
 use super::connection::{write_transaction, write_transaction_retrying, Dialect, StoreConnection};
 use super::error::StoreError;
 use super::schema::{nft_events, user_streams};
@@ -20,6 +20,8 @@ use super::schema::{nft_events, user_streams};
 /// `EventLog` port (see `port.rs`). `created_at` of a stored event is truncated to whole
 /// microseconds, the precision both backends keep.
 pub use actors::journal::{NewEvent, StoredEvent};
+
+use actors::event::StoredType;
 
 /// Rows deleted per pruning transaction: bounded so a large prune never holds SQLite's write
 /// lock (or a long run of InnoDB row locks) long enough to stall appends.
@@ -43,6 +45,7 @@ struct EventInsert<'a> {
     event_id: &'a str,
     event_type: &'a str,
     envelope_json: &'a str,
+    correlation_id: Option<&'a str>,
     created_at: NaiveDateTime,
 }
 
@@ -65,7 +68,7 @@ impl TryFrom<EventRow> for StoredEvent {
             seq: seq_from_db(row.seq)?,
             event_id: row.event_id,
             user_id: row.user_id,
-            event_type: row.event_type,
+            event_type: StoredType::parse(&row.event_type),
             envelope_json: row.envelope_json,
             created_at: row.created_at.and_utc(),
         })
@@ -92,7 +95,10 @@ pub(crate) fn append(
 fn validate(event: &NewEvent) -> Result<(), StoreError> {
     check_id("user_id", &event.user_id, MAX_USER_ID)?;
     check_id("event_id", &event.event_id, MAX_EVENT_ID)?;
-    check_id("event_type", &event.event_type, MAX_EVENT_TYPE)
+    if let Some(id) = &event.correlation_id {
+        check_id("correlation_id", id, MAX_CORRELATION_ID)?;
+    }
+    Ok(())
 }
 
 pub(crate) fn append_in_transaction(
@@ -126,7 +132,7 @@ pub(crate) fn append_in_transaction(
             seq: seq_from_db(seq)?,
             event_id: event.event_id.clone(),
             user_id: event.user_id.clone(),
-            event_type: event.event_type.clone(),
+            event_type: event.event_type.into(),
             envelope_json: event.envelope_json.clone(),
             created_at,
         });
@@ -176,8 +182,9 @@ fn insert_event(
         user_id: &event.user_id,
         seq,
         event_id: &event.event_id,
-        event_type: &event.event_type,
+        event_type: event.event_type.as_str(),
         envelope_json: &event.envelope_json,
+        correlation_id: event.correlation_id.as_deref(),
         created_at,
     };
     match diesel::insert_into(nft_events::table)

@@ -7,6 +7,7 @@
 //! tables and indexes.
 
 use diesel::connection::SimpleConnection;
+use diesel::RunQueryDsl;
 
 use super::connection::{write_transaction, Dialect, StoreConnection};
 use super::error::StoreError;
@@ -27,12 +28,64 @@ pub(crate) fn run(conn: &mut StoreConnection) -> Result<(), StoreError> {
             // connection; it cannot be changed inside a transaction, hence before the DDL.
             conn.batch_execute("PRAGMA journal_mode = WAL;")?;
             // One write transaction: a concurrent starter waits, then finds the tables there.
-            write_transaction(conn, |conn| Ok(conn.batch_execute(SQLITE_DDL)?))
+            write_transaction(conn, |conn| {
+                conn.batch_execute(SQLITE_DDL)?;
+                add_correlation_column(conn)
+            })
         }
         // MySQL commits each DDL statement implicitly, so a transaction would buy nothing.
         #[cfg(feature = "mysql")]
-        Dialect::Mysql => Ok(conn.batch_execute(MYSQL_DDL)?),
+        Dialect::Mysql => {
+            conn.batch_execute(MYSQL_DDL)?;
+            add_correlation_column(conn)
+        }
     }
+}
+
+/// How many columns named `correlation_id` `nft_events` has (0 or 1).
+#[derive(diesel::QueryableByName)]
+struct ColumnCount {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// Step 1: `nft_events.correlation_id`, so the relay reads a record's correlation header from
+/// its column instead of parsing the envelope back. A database made before it gets the column,
+/// and its unpublished rows get their value from the envelope (published rows are never read
+/// for it again). Racing starters on MySQL: the loser's `ADD COLUMN` fails as a duplicate,
+/// which is the state it wanted.
+fn add_correlation_column(conn: &mut StoreConnection) -> Result<(), StoreError> {
+    let (count, add, backfill) = match conn.dialect() {
+        Dialect::Sqlite => (
+            "SELECT COUNT(*) AS n FROM pragma_table_info('nft_events') \
+             WHERE name = 'correlation_id'",
+            "ALTER TABLE nft_events ADD COLUMN correlation_id TEXT NULL",
+            "UPDATE nft_events SET correlation_id = json_extract(envelope_json, '$.correlationId') \
+             WHERE published_at IS NULL AND json_type(envelope_json, '$.correlationId') = 'text'",
+        ),
+        #[cfg(feature = "mysql")]
+        Dialect::Mysql => (
+            "SELECT COUNT(*) AS n FROM information_schema.columns WHERE table_schema = DATABASE() \
+             AND table_name = 'nft_events' AND column_name = 'correlation_id'",
+            "ALTER TABLE nft_events ADD COLUMN correlation_id VARCHAR(128) NULL",
+            "UPDATE nft_events \
+             SET correlation_id = JSON_UNQUOTE(JSON_EXTRACT(envelope_json, '$.correlationId')) \
+             WHERE published_at IS NULL \
+             AND JSON_TYPE(JSON_EXTRACT(envelope_json, '$.correlationId')) = 'STRING'",
+        ),
+    };
+    let present = diesel::sql_query(count).get_result::<ColumnCount>(conn)?.n > 0;
+    if present {
+        return Ok(());
+    }
+    match diesel::sql_query(add).execute(conn) {
+        Ok(_) => {}
+        Err(diesel::result::Error::DatabaseError(_, info))
+            if info.message().contains("Duplicate column") => {}
+        Err(e) => return Err(e.into()),
+    }
+    diesel::sql_query(backfill).execute(conn)?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ use super::error::StoreError;
 use super::events::StoredEvent;
 use super::schema::{feed_counters, operations_feed};
 use super::Store;
+use actors::event::StoredType;
 
 /// The `feed_counters` row that numbers `operations_feed`.
 const FEED: &str = "operations";
@@ -68,7 +69,7 @@ impl TryFrom<FeedRow> for StoredEvent {
             seq: seq_from_db(row.seq)?,
             event_id: row.event_id,
             user_id: row.user_id,
-            event_type: row.event_type,
+            event_type: StoredType::parse(&row.event_type),
             envelope_json: row.envelope_json,
             created_at: row.created_at.and_utc(),
         })

@@ -18,6 +18,8 @@ use super::Store;
 /// The relay's record type: the store implements the actors' `Outbox` port (see `port.rs`).
 pub use actors::outbox::OutboxEntry;
 
+use actors::event::StoredType;
+
 /// Ids per UPDATE: keeps each statement far below SQLite's and MySQL's bound-parameter limits,
 /// whatever batch size the relay settles on.
 const MARK_CHUNK: usize = 1_000;
@@ -29,6 +31,7 @@ struct PendingRow {
     event_id: String,
     user_id: String,
     event_type: String,
+    correlation_id: Option<String>,
     envelope_json: String,
     created_at: NaiveDateTime,
 }
@@ -41,7 +44,8 @@ impl TryFrom<PendingRow> for OutboxEntry {
             id: columns::u64_from_db(row.id, "event row id")?,
             event_id: row.event_id,
             user_id: row.user_id,
-            event_type: row.event_type,
+            event_type: StoredType::parse(&row.event_type),
+            correlation_id: row.correlation_id,
             envelope_json: row.envelope_json,
             created_at: row.created_at.and_utc(),
         })

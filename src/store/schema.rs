@@ -15,6 +15,7 @@ diesel::table! {
         event_id -> Text,
         event_type -> Text,
         envelope_json -> Text,
+        correlation_id -> Nullable<Text>,
         created_at -> Timestamp,
         published_at -> Nullable<Timestamp>,
     }

@@ -20,6 +20,7 @@ CREATE TABLE IF NOT EXISTS nft_events (
     event_id      TEXT    NOT NULL,
     event_type    TEXT    NOT NULL,
     envelope_json TEXT    NOT NULL,
+    correlation_id TEXT    NULL,
     created_at    TEXT    NOT NULL,
     published_at  TEXT    NULL,
     CONSTRAINT uq_nft_events_event_id UNIQUE (event_id),

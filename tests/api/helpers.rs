@@ -39,10 +39,37 @@ pub fn fresh_store_url() -> String {
     }
 }
 
+/// The test databases of earlier runs, dropped once per run before the first is made: every
+/// test makes its own, and some outlive their `TestApp` (restarts, child processes), so they
+/// are not dropped one by one.
+#[cfg(feature = "mysql")]
+static SWEPT: std::sync::Once = std::sync::Once::new();
+
+#[cfg(feature = "mysql")]
+fn sweep_earlier_runs(conn: &mut diesel::MysqlConnection) {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Schema {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+    }
+    let old = diesel::sql_query(
+        "SELECT schema_name AS name FROM information_schema.schemata \
+         WHERE schema_name LIKE 'nftr\\_test\\_%'",
+    )
+    .load::<Schema>(conn)
+    .unwrap_or_default();
+    for schema in old {
+        let _ =
+            diesel::sql_query(format!("DROP DATABASE IF EXISTS `{}`", schema.name)).execute(conn);
+    }
+}
+
 #[cfg(feature = "mysql")]
 fn create_mysql_database(server_url: &str, name: &str) -> String {
     use diesel::{Connection, RunQueryDsl};
     let mut conn = diesel::MysqlConnection::establish(server_url).expect("DATABASE_URL reachable");
+    SWEPT.call_once(|| sweep_earlier_runs(&mut conn));
     diesel::sql_query(format!("CREATE DATABASE `{name}`"))
         .execute(&mut conn)
         .expect("create test database");

@@ -87,3 +87,49 @@ impl FromStr for EventType {
             .ok_or_else(|| UnknownEventType(s.to_owned()))
     }
 }
+
+/// An event type as read back from the store: one this build knows, or the name a newer build
+/// wrote. Parsed once where the row is read, so no path after the store parses it again; an
+/// unknown name is carried through rather than failing the read (the event is still the
+/// user's, and still goes to Kafka on the routing table's fallback row).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum StoredType {
+    Known(EventType),
+    Unknown(Box<str>),
+}
+
+impl StoredType {
+    /// Parses a stored type name.
+    pub fn parse(name: &str) -> Self {
+        name.parse::<EventType>()
+            .map_or_else(|_| StoredType::Unknown(name.into()), StoredType::Known)
+    }
+
+    /// The type, when this build knows it.
+    pub fn known(&self) -> Option<EventType> {
+        match self {
+            StoredType::Known(t) => Some(*t),
+            StoredType::Unknown(_) => None,
+        }
+    }
+
+    /// The wire name, as stored.
+    pub fn as_str(&self) -> &str {
+        match self {
+            StoredType::Known(t) => t.as_str(),
+            StoredType::Unknown(name) => name,
+        }
+    }
+}
+
+impl From<EventType> for StoredType {
+    fn from(t: EventType) -> Self {
+        StoredType::Known(t)
+    }
+}
+
+impl fmt::Display for StoredType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

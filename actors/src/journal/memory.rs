@@ -14,13 +14,20 @@ struct Streams {
     events: HashMap<String, Vec<StoredEvent>>,
     last_seq: HashMap<String, u64>,
     ids: HashSet<String>,
-    /// Outbox view: row id → (event, published?), in commit order.
-    rows: BTreeMap<u64, (StoredEvent, bool)>,
+    /// Outbox view, in commit order.
+    rows: BTreeMap<u64, Row>,
     next_row: u64,
     /// Domain state: what `apply_change` writes and `user_state` reads.
     users: HashMap<String, UserState>,
     /// Flow records by operation id.
     flows: BTreeMap<String, FlowRecord>,
+}
+
+/// An event as the outbox sees it.
+struct Row {
+    event: StoredEvent,
+    correlation_id: Option<String>,
+    published: bool,
 }
 
 #[derive(Default)]
@@ -71,14 +78,21 @@ impl MemoryLog {
                 seq,
                 event_id: e.event_id.clone(),
                 user_id: e.user_id.clone(),
-                event_type: e.event_type.clone(),
+                event_type: e.event_type.into(),
                 envelope_json: e.envelope_json.clone(),
                 created_at: e.created_at,
             };
             s.ids.insert(e.event_id.clone());
             s.next_row += 1;
             let row_id = s.next_row;
-            s.rows.insert(row_id, (row.clone(), false));
+            s.rows.insert(
+                row_id,
+                Row {
+                    event: row.clone(),
+                    correlation_id: e.correlation_id.clone(),
+                    published: false,
+                },
+            );
             s.events
                 .entry(e.user_id.clone())
                 .or_default()
@@ -149,11 +163,11 @@ impl EventLog for MemoryLog {
         let unpublished: HashSet<String> = s
             .rows
             .values()
-            .filter(|(_, published)| !published)
-            .map(|(e, _)| e.event_id.clone())
+            .filter(|row| !row.published)
+            .map(|row| row.event.event_id.clone())
             .collect();
         s.rows
-            .retain(|_, (e, published)| !*published || e.created_at >= cutoff);
+            .retain(|_, row| !row.published || row.event.created_at >= cutoff);
         let mut removed = Vec::new();
         for events in s.events.values_mut() {
             events.retain(|e| {
@@ -176,15 +190,16 @@ impl Outbox for MemoryLog {
         let s = self.lock()?;
         Ok(s.rows
             .iter()
-            .filter(|(_, (_, published))| !published)
+            .filter(|(_, row)| !row.published)
             .take(limit)
-            .map(|(id, (e, _))| OutboxEntry {
+            .map(|(id, row)| OutboxEntry {
                 id: *id,
-                event_id: e.event_id.clone(),
-                user_id: e.user_id.clone(),
-                event_type: e.event_type.clone(),
-                envelope_json: e.envelope_json.clone(),
-                created_at: e.created_at,
+                event_id: row.event.event_id.clone(),
+                user_id: row.event.user_id.clone(),
+                event_type: row.event.event_type.clone(),
+                correlation_id: row.correlation_id.clone(),
+                envelope_json: row.event.envelope_json.clone(),
+                created_at: row.event.created_at,
             })
             .collect())
     }
@@ -193,7 +208,7 @@ impl Outbox for MemoryLog {
         let mut s = self.lock()?;
         for id in ids {
             if let Some(row) = s.rows.get_mut(id) {
-                row.1 = true;
+                row.published = true;
             }
         }
         Ok(())
@@ -201,7 +216,7 @@ impl Outbox for MemoryLog {
 
     fn backlog(&self) -> Result<u64, LogError> {
         let s = self.lock()?;
-        Ok(s.rows.values().filter(|(_, p)| !p).count() as u64)
+        Ok(s.rows.values().filter(|row| !row.published).count() as u64)
     }
 }
 

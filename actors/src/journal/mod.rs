@@ -19,12 +19,17 @@ pub use writer::{Append, AppendChange, Appended, ChangeFailure, EventJournal, Jo
 
 use chrono::{DateTime, Utc};
 
+use crate::event::{EventType, StoredType};
+
 /// An event to append. Its sequence number is assigned by the log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
     pub event_id: String,
     pub user_id: String,
-    pub event_type: String,
+    pub event_type: EventType,
+    /// The envelope's `correlationId`, stored beside it so the relay's record headers need not
+    /// parse the envelope back.
+    pub correlation_id: Option<String>,
     pub envelope_json: String,
     pub created_at: DateTime<Utc>,
 }
@@ -36,7 +41,7 @@ pub struct StoredEvent {
     pub seq: u64,
     pub event_id: String,
     pub user_id: String,
-    pub event_type: String,
+    pub event_type: StoredType,
     pub envelope_json: String,
     pub created_at: DateTime<Utc>,
 }

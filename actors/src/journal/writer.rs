@@ -10,7 +10,7 @@ use super::{blocking, EventLog, LogError, NewEvent};
 use crate::bus::{BusMessage, LiveBus, NoBus};
 use crate::domain::{ChangeError, StateChange};
 use crate::event::{Envelope, EventType};
-use crate::frame::{EventStamp, Frame};
+use crate::frame::Frame;
 use crate::metrics::metrics;
 use crate::outbox::RelayNow;
 use crate::registry::Publish;
@@ -98,7 +98,8 @@ fn new_event(envelope: Envelope) -> NewEvent {
         envelope_json: envelope.to_json(),
         event_id: envelope.event_id,
         user_id: envelope.user_id,
-        event_type: envelope.event_type.as_str().to_owned(),
+        event_type: envelope.event_type,
+        correlation_id: envelope.correlation_id,
         created_at: envelope.timestamp,
     }
 }
@@ -162,25 +163,19 @@ impl EventJournal {
         if let Some(relay) = &self.committed {
             relay.do_send(RelayNow::Committed);
         }
-        let committed_at = Some(Instant::now());
+        let committed_at = Instant::now();
         let shared = self.bus.is_shared();
         stored
             .into_iter()
             .map(|event| {
                 metrics().event_accepted(&event.event_type);
-                let mut frame = Frame::stored(event.seq, &event.envelope_json);
-                let event_type = event.event_type.parse::<EventType>().ok();
-                if let Some(event_type) = event_type {
-                    frame = frame.stamped(EventStamp {
-                        event_type,
-                        committed_at,
-                    });
-                }
+                let frame = Frame::stored(event.seq, &event.event_type, &event.envelope_json)
+                    .committed(committed_at);
                 self.deliver.do_send(Publish {
                     user_id: event.user_id.clone(),
                     frame,
                 });
-                if let (Some(event_type), true) = (event_type, shared) {
+                if let (Some(event_type), true) = (event.event_type.known(), shared) {
                     self.bus.publish(BusMessage::UserEvent {
                         user_id: Arc::from(event.user_id.as_str()),
                         seq: event.seq,
@@ -263,15 +258,12 @@ impl EventJournal {
 /// The types of a write's events, kept for the failure count (the events themselves move to
 /// the blocking pool).
 fn event_types(events: &[NewEvent]) -> Vec<EventType> {
-    events
-        .iter()
-        .filter_map(|e| e.event_type.parse().ok())
-        .collect()
+    events.iter().map(|e| e.event_type).collect()
 }
 
 fn count_failed(types: &[EventType]) {
     for event_type in types {
-        metrics().event_failed(event_type.as_str());
+        metrics().event_failed(*event_type);
     }
 }
 

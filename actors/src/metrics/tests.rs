@@ -28,20 +28,14 @@ fn exercised() -> Metrics {
     m.session_closed(EndReason::ClientGone);
     m.connection_refused(Refusal::RateLimited);
     m.connection_refused(Refusal::Unauthorized);
-    m.event_accepted("badge_earned");
-    m.event_accepted("badge_earned");
-    m.event_accepted("nft_minted");
-    m.event_failed("nft_minted");
-    let live = EventStamp {
-        event_type: EventType::BadgeEarned,
-        committed_at: Some(Instant::now()),
-    };
-    m.event_delivered(live);
-    m.event_delivered(live);
-    m.event_delivered(EventStamp {
-        event_type: EventType::BadgeEarned,
-        committed_at: None,
-    });
+    m.event_accepted(&EventType::BadgeEarned.into());
+    m.event_accepted(&EventType::BadgeEarned.into());
+    m.event_accepted(&EventType::NftMinted.into());
+    m.event_failed(EventType::NftMinted);
+    let committed = Some(Instant::now());
+    m.event_delivered(Some(EventType::BadgeEarned), committed);
+    m.event_delivered(Some(EventType::BadgeEarned), committed);
+    m.event_delivered(Some(EventType::BadgeEarned), None);
     m.outbox_published(Duration::from_millis(3));
     m.set_outbox_backlog(7);
     m.consumer_processed("g1", Duration::from_millis(250));

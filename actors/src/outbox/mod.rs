@@ -14,6 +14,7 @@ pub use relay::{GetRelayStatus, OutboxRelay, RelayNow, RelayStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::event::StoredType;
 use crate::journal::LogError;
 use chrono::{DateTime, Utc};
 use std::future::Future;
@@ -56,7 +57,9 @@ pub struct OutboxEntry {
     pub id: u64,
     pub event_id: String,
     pub user_id: String,
-    pub event_type: String,
+    pub event_type: StoredType,
+    /// The envelope's `correlationId`, for the record headers.
+    pub correlation_id: Option<String>,
     pub envelope_json: String,
     /// When the event was created (stored with its row): where the publish latency starts.
     pub created_at: DateTime<Utc>,

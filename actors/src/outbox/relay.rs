@@ -12,7 +12,6 @@ use crate::bus::{BusMessage, LiveBus, NoBus};
 use crate::journal::blocking;
 use crate::metrics::metrics;
 use crate::routing::RoutingTable;
-use crate::EventType;
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -216,28 +215,19 @@ impl Pass {
 
 /// One record per topic `entry`'s type is routed to.
 fn records(routing: &RoutingTable, entry: &OutboxEntry) -> Vec<Record> {
-    let topics = match entry.event_type.parse::<EventType>() {
-        Ok(t) => routing.topics(t),
+    let topics = match entry.event_type.known() {
+        Some(t) => routing.topics(t),
         // A type this build does not know (a newer router wrote it): the fallback row.
-        Err(_) => routing.fallback(),
+        None => routing.fallback(),
     };
-    /// The one field the headers need; the rest of the envelope is skipped, not built.
-    #[derive(serde::Deserialize)]
-    struct Correlation {
-        #[serde(rename = "correlationId", default)]
-        correlation_id: Option<String>,
-    }
-    let correlation = serde_json::from_str::<Correlation>(&entry.envelope_json)
-        .ok()
-        .and_then(|c| c.correlation_id)
-        .unwrap_or_default();
+    let correlation = entry.correlation_id.clone().unwrap_or_default();
     topics
         .iter()
         .map(|topic| Record {
             topic: topic.clone(),
             key: entry.user_id.clone(),
             headers: vec![
-                ("eventType".to_owned(), entry.event_type.clone()),
+                ("eventType".to_owned(), entry.event_type.as_str().to_owned()),
                 ("eventId".to_owned(), entry.event_id.clone()),
                 ("correlationId".to_owned(), correlation.clone()),
             ],

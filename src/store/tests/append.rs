@@ -18,7 +18,7 @@ fn appended_events_read_back_in_order_with_their_fields() {
         for (new, got) in batch.iter().zip(&stored) {
             assert_eq!(got.event_id, new.event_id);
             assert_eq!(got.user_id, new.user_id);
-            assert_eq!(got.event_type, new.event_type);
+            assert_eq!(got.event_type, new.event_type.into());
             assert_eq!(got.envelope_json, new.envelope_json);
         }
         let read = store.events_after(&user, 0, 100).expect("events_after");

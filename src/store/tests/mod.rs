@@ -23,6 +23,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{NewEvent, Store, StoredEvent};
+use actors::EventType;
 
 /// A SQLite database file under the temp dir, removed (with its WAL files) on drop.
 pub(super) struct TempDb {
@@ -187,11 +188,13 @@ pub(super) fn unique_id() -> String {
 
 pub(super) fn event_at(user: &str, created_at: DateTime<Utc>) -> NewEvent {
     let event_id = Uuid::new_v4().to_string();
+    let correlation_id = Some(format!("corr-{event_id}"));
     NewEvent {
         envelope_json: format!(r#"{{"eventId":"{event_id}","userId":"{user}"}}"#),
         event_id,
         user_id: user.to_string(),
-        event_type: "nft_unlocked".to_string(),
+        event_type: EventType::NftUnlocked,
+        correlation_id,
         created_at,
     }
 }

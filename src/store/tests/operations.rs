@@ -89,7 +89,11 @@ fn a_redelivered_event_id_is_refused_and_consumes_no_seq() {
         assert!(!again, "{}: a redelivery answers false", backend.name);
         let read = store.operations_after(0, 10).expect("read");
         assert_eq!(event_ids(&read), vec![first.clone()]);
-        assert_eq!(read[0].event_type, "nft_minted", "the first copy stays");
+        assert_eq!(
+            read[0].event_type.as_str(),
+            "nft_minted",
+            "the first copy stays"
+        );
         assert_eq!(store.operations_bounds().expect("bounds"), (Some(1), 1));
         let next = record(&store, &user);
         assert_eq!(

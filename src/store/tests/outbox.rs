@@ -56,7 +56,8 @@ fn pending_events_come_oldest_first_with_their_fields() {
         );
         for (entry, new) in pending.iter().zip(&appended) {
             assert_eq!(entry.user_id, new.user_id);
-            assert_eq!(entry.event_type, new.event_type);
+            assert_eq!(entry.event_type, new.event_type.into());
+            assert_eq!(entry.correlation_id, new.correlation_id);
             assert_eq!(entry.envelope_json, new.envelope_json);
             // Stored to the microsecond: where the relay's publish latency starts.
             assert_eq!(entry.created_at, new.created_at.trunc_subsecs(6));
@@ -158,5 +159,58 @@ fn the_store_serves_the_relay_as_its_outbox_port() {
         assert_eq!(outbox.backlog().expect("backlog"), 2);
         outbox.mark_published(&ids(&pending)).expect("mark");
         assert_eq!(outbox.backlog().expect("backlog"), 0);
+    }
+}
+
+/// A database made before `nft_events.correlation_id` existed gets the column at the next
+/// start, and its unpublished rows get their correlation id from the envelope, so the relay's
+/// headers stay right across the upgrade.
+#[test]
+fn an_older_database_gains_the_correlation_column_with_its_pending_values() {
+    use diesel::connection::SimpleConnection;
+
+    for backend in isolated_backends() {
+        let store = connect(&backend, 2);
+        let user = unique_user();
+        {
+            let mut conn = store.checkout().expect("connection");
+            conn.batch_execute(&format!(
+                "ALTER TABLE nft_events DROP COLUMN correlation_id;
+                 INSERT INTO nft_events (user_id, seq, event_id, event_type, envelope_json,
+                     created_at, published_at)
+                 VALUES ('{user}', 1, 'old-1', 'nft_unlocked',
+                     '{{\"eventId\":\"old-1\",\"correlationId\":\"c-old\"}}',
+                     '2026-01-01 00:00:00', NULL),
+                    ('{user}', 2, 'old-2', 'nft_unlocked',
+                     '{{\"eventId\":\"old-2\",\"correlationId\":null}}',
+                     '2026-01-01 00:00:00', NULL);"
+            ))
+            .unwrap_or_else(|e| panic!("{}: make an older schema: {e}", backend.name));
+        }
+        drop(store);
+
+        let store = connect(&backend, 2);
+        let pending = store.pending_outbox(10).expect("pending");
+        let correlation: Vec<_> = pending
+            .iter()
+            .map(|e| (e.event_id.as_str(), e.correlation_id.as_deref()))
+            .collect();
+        assert_eq!(
+            correlation,
+            vec![("old-1", Some("c-old")), ("old-2", None)],
+            "{}",
+            backend.name
+        );
+        let next = event(&format!("{user}-new"));
+        store
+            .append(std::slice::from_ref(&next))
+            .expect("append after upgrade");
+        let after = store.pending_outbox(10).expect("pending");
+        assert_eq!(
+            after.last().and_then(|e| e.correlation_id.clone()),
+            next.correlation_id,
+            "{}: new rows carry theirs",
+            backend.name
+        );
     }
 }
