@@ -3,8 +3,11 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use actors::domain::DomainError;
+use actors::domain::{DomainError, DomainFailure};
 use actors::event::EventError;
+use actors::journal::LogError;
+
+use crate::store::StoreError;
 use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -95,5 +98,44 @@ impl ResponseError for ApiError {
                 error_code: self.error_code(),
                 field,
             })
+    }
+}
+
+/// The ladder from the ports' errors to the API's: every handler answers a failed store, journal
+/// or domain call with `?`. "Unavailable" stays 503 (retry later) all the way up; anything else
+/// is a 500 whose detail goes to the log, not to the client.
+impl From<LogError> for ApiError {
+    fn from(e: LogError) -> Self {
+        if e.is_unavailable() {
+            ApiError::Unavailable(e.to_string())
+        } else {
+            ApiError::Internal(e.to_string())
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        if e.is_unavailable() {
+            ApiError::Unavailable(e.to_string())
+        } else {
+            ApiError::Internal(e.to_string())
+        }
+    }
+}
+
+impl From<DomainFailure> for ApiError {
+    fn from(e: DomainFailure) -> Self {
+        match e {
+            DomainFailure::Refused(e) => ApiError::Domain(e),
+            DomainFailure::Store(e) => e.into(),
+        }
+    }
+}
+
+/// A blocking-pool task that did not finish (it panicked, or the pool is shutting down).
+impl From<actix_web::error::BlockingError> for ApiError {
+    fn from(e: actix_web::error::BlockingError) -> Self {
+        ApiError::Internal(format!("blocking task failed: {e}"))
     }
 }

@@ -24,7 +24,7 @@
 use crate::bus::{LiveBus, NoBus};
 use crate::event::{Envelope, EventData, EventType};
 use crate::frame::{FrameParser, ParsedFrame};
-use crate::journal::{Append, EventJournal, JournalError, MemoryLog};
+use crate::journal::{Append, EventJournal, LogError, MemoryLog};
 use crate::registry::{CloseAll, Connect, GetStats, SessionRegistry, SseStats};
 use crate::session::{Resume, SessionId};
 use crate::stream_config::StreamConfig;
@@ -111,14 +111,14 @@ impl Harness {
     }
 
     /// Stores an envelope in the journal, which then delivers it; answers its cursor.
-    pub async fn publish(&self, envelope: &Envelope) -> Result<u64, JournalError> {
+    pub async fn publish(&self, envelope: &Envelope) -> Result<u64, LogError> {
         let appended = self
             .journal
             .send(Append {
                 envelope: envelope.clone(),
             })
             .await
-            .map_err(|_| JournalError::Unavailable("journal stopped".into()))??;
+            .map_err(|_| LogError::unavailable("journal stopped"))??;
         Ok(appended.seq)
     }
 

@@ -1,7 +1,7 @@
 //! The journal and resuming from a cursor, driven in-process through the testkit.
 
 use actix::Actor;
-use actors::journal::{JournalError, PruneNow, RetentionPruner};
+use actors::journal::{LogError, PruneNow, RetentionPruner};
 use actors::outbox::Outbox;
 use actors::testkit::{sample_event, Harness, TestClient};
 use actors::{EventType, Resume, StreamConfig};
@@ -155,7 +155,7 @@ async fn a_down_log_refuses_publishes_and_delivers_nothing_then_recovers() {
         .publish(&sample_event("u1", EventType::NftBurned))
         .await
         .expect_err("refused");
-    assert!(matches!(err, JournalError::Unavailable(_)));
+    assert!(matches!(err, LogError::Unavailable(_)));
     assert!(client.no_event_within(Duration::from_millis(100)).await);
 
     harness.log().set_down(false);

@@ -55,12 +55,7 @@ pub async fn portfolio_changes(
         }
         Ok((bounds, Some(log.events_after(&user, since, limit + 1)?)))
     })
-    .await
-    .map_err(|e| ApiError::Internal(format!("polling task failed: {e}")))?
-    .map_err(|e| match e {
-        LogError::Unavailable(m) => ApiError::Unavailable(m),
-        LogError::Failed(m) => ApiError::Internal(m),
-    })?;
+    .await??;
 
     let Some(rows) = rows.as_mut() else {
         return Ok(HttpResponse::Ok().json(ChangesPage {

@@ -64,14 +64,6 @@ pub(super) fn correlation(req: &HttpRequest) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn failed(e: DomainFailure) -> ApiError {
-    match e {
-        DomainFailure::Refused(e) => ApiError::Domain(e),
-        DomainFailure::Unavailable(m) => ApiError::Unavailable(m),
-        DomainFailure::Failed(m) => ApiError::Internal(m),
-    }
-}
-
 async fn ask<M>(domain: &Addr<NftDomain>, msg: M) -> Result<M::Result, ApiError>
 where
     M: actix::Message + Send + 'static,
@@ -91,7 +83,7 @@ where
     T: Send + 'static,
     NftDomain: actix::Handler<M>,
 {
-    ask(domain, msg).await?.map_err(failed)
+    Ok(ask(domain, msg).await??)
 }
 
 fn events(outcome: &DomainOutcome) -> serde_json::Value {

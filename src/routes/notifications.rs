@@ -75,14 +75,5 @@ pub async fn mark_read(
 pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    web::block(f)
-        .await
-        .map_err(|e| ApiError::Internal(format!("store task failed: {e}")))?
-        .map_err(|e| {
-            if e.is_unavailable() {
-                ApiError::Unavailable(e.to_string())
-            } else {
-                ApiError::Internal(e.to_string())
-            }
-        })
+    Ok(web::block(f).await??)
 }

@@ -4,7 +4,7 @@ use crate::error::ApiError;
 use actix::Addr;
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use actors::event::{check_id, EventError, PublishRequest};
-use actors::journal::{Append, EventJournal, JournalError};
+use actors::journal::{Append, EventJournal};
 use actors::Envelope;
 use futures_util::StreamExt;
 
@@ -42,13 +42,7 @@ pub async fn publish_event(
     let appended = journal
         .send(Append { envelope })
         .await
-        .map_err(|_| ApiError::Unavailable("the event journal is not running".to_owned()))?
-        .map_err(|e| match e {
-            JournalError::Unavailable(m) => {
-                ApiError::Unavailable(format!("event not accepted, store unavailable: {m}"))
-            }
-            JournalError::Failed(m) => ApiError::Internal(format!("storing an event failed: {m}")),
-        })?;
+        .map_err(|_| ApiError::Unavailable("the event journal is not running".to_owned()))??;
     Ok(HttpResponse::Accepted()
         .content_type("application/json")
         .insert_header((CURSOR_HEADER, appended.seq.to_string()))

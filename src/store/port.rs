@@ -11,16 +11,18 @@ use actors::consumers::{
     AnalyticsStore, AuditStore, NewAuditEntry, NewNotification, NotificationStore, OperationsStore,
 };
 use actors::domain::{ChangeError, DomainState, FlowRecord, StateChange, UserState};
-use actors::journal::{EventLog, LogError, NewEvent, StoredEvent};
+use actors::journal::{Cause, EventLog, LogError, NewEvent, StoredEvent};
 use actors::outbox::{Outbox, OutboxEntry};
 use chrono::{DateTime, Utc};
 
+/// The store's error stays the cause (and its diesel error the cause of that), so a log line
+/// or an `Error::source` walk reaches what the database said.
 impl From<StoreError> for LogError {
     fn from(e: StoreError) -> Self {
         if e.is_unavailable() {
-            LogError::Unavailable(e.to_string())
+            LogError::Unavailable(Cause::new(e))
         } else {
-            LogError::Failed(e.to_string())
+            LogError::Failed(Cause::new(e))
         }
     }
 }

@@ -10,7 +10,7 @@ use super::{
 use crate::consumers::Cache;
 use crate::event::{BurnedNftRef, EventData, MintedNftRef, NftBurned, NftMinted, NftUnlockFailed};
 use crate::event::{Envelope, NftUnlocked, NftUpgraded};
-use crate::journal::{blocking, AppendChange, ChangeFailure, EventJournal, JournalError};
+use crate::journal::{blocking, AppendChange, ChangeFailure, EventJournal};
 use actix::Addr;
 use chrono::Utc;
 use std::sync::Arc;
@@ -330,12 +330,10 @@ impl FlowDriver {
             match sent {
                 Ok(Ok(_)) => return Ok(()),
                 Ok(Err(ChangeFailure::Conflict)) => return Err(Halt::Moved),
-                Ok(Err(ChangeFailure::Journal(JournalError::Unavailable(m)))) => {
-                    log::warn!("flow step not stored yet: {m}");
+                Ok(Err(ChangeFailure::Journal(e))) if e.is_unavailable() => {
+                    log::warn!("flow step not stored yet: {e}");
                 }
-                Ok(Err(ChangeFailure::Journal(JournalError::Failed(m)))) => {
-                    return Err(Halt::Stalled(m))
-                }
+                Ok(Err(ChangeFailure::Journal(e))) => return Err(Halt::Stalled(e.to_string())),
                 Err(_) => return Err(Halt::Stalled("journal stopped".into())),
             }
             tokio::time::sleep(pause).await;

@@ -17,7 +17,7 @@
 
 use super::nft_domain::{DomainFailure, NftDomain};
 use super::{DomainError, DomainRules, FlowKind, FlowRecord, FlowStatus, FlowStep, StateChange};
-use crate::journal::blocking;
+use crate::journal::{blocking, LogError};
 use actix::prelude::*;
 use chrono::Utc;
 use std::time::Duration;
@@ -85,9 +85,9 @@ impl NftDomain {
         AtomicResponse::new(Box::pin(run.into_actor(self).map(|outcome, actor, _| {
             let outcome = outcome?;
             let StateChange::StartFlow { flow } = outcome.change else {
-                return Err(DomainFailure::Failed(
-                    "a flow start wrote something else".into(),
-                ));
+                return Err(DomainFailure::Store(LogError::failed(
+                    "a flow start wrote something else",
+                )));
             };
             let operation_id = flow.operation_id.clone();
             actor.spawn_driver(flow);

@@ -9,7 +9,7 @@ use super::{BadgeStatus, Chain, DomainError, DomainRules, DomainState, StateChan
 use crate::consumers::Cache;
 use crate::event::{BadgeChanges, BadgeEarned, Envelope, EventData};
 use crate::event::{TierQualificationChanged, VolumeMilestoneReached};
-use crate::journal::{blocking, AppendChange, Appended, ChangeFailure, EventJournal, JournalError};
+use crate::journal::{blocking, AppendChange, Appended, ChangeFailure, EventJournal, LogError};
 use actix::prelude::*;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -31,31 +31,18 @@ pub enum DomainFailure {
     /// The rules refuse it (not qualified, unknown badge, volume going down, …).
     #[error(transparent)]
     Refused(#[from] DomainError),
-    /// The database is unreachable; nothing was written.
-    #[error("{0}")]
-    Unavailable(String),
-    /// Something else failed; nothing was written.
-    #[error("{0}")]
-    Failed(String),
+    /// The store could not take it (unreachable, or a definite failure); nothing was written.
+    #[error(transparent)]
+    Store(#[from] LogError),
 }
 
 impl From<ChangeFailure> for DomainFailure {
     fn from(e: ChangeFailure) -> Self {
         match e {
-            ChangeFailure::Conflict => {
-                DomainFailure::Failed("the user's state kept changing; try again".into())
-            }
-            ChangeFailure::Journal(JournalError::Unavailable(m)) => DomainFailure::Unavailable(m),
-            ChangeFailure::Journal(JournalError::Failed(m)) => DomainFailure::Failed(m),
-        }
-    }
-}
-
-impl From<crate::journal::LogError> for DomainFailure {
-    fn from(e: crate::journal::LogError) -> Self {
-        match e {
-            crate::journal::LogError::Unavailable(m) => DomainFailure::Unavailable(m),
-            crate::journal::LogError::Failed(m) => DomainFailure::Failed(m),
+            ChangeFailure::Conflict => DomainFailure::Store(LogError::failed(
+                "the user's state kept changing; try again",
+            )),
+            ChangeFailure::Journal(e) => DomainFailure::Store(e),
         }
     }
 }
@@ -182,7 +169,7 @@ impl NftDomain {
                         envelopes,
                     })
                     .await
-                    .map_err(|_| DomainFailure::Unavailable("journal stopped".into()))?;
+                    .map_err(|_| LogError::unavailable("journal stopped"))?;
                 match written {
                     Err(ChangeFailure::Conflict) => continue,
                     Err(e) => return Err(e.into()),

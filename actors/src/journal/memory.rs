@@ -61,7 +61,7 @@ impl MemoryLog {
         let mut batch_ids = HashSet::new();
         for e in events {
             if s.ids.contains(&e.event_id) || !batch_ids.insert(e.event_id.as_str()) {
-                return Err(LogError::Failed(format!(
+                return Err(LogError::failed(format!(
                     "duplicate event id {}",
                     e.event_id
                 )));

@@ -15,7 +15,7 @@ mod writer;
 
 pub use memory::MemoryLog;
 pub use pruner::{PruneNow, RetentionPruner};
-pub use writer::{Append, AppendChange, Appended, ChangeFailure, EventJournal, JournalError};
+pub use writer::{Append, AppendChange, Appended, ChangeFailure, EventJournal};
 
 use chrono::{DateTime, Utc};
 
@@ -46,16 +46,80 @@ pub struct StoredEvent {
     pub created_at: DateTime<Utc>,
 }
 
-/// Why the log could not answer.
+/// Why the log (or any port of the store) could not answer. The journal answers publishers
+/// with it too, so a failure keeps its cause from the adapter up to the HTTP edge.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LogError {
     /// The backing database is unreachable or overloaded; retry later.
     #[error("event log unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
     /// A definite failure (duplicate id, invalid row, a bug).
     #[error("event log error: {0}")]
-    Failed(String),
+    Failed(#[source] Cause),
 }
+
+impl LogError {
+    pub fn unavailable(cause: impl Into<Cause>) -> Self {
+        LogError::Unavailable(cause.into())
+    }
+
+    pub fn failed(cause: impl Into<Cause>) -> Self {
+        LogError::Failed(cause.into())
+    }
+
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, LogError::Unavailable(_))
+    }
+}
+
+/// What made a port call fail: the adapter's own error, kept as the `source` of the chain and
+/// shared (`Arc`), so one failed batch answers each of its publishers with the same cause.
+#[derive(Debug, Clone)]
+pub struct Cause(std::sync::Arc<dyn std::error::Error + Send + Sync>);
+
+impl Cause {
+    pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Cause(std::sync::Arc::new(error))
+    }
+}
+
+/// A cause that is only a message (the in-memory adapters, a stopped actor).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Message(String);
+
+impl From<&str> for Cause {
+    fn from(message: &str) -> Self {
+        Cause::new(Message(message.to_owned()))
+    }
+}
+
+impl From<String> for Cause {
+    fn from(message: String) -> Self {
+        Cause::new(Message(message))
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// Two causes are the same when they say the same (tests compare answers).
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for Cause {}
 
 /// The durable log behind the journal. Implementations are blocking; the actors call them on
 /// tokio's blocking pool, never on an actor's own thread.
@@ -130,7 +194,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
 ) -> Result<T, LogError> {
     tokio::task::spawn_blocking(f)
         .await
-        .unwrap_or_else(|e| Err(LogError::Failed(format!("log call panicked: {e}"))))
+        .unwrap_or_else(|e| Err(LogError::failed(format!("log call panicked: {e}"))))
 }
 
 #[cfg(test)]

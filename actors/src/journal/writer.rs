@@ -24,7 +24,7 @@ pub const MAX_BATCH: usize = 512;
 
 /// Store an event durably, then deliver it.
 #[derive(Message)]
-#[rtype(result = "Result<Appended, JournalError>")]
+#[rtype(result = "Result<Appended, LogError>")]
 pub struct Append {
     pub envelope: Envelope,
 }
@@ -34,25 +34,6 @@ pub struct Append {
 pub struct Appended {
     pub seq: u64,
     pub envelope_json: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum JournalError {
-    /// The log is unreachable; nothing was stored or delivered.
-    #[error("{0}")]
-    Unavailable(String),
-    /// The log refused the batch; nothing was stored or delivered.
-    #[error("{0}")]
-    Failed(String),
-}
-
-impl From<LogError> for JournalError {
-    fn from(e: LogError) -> Self {
-        match e {
-            LogError::Unavailable(m) => JournalError::Unavailable(m),
-            LogError::Failed(m) => JournalError::Failed(m),
-        }
-    }
 }
 
 /// Store a domain state change and the events it caused, in one transaction, then deliver
@@ -71,10 +52,10 @@ pub enum ChangeFailure {
     #[error("the state changed meanwhile")]
     Conflict,
     #[error(transparent)]
-    Journal(#[from] JournalError),
+    Journal(#[from] LogError),
 }
 
-type Reply = oneshot::Sender<Result<Appended, JournalError>>;
+type Reply = oneshot::Sender<Result<Appended, LogError>>;
 type ChangeReply = oneshot::Sender<Result<Vec<Appended>, ChangeFailure>>;
 
 enum Pending {
@@ -209,7 +190,7 @@ impl EventJournal {
                     Err(e) => {
                         log::warn!("journal write of {n} events failed: {e}");
                         count_failed(&types);
-                        let err = JournalError::from(e);
+                        let err = e;
                         for reply in replies {
                             let _ = reply.send(Err(err.clone()));
                         }
@@ -234,7 +215,7 @@ impl EventJournal {
             tokio::task::spawn_blocking(move || log.apply_change(&change, &events))
                 .await
                 .unwrap_or_else(|e| {
-                    Err(ChangeError::Log(LogError::Failed(format!(
+                    Err(ChangeError::Log(LogError::failed(format!(
                         "log call panicked: {e}"
                     ))))
                 })
@@ -246,7 +227,7 @@ impl EventJournal {
                 Err(ChangeError::Conflict) => Err(ChangeFailure::Conflict),
                 Err(ChangeError::Log(e)) => {
                     count_failed(&types);
-                    Err(ChangeFailure::Journal(e.into()))
+                    Err(ChangeFailure::Journal(e))
                 }
             };
             let _ = reply.send(answer);
@@ -277,7 +258,7 @@ impl Actor for EventJournal {
 }
 
 impl Handler<Append> for EventJournal {
-    type Result = ResponseFuture<Result<Appended, JournalError>>;
+    type Result = ResponseFuture<Result<Appended, LogError>>;
 
     fn handle(&mut self, msg: Append, ctx: &mut Self::Context) -> Self::Result {
         let (tx, rx) = oneshot::channel();
@@ -286,7 +267,7 @@ impl Handler<Append> for EventJournal {
         self.flush(ctx);
         Box::pin(async move {
             rx.await
-                .unwrap_or_else(|_| Err(JournalError::Unavailable("journal stopped".into())))
+                .unwrap_or_else(|_| Err(LogError::Unavailable("journal stopped".into())))
         })
     }
 }
@@ -302,7 +283,7 @@ impl Handler<AppendChange> for EventJournal {
         self.flush(ctx);
         Box::pin(async move {
             rx.await.unwrap_or_else(|_| {
-                Err(ChangeFailure::Journal(JournalError::Unavailable(
+                Err(ChangeFailure::Journal(LogError::Unavailable(
                     "journal stopped".into(),
                 )))
             })
