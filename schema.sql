@@ -98,9 +98,9 @@ CREATE TABLE IF NOT EXISTS audit_log (
     KEY idx_audit_log_occurred_at (occurred_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
--- The local ledger, the default chain adapter (DESIGN §7): every mint and burn, once per flow
--- operation and kind, so a resumed flow gets its first result back instead of a second NFT.
--- A ledger in the database with derived base58 addresses and signatures; not a blockchain.
+-- The local ledger, the default chain adapter (docs/DOMAIN.md): every mint and burn, once per flow
+-- operation and kind, so a resumed flow gets its first result back instead of a second NFT. A
+-- ledger in the database with derived base58 addresses and signatures; not a blockchain.
 CREATE TABLE IF NOT EXISTS ledger_entries (
     id           BIGINT       NOT NULL AUTO_INCREMENT,
     operation_id VARCHAR(64)  NOT NULL,
@@ -116,7 +116,7 @@ CREATE TABLE IF NOT EXISTS ledger_entries (
     KEY idx_ledger_entries_mint_address (mint_address)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
--- The NFT domain's state per user (DESIGN §7). Written only together with the events the
+-- The NFT domain's state per user (docs/DOMAIN.md). Written only together with the events the
 -- change causes, in one transaction (through the journal), so streams and outbox agree.
 CREATE TABLE IF NOT EXISTS user_volumes (
     user_id    VARCHAR(128) NOT NULL,

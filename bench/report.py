@@ -91,7 +91,7 @@ def kafka_section(results):
         "",
         f"Records: {k['records']:,} of {k['expected']:,} expected on the broker, "
         f"{k['missing']:,} missing by the end of the drain, {k['duplicates']:,} duplicate, "
-        f"{k['foreign']:,} foreign; SSE: {problems(r)}. DESIGN §8's Kafka-path budget "
+        f"{k['foreign']:,} foreign; SSE: {problems(r)}. The Kafka-path performance budget "
         f"(record → SSE frame p99 ≤ 10 ms) reads here as the *accepted → record* and "
         f"*accepted → SSE* rows side by side, since the frame does not come from the record.",
         "",

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark (issue 7): the same loadgen scenarios against nft-event-router,
+# Side-by-side benchmark: the same loadgen scenarios against nft-event-router,
 # nginx + nchan and Pushpin on this machine; writes BENCHMARKS.md at the repository root.
 #
 # Run by hand, as root (it raises the file limit to 20,000), from anywhere:

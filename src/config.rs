@@ -103,7 +103,7 @@ pub struct MonitoringSettings {
     pub feed_poll_ms: u64,
 }
 
-/// The seed's `alertConfig` thresholds and how alerts are evaluated.
+/// The thresholds of the four alert rules and how alerts are evaluated.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertSettings {
@@ -258,7 +258,8 @@ pub struct SseSettings {
     pub heartbeat_secs: u64,
     pub session_queue: usize,
     pub retry_ms: u64,
-    /// Event types a user's own stream (and polling) does not carry (DESIGN §5: for admins).
+    /// Event types a user's own stream (and polling) does not carry (the SSE column of the
+    /// routing table, docs/KAFKA.md: for admins).
     pub hidden_event_types: Vec<String>,
 }
 

@@ -1,6 +1,7 @@
-//! Starting the Kafka half of delivery (DESIGN §5–§6): the broker (embedded or real), its
-//! topics, the outbox relay that publishes the journal, and the three consumer groups that
-//! feed the analytics, notification and audit actors.
+//! Starting the Kafka half of delivery (the routing table, docs/KAFKA.md, and the delivery
+//! guarantees, docs/DELIVERY.md): the broker (embedded or real), its topics, the outbox relay
+//! that publishes the journal, and the four consumer groups that feed the analytics,
+//! notification, audit and operations-feed actors.
 
 use crate::cluster::Cluster;
 use crate::config::Settings;

@@ -102,7 +102,7 @@ impl Frame {
         Frame::raw(Bytes::from(format!("retry: {millis}\n\n")))
     }
 
-    /// The seed's first frame on every stream.
+    /// The first frame on every stream.
     pub fn connection_established(user_id: &str) -> Self {
         let json = serde_json::json!({
             "type": "connection_established",
@@ -113,7 +113,7 @@ impl Frame {
         Frame::data(&json.to_string())
     }
 
-    /// The seed's heartbeat; carries no id.
+    /// The heartbeat frame; carries no id.
     pub fn heartbeat() -> Self {
         let json = serde_json::json!({
             "type": "heartbeat",

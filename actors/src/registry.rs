@@ -2,9 +2,9 @@
 //!
 //! It maps a user id to that user's `UserSupervisor`, creating supervisors on first connect and
 //! retiring them once idle, routes each published frame to the right supervisor, and answers
-//! the seed's `getStats()`. Connects and retirements are handled atomically (the registry waits
-//! for the supervisor's answer before taking its next message), which is what makes "retire
-//! when idle" race-free against a connect for the same user.
+//! [`GetStats`] with the connection statistics. Connects and retirements are handled atomically
+//! (the registry waits for the supervisor's answer before taking its next message), which is what
+//! makes "retire when idle" race-free against a connect for the same user.
 //!
 //! With other router instances beside this one, the registry also tells the live bus which
 //! users' events this instance needs: it watches a user when that user's supervisor is
@@ -65,7 +65,7 @@ pub struct SupervisorIdle {
     pub user_id: Arc<str>,
 }
 
-/// The seed's `getStats()`.
+/// Asks for the connection statistics ([`SseStats`]).
 #[derive(Message)]
 #[rtype(result = "SseStats")]
 pub struct GetStats;
@@ -95,7 +95,8 @@ pub struct WatchedUsers;
 #[rtype(result = "()")]
 pub struct Heads(pub Vec<(Arc<str>, u64)>);
 
-/// Connection statistics in the seed's `getStats()` shape.
+/// Connection statistics: `totalConnections`, `uniqueUsers`, `connectionsPerUser` and
+/// `averageConnectionsPerUser`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SseStats {

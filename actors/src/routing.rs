@@ -1,5 +1,5 @@
-//! The routing table of DESIGN §5: which Kafka topics an event type goes to. It is
-//! configuration; [`RoutingTable::default`] holds the seed's rows.
+//! The routing table (docs/KAFKA.md): which Kafka topics an event type goes to. It is
+//! configuration; [`RoutingTable::default`] holds the rows of `[routing]` in `config.toml`.
 
 use crate::event::EventType;
 use std::collections::HashMap;

@@ -7,17 +7,18 @@ use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct StreamConfig {
-    /// Sessions one user may hold at once (the seed's limit is 3).
+    /// Sessions one user may hold at once (3 by default).
     pub max_connections_per_user: usize,
     /// Frames a session may have queued and unwritten before it is closed as too slow.
     pub session_queue: usize,
-    /// Interval of the seed's heartbeat frame.
+    /// Interval of the heartbeat frame.
     pub heartbeat: Duration,
     /// The `retry:` hint sent once per stream.
     pub retry: Duration,
-    /// Event types these streams do not carry, live or replayed (DESIGN §5's SSE column:
-    /// `nft_minted` and `nft_burned` are for admins, not for the user's own stream). Their
-    /// cursors are skipped, so ids on a stream may jump; resuming still works.
+    /// Event types these streams do not carry, live or replayed (the SSE column of the routing
+    /// table, docs/KAFKA.md: `nft_minted` and `nft_burned` are for admins, not for the user's
+    /// own stream). Their cursors are skipped, so ids on a stream may jump; resuming still
+    /// works.
     pub hidden_types: Vec<EventType>,
 }
 

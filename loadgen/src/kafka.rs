@@ -26,7 +26,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// Where the router routes `volume_milestone_reached`, the type the publisher sends
-/// (`[routing]` in `config.toml`, DESIGN §5).
+/// (`[routing]` in `config.toml`; the routing table, docs/KAFKA.md).
 pub const DEFAULT_TOPICS: &[&str] = &["nft-analytics-topic"];
 
 /// `--kafka-brokers` value that asks the router's `/readyz` for its bootstrap servers (the

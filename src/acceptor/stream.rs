@@ -260,7 +260,8 @@ mod tests {
     use super::*;
 
     /// Every open stream's task holds this future for the stream's whole life: its size is
-    /// per-connection memory (DESIGN §8, ≤ 8 KiB per idle connection in all).
+    /// per-connection memory (the performance budgets, BENCHMARKS.md: ≤ 8 KiB per idle
+    /// connection in all).
     #[actix_web::test]
     async fn an_idle_streams_pump_stays_small() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -158,8 +158,9 @@ impl Members {
     }
 }
 
-/// Connection statistics of the whole cluster: the seed's shape summed over instances, plus
-/// each instance's own figures.
+/// Connection statistics of the whole cluster: the per-instance [`SseStats`] figures
+/// (`totalConnections`, `uniqueUsers`, …) summed over instances, plus each instance's own
+/// figures.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterStats {

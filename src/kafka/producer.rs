@@ -21,7 +21,7 @@ pub struct KafkaSink {
     producer: FutureProducer,
 }
 
-/// The producer settings the delivery guarantees of DESIGN §6 rest on.
+/// The producer settings the delivery guarantees (docs/DELIVERY.md) rest on.
 ///
 /// * `enable.idempotence=true` + `acks=all`: librdkafka numbers every batch, retries it until
 ///   the in-sync replicas have it, and the broker drops a retried batch it already holds, so an

@@ -1,10 +1,10 @@
 //! The consumer loop: receive a record, hand it to the consumer actor, and only once the actor
 //! answered, commit its offset. `run` loops; `handle` is one record's whole life.
 //!
-//! The guarantees (DESIGN §6): an offset is committed only after the actor applied the record
-//! (or after the record is safely on the dead-letter topic), so a crash redelivers rather than
-//! loses; a record that keeps failing is dead-lettered and committed, so it never blocks its
-//! partition. Records are handled one at a time, which keeps each partition's order.
+//! The delivery guarantees (docs/DELIVERY.md): an offset is committed only after the actor applied
+//! the record (or after the record is safely on the dead-letter topic), so a crash redelivers
+//! rather than loses; a record that keeps failing is dead-lettered and committed, so it never
+//! blocks its partition. Records are handled one at a time, which keeps each partition's order.
 
 use super::consumer::{ConsumerConfig, StopReason};
 use super::dead_letter::DeadLetter;

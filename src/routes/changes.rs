@@ -31,10 +31,9 @@ struct ChangesPage<'a> {
     resync: Option<serde_json::Value>,
 }
 
-/// The polling fallback (the seed's `getNFTPortfolioChanges`): the same events and cursors as
-/// the stream, oldest first. Pass the previous page's `nextCursor` as `since`. A `since` that
-/// can no longer be resumed exactly answers `resync` (as the stream does) with `nextCursor` at
-/// the stream's head.
+/// The polling fallback (docs/DELIVERY.md): the same events and cursors as the stream, oldest
+/// first. Pass the previous page's `nextCursor` as `since`. A `since` that can no longer be resumed
+/// exactly answers `resync` (as the stream does) with `nextCursor` at the stream's head.
 #[get("/api/v1/user/nft-portfolio-changes")]
 pub async fn portfolio_changes(
     req: HttpRequest,

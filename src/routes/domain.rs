@@ -1,4 +1,4 @@
-//! The NFT domain's routes (DESIGN §7): trading volume and badges, and the helpers the flow
+//! The NFT domain's routes (docs/DOMAIN.md): trading volume and badges, and the helpers the flow
 //! and portfolio routes share. The `NftDomain` actor decides; these handlers check input and
 //! translate.
 

@@ -1,4 +1,4 @@
-//! The unlock and upgrade flows (DESIGN §7): `POST /api/v1/user/unlock-nft` and
+//! The unlock and upgrade flows (docs/DOMAIN.md): `POST /api/v1/user/unlock-nft` and
 //! `POST /api/v1/user/upgrade-nft` answer 202 with an operation id as soon as the flow is
 //! stored; `GET /api/v1/user/operations/{id}` reports how it went. The outcome also arrives on
 //! the user's stream.

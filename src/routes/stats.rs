@@ -7,7 +7,7 @@ use actors::registry::SessionRegistry;
 use serde_json::json;
 use std::sync::Arc;
 
-/// The seed's `getStats()` for the whole cluster (connections in total, per user, and on
+/// The connection statistics for the whole cluster (connections in total, per user, and on
 /// average, summed over the live instances), with each instance's own figures in `instances`.
 /// The answering instance's figures are current; the others' are as of their last report.
 #[get("/api/v1/admin/sse-stats")]

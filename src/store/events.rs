@@ -257,12 +257,12 @@ pub(crate) fn stream_bounds(
 
 /// Deletes published events created before `cutoff`, in chunks.
 ///
-/// An unpublished event is kept whatever its age: it is still the outbox's only copy, and
-/// deleting it would drop it from Kafka for good (DESIGN §6: an outage delays, never drops).
-/// The relay publishes in id order, which per user is seq order, so a user's unpublished rows
-/// are the newest of its stream; keeping them does not open a hole in what a reconnecting
-/// client replays (as long as `created_at` grows with seq, as it does for events stamped at
-/// acceptance).
+/// An unpublished event is kept whatever its age: it is still the outbox's only copy, and deleting
+/// it would drop it from Kafka for good (the delivery guarantees, docs/DELIVERY.md: an outage
+/// delays, never drops). The relay publishes in id order, which per user is seq order, so a user's
+/// unpublished rows are the newest of its stream; keeping them does not open a hole in what a
+/// reconnecting client replays (as long as `created_at` grows with seq, as it does for events
+/// stamped at acceptance).
 pub(crate) fn prune_older_than(
     conn: &mut StoreConnection,
     cutoff: DateTime<Utc>,

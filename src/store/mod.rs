@@ -1,12 +1,12 @@
 //! The durable event store: every user event, numbered per user, in SQLite or MySQL/MariaDB,
 //! and the tables the Kafka consumers write.
 //!
-//! It is what makes delivery exact (DESIGN §6): each stored event gets the next sequence
-//! number of its user's stream, and that number is the cursor an SSE client resumes from
-//! (`Last-Event-ID`) or a poller passes as `since`. Rows also form the Kafka outbox
-//! (`published_at` stays NULL until a relay has published them), so an accepted event is
-//! queued for Kafka in the same transaction that stored it. The consumers' writes are
-//! idempotent by event id: a redelivered record changes nothing and answers `false`.
+//! It is what makes delivery exact (the delivery guarantees, docs/DELIVERY.md): each stored event
+//! gets the next sequence number of its user's stream, and that number is the cursor an SSE client
+//! resumes from (`Last-Event-ID`) or a poller passes as `since`. Rows also form the Kafka outbox
+//! (`published_at` stays NULL until a relay has published them), so an accepted event is queued for
+//! Kafka in the same transaction that stored it. The consumers' writes are idempotent by event id:
+//! a redelivered record changes nothing and answers `false`.
 //!
 //! The store is blocking (diesel + r2d2). Call it from `web::block`, a `SyncArbiter` or another
 //! blocking thread, never from an async task or an actor's context.

@@ -1,10 +1,11 @@
 //! The Kafka outbox: the rows of `nft_events` whose `published_at` is still NULL.
 //!
 //! There is no separate outbox table. An event row is written once, in the append transaction,
-//! so an accepted event is queued for Kafka by construction (DESIGN §6) and there is nothing
-//! to keep in step. The relay reads the oldest unpublished rows in id order and stamps them
-//! once the broker has acknowledged every topic they route to; `idx_nft_events_unpublished
-//! (published_at, id)` serves both the read and the backlog count.
+//! so an accepted event is queued for Kafka by construction (the delivery guarantees,
+//! docs/DELIVERY.md) and there is nothing to keep in step. The relay reads the oldest
+//! unpublished rows in id order and stamps them once the broker has acknowledged every topic
+//! they route to; `idx_nft_events_unpublished (published_at, id)` serves both the read and the
+//! backlog count.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;

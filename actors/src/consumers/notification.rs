@@ -1,6 +1,5 @@
 //! `NotificationConsumer` (group `nft-notifications-group`): one notification per event for its
-//! user, with a title, a message and a priority derived from the event (the seed's
-//! `generateNotificationTitle` / `generateNotificationMessage` / `calculatePriority`).
+//! user, with a title, a message and a priority derived from the event.
 
 use super::{
     parse_record, Consume, ConsumeError, NewNotification, NotificationStore, Outcome, Priority,

@@ -21,7 +21,7 @@ pub trait AnalyticsStore: Send + Sync + 'static {
     fn totals(&self) -> Result<Vec<(String, u64)>, LogError>;
 }
 
-/// How urgent a notification is (the seed's `calculatePriority`).
+/// How urgent a notification is, derived from its event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Priority {
     Low,
@@ -210,7 +210,7 @@ impl Cache for MemoryCache {
     }
 }
 
-/// The cache key of an event type's counter, as in the seed.
+/// The cache key of an event type's counter: `nft:{event_type}:count`.
 pub fn counter_key(event_type: &str) -> String {
     format!("nft:{event_type}:count")
 }

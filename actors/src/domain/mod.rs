@@ -1,7 +1,7 @@
-//! The NFT domain's rules (DESIGN §7): tiers qualified by trading volume and activated badges,
-//! milestones, and what an unlock or an upgrade requires. Pure functions over a user's state,
-//! so the rules are testable without a database, a chain or an actor; and the chain port with
-//! its default adapter, the `LocalLedger`.
+//! The NFT domain rules (docs/DOMAIN.md): tiers qualified by trading volume and activated badges,
+//! milestones, and what an unlock or an upgrade requires. Pure functions over a user's state, so
+//! the rules are testable without a database, a chain or an actor; and the chain port with its
+//! default adapter, the `LocalLedger`.
 
 mod chain;
 mod flow;

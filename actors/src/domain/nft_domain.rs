@@ -1,8 +1,8 @@
-//! `NftDomain`: the home of the NFT flows (DESIGN §7). This part covers trading volume and
-//! badges; every command reads the user's state, decides with the rules, and hands the state
-//! change and the events it causes to the journal as one [`AppendChange`], so state, streams
-//! and outbox always agree. Commands run one at a time; a change whose precondition another
-//! router instance invalidated meanwhile is decided again from fresh state.
+//! `NftDomain`: the home of the NFT flows (docs/DOMAIN.md). This part covers trading volume and
+//! badges; every command reads the user's state, decides with the rules, and hands the state change
+//! and the events it causes to the journal as one [`AppendChange`], so state, streams and outbox
+//! always agree. Commands run one at a time; a change whose precondition another router instance
+//! invalidated meanwhile is decided again from fresh state.
 
 use super::flow_driver::{FlowDriver, FlowPolicy};
 use super::{BadgeStatus, Chain, DomainError, DomainRules, DomainState, StateChange, UserState};

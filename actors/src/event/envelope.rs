@@ -1,4 +1,5 @@
-//! The envelope of the seed's `publishNFTEvent`, plus `correlationId`.
+//! The envelope every event travels in: `eventId`, `eventType`, `userId`, `timestamp`, `data`,
+//! `source`, `version` and `correlationId`.
 
 use super::{EventData, EventType};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -52,8 +53,7 @@ impl Envelope {
     }
 }
 
-/// `nft_` plus a UUIDv7: unique without coordination and sortable by creation time, in the
-/// spirit of the seed's `nft_${Date.now()}_${random}`.
+/// `nft_` plus a UUIDv7: unique without coordination and sortable by creation time.
 pub fn new_event_id() -> String {
     format!("nft_{}", uuid::Uuid::now_v7().simple())
 }

@@ -48,7 +48,7 @@ impl EventType {
         EventType::MetricsReport,
     ];
 
-    /// The wire name, as in the seed's schemas.
+    /// The wire name, as in the event schemas (docs/API.md).
     pub fn as_str(self) -> &'static str {
         match self {
             EventType::NftUnlocked => "nft_unlocked",

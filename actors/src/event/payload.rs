@@ -1,11 +1,11 @@
-//! Typed `data` of each event type, from the seed's "Event Types and Schemas". Every struct
-//! denies unknown fields: a producer that misspells a field hears about it instead of having
-//! the field silently dropped.
+//! Typed `data` of each event type (the event schemas, docs/API.md). Every struct denies
+//! unknown fields: a producer that misspells a field hears about it instead of having the
+//! field silently dropped.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// Benefits a tier grants, as in the seed's `nft_unlocked.benefits`.
+/// Benefits a tier grants, as carried in `nft_unlocked.benefits`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Benefits {
@@ -74,7 +74,7 @@ pub struct NftMinted {
     pub gas_used: u64,
 }
 
-/// Not in the seed's schemas; mirrors `nft_minted` for the burn half of an upgrade.
+/// Mirrors `nft_minted` for the burn half of an upgrade.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NftBurned {
@@ -112,7 +112,7 @@ pub struct TierQualificationChanged {
     pub badge_changes: BadgeChanges,
 }
 
-/// The seed publishes `{ error, nftDefinitionId }` when an unlock fails; `operationId` ties the
+/// Published as `{ error, nftDefinitionId }` when an unlock fails; `operationId` ties the
 /// failure to the flow that reported it, when there is one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -129,14 +129,14 @@ pub struct NftUnlockFailed {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SystemAlert {
     pub name: String,
-    /// `info`, `warning` or `critical`, as in the seed's `alertConfig`.
+    /// `info`, `warning` or `critical`: the severity of the alert rule.
     pub severity: String,
     pub threshold: f64,
     pub value: f64,
 }
 
-/// `metrics_report`: the monitoring reporter's summary of one interval (the seed's
-/// `NFTEventMonitoringService.reportMetrics`). Counts are over the interval; gauges are now.
+/// `metrics_report`: the monitoring reporter's summary of one interval. Counts are over the
+/// interval; gauges are now.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MetricsReport {

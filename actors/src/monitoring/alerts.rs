@@ -1,8 +1,8 @@
-//! `AlertEvaluator`: the seed's `alertConfig` as an actor. Every interval it compares the
-//! interval's figures with each rule's threshold; a rule whose figure goes above raises one
-//! `system_alert`, and resolves with one `system_alert_resolved` only after its figure has been
-//! back within the threshold for `clear_after` evaluations in a row, so a figure hovering at
-//! the threshold does not flood the feed.
+//! `AlertEvaluator`: the four alert rules as an actor. Every interval it compares the interval's
+//! figures with each rule's threshold; a rule whose figure goes above raises one `system_alert`,
+//! and resolves with one `system_alert_resolved` only after its figure has been back within the
+//! threshold for `clear_after` evaluations in a row, so a figure hovering at the threshold does not
+//! flood the feed.
 
 use super::{emit, Window};
 use crate::event::{EventData, SystemAlert};
@@ -34,7 +34,7 @@ impl Measure {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertRule {
-    /// As in the seed's `alertConfig`: `sseConnectionErrors`, `kafkaLag`, …
+    /// `sseConnectionErrors`, `kafkaLag`, `eventProcessingDelay` or `sseConnectionLimit`.
     pub name: String,
     pub severity: String,
     pub threshold: f64,
@@ -51,7 +51,7 @@ pub struct AlertRules {
 }
 
 impl AlertRules {
-    /// The seed's four rules with the given thresholds.
+    /// The four alert rules with the given thresholds.
     pub fn seed(
         sse_error_rate_percent: f64,
         consumer_lag: f64,

@@ -1,8 +1,8 @@
-//! Watching the router itself (the seed's "Performance and Monitoring"): a reporter that sums
-//! up every interval, and an alert evaluator with the seed's `alertConfig` thresholds. Both read
-//! the process's [`metrics`](crate::metrics) and speak through the journal, as `metrics_report`,
-//! `system_alert` and `system_alert_resolved` events of the user [`SYSTEM_USER`]: stored,
-//! published to the operations topic, audited, and shown on every admin's operations feed.
+//! Watching the router itself: a reporter that sums up every interval, and an alert evaluator with
+//! the four alert rules' thresholds (`[alerts]` in `config.toml`). Both read the process's
+//! [`metrics`](crate::metrics) and speak through the journal, as `metrics_report`, `system_alert`
+//! and `system_alert_resolved` events of the user [`SYSTEM_USER`]: stored, published to the
+//! operations topic, audited, and shown on every admin's operations feed.
 
 mod alerts;
 mod reporter;

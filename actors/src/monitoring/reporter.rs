@@ -1,6 +1,5 @@
-//! `MonitoringReporter`: the seed's `NFTEventMonitoringService.reportMetrics`. Every interval
-//! (60 s by default) it logs a one-line summary and posts it as `metrics_report` on the
-//! operations feed.
+//! `MonitoringReporter`: the periodic metrics report. Every interval (60 s by default) it logs a
+//! one-line summary and posts it as `metrics_report` on the operations feed.
 
 use super::alerts::SnapshotSource;
 use super::{emit, Window};
