@@ -12,7 +12,7 @@
 
 use crate::bus::{LiveBus, NoBus};
 use crate::frame::Frame;
-use crate::journal::EventLog;
+use crate::journal::{blocking, EventLog};
 use crate::session::{ClientGone, EndReason, Resume};
 use crate::stream_config::StreamConfig;
 use crate::supervisor::{
@@ -177,10 +177,43 @@ impl Actor for SessionRegistry {
     }
 }
 
+/// A [`Connect`] whose starting point is settled.
+struct OpenAt(Connect);
+
+impl Message for OpenAt {
+    type Result = Result<SessionHandle, ConnectError>;
+}
+
+/// A live stream (no cursor) starts after the head read *here*, before its session joins the
+/// user's fan-out: an event stored after this read is either fanned out to the session or
+/// replayed by it, so a client that has its response headers misses nothing stored after it
+/// connected. (Read by the session itself, the head could already include an event whose
+/// frame was fanned out meanwhile, and that frame would be dropped as a duplicate.) If the read
+/// fails, the session tries once more and otherwise takes its cursor from its first frame.
 impl Handler<Connect> for SessionRegistry {
+    type Result = ResponseFuture<Result<SessionHandle, ConnectError>>;
+
+    fn handle(&mut self, mut msg: Connect, ctx: &mut Self::Context) -> Self::Result {
+        let me = ctx.address();
+        let log = (msg.resume == Resume::Live).then(|| self.log.clone());
+        Box::pin(async move {
+            if let Some(log) = log {
+                let user = msg.user_id.clone();
+                if let Ok((_, head)) = blocking(move || log.stream_bounds(&user)).await {
+                    msg.resume = Resume::Head(head);
+                }
+            }
+            me.send(OpenAt(msg))
+                .await
+                .unwrap_or(Err(ConnectError::Unavailable))
+        })
+    }
+}
+
+impl Handler<OpenAt> for SessionRegistry {
     type Result = AtomicResponse<Self, Result<SessionHandle, ConnectError>>;
 
-    fn handle(&mut self, msg: Connect, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, OpenAt(msg): OpenAt, ctx: &mut Self::Context) -> Self::Result {
         if self.closing {
             return AtomicResponse::new(Box::pin(fut::ready(Err(ConnectError::Unavailable))));
         }

@@ -49,6 +49,10 @@ pub type ClientGone = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub enum Resume {
     /// From now on (no `Last-Event-ID`).
     Live,
+    /// From now on, where "now" is this head of the user's stream, read as the client connected
+    /// (the registry makes [`Resume::Live`] this): what was stored after it is replayed, and a
+    /// failure to read it does not end the stream.
+    Head(u64),
     /// After this cursor: replay what was missed, then live.
     After(u64),
     /// The client sent a cursor that is not one of ours: resync, then live.
@@ -210,6 +214,16 @@ impl SseSession {
                             act.deliver(frame, false, ctx);
                         }
                     }
+                    Err(CatchUpError::Log(e)) if matches!(from, Resume::Head(_)) => {
+                        // The cursor is known; a later frame or sweep fills what was missed.
+                        log::debug!("session {} could not read past its head: {e}", act.id);
+                        if let Resume::Head(head) = from {
+                            act.last_seq = act.last_seq.max(Some(head));
+                        }
+                        if let Some(frame) = then {
+                            act.deliver(frame, false, ctx);
+                        }
+                    }
                     Err(CatchUpError::Log(e)) if from == Resume::Live => {
                         // Without the head the stream still runs; its first frame sets the
                         // cursor instead.
@@ -294,34 +308,50 @@ async fn catch_up(
     config: StreamConfig,
 ) -> Result<Option<u64>, CatchUpError> {
     let user = user_id.to_string();
+    if let Resume::Head(head) = resume {
+        return replay(&log, &user, head, head, &outbox, &config).await;
+    }
     let bounds = {
         let (log, user) = (log.clone(), user.clone());
         blocking(move || log.stream_bounds(&user)).await?
     };
     let head = bounds.1;
-    let mut cursor = match resume {
+    let cursor = match resume {
         Resume::Live => return Ok(Some(head)),
         Resume::After(c) if check_cursor(c, bounds) == CursorCheck::Resumable => c,
-        Resume::After(_) | Resume::Invalid => {
+        Resume::After(_) | Resume::Head(_) | Resume::Invalid => {
             send(&outbox, Frame::resync(head)).await?;
             return Ok(Some(head));
         }
     };
+    replay(&log, &user, cursor, head, &outbox, &config).await
+}
+
+/// Sends the stored events after `cursor` (a resync if one was pruned meanwhile); returns the
+/// cursor reached.
+async fn replay(
+    log: &Arc<dyn EventLog>,
+    user: &str,
+    mut cursor: u64,
+    head: u64,
+    outbox: &mpsc::Sender<Bytes>,
+    config: &StreamConfig,
+) -> Result<Option<u64>, CatchUpError> {
     loop {
         let page = {
-            let (log, user) = (log.clone(), user.clone());
+            let (log, user) = (log.clone(), user.to_owned());
             blocking(move || log.events_after(&user, cursor, REPLAY_PAGE)).await?
         };
         let full = page.len() == REPLAY_PAGE;
         for event in page {
             if event.seq != cursor + 1 {
                 // Pruned between the bounds check and this read: not exact any more.
-                send(&outbox, Frame::resync(head.max(event.seq))).await?;
+                send(outbox, Frame::resync(head.max(event.seq))).await?;
                 return Ok(Some(head.max(event.seq)));
             }
             let frame = Frame::stored(event.seq, &event.event_type, &event.envelope_json);
             if config.shows(&frame) {
-                send(&outbox, frame).await?;
+                send(outbox, frame).await?;
             }
             cursor = event.seq;
         }

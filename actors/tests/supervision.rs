@@ -170,3 +170,18 @@ async fn close_all_ends_every_stream_and_refuses_new_ones() {
         Some(ConnectError::Unavailable)
     );
 }
+
+/// An event stored while a new stream is still reading its journal head reaches it: the
+/// session joins the fan-out only after that read and then reads what was stored in between,
+/// so the event is neither taken for one the head already covered nor missed.
+#[actix::test]
+async fn an_event_stored_while_a_stream_reads_its_head_is_delivered() {
+    let harness = Harness::start(config());
+    harness.log().set_bounds_delay(Duration::from_millis(200));
+    let mut client = harness.attach("u1").await.expect("attached");
+    let event = sample_event("u1", EventType::BadgeEarned);
+    harness.publish(&event).await.expect("stored");
+    let got = client.next_event().await.expect("delivered");
+    assert_eq!(got["eventId"], event.event_id.as_str());
+    assert!(client.no_event_within(SHORT).await, "and only once");
+}

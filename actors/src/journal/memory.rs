@@ -6,7 +6,7 @@ use crate::domain::{ChangeError, DomainState, FlowRecord, FlowStatus, StateChang
 use crate::outbox::{Outbox, OutboxEntry};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 #[derive(Default)]
@@ -34,6 +34,8 @@ struct Row {
 pub struct MemoryLog {
     streams: Mutex<Streams>,
     down: AtomicBool,
+    /// Milliseconds each `stream_bounds` call takes (a slow head read, for races at open).
+    bounds_delay_ms: AtomicU64,
 }
 
 impl MemoryLog {
@@ -44,6 +46,12 @@ impl MemoryLog {
     /// While down, every call fails with [`LogError::Unavailable`].
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Makes every `stream_bounds` call take `delay` first.
+    pub fn set_bounds_delay(&self, delay: std::time::Duration) {
+        self.bounds_delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Streams>, LogError> {
@@ -152,6 +160,10 @@ impl EventLog for MemoryLog {
     }
 
     fn stream_bounds(&self, user_id: &str) -> Result<(Option<u64>, u64), LogError> {
+        let delay = self.bounds_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(delay));
+        }
         let s = self.lock()?;
         let first = s.events.get(user_id).and_then(|v| v.first()).map(|e| e.seq);
         Ok((first, s.last_seq.get(user_id).copied().unwrap_or(0)))
