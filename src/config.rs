@@ -291,6 +291,9 @@ impl StoreSettings {
 #[serde(deny_unknown_fields)]
 pub struct LogSettings {
     pub level: String,
+    /// `text` (default) or `json`: one JSON object per line, for a log pipeline.
+    #[serde(default)]
+    pub format: crate::logging::LogFormat,
 }
 
 /// A configuration problem, phrased as one line that names the key.

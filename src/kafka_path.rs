@@ -14,6 +14,7 @@ use actors::consumers::{
     AnalyticsConsumer, AuditConsumer, Cache, NotificationConsumer, OperationsConsumer,
     ANALYTICS_GROUP, AUDIT_GROUP, NOTIFICATIONS_GROUP, OPERATIONS_GROUP,
 };
+use actors::metrics::Metrics;
 use actors::operations_feed::FeedMoved;
 use actors::outbox::OutboxRelay;
 use anyhow::Context as _;
@@ -36,6 +37,7 @@ impl KafkaPath {
         cache: Arc<dyn Cache>,
         feed: actix::Recipient<FeedMoved>,
         cluster: &Cluster,
+        metrics: &Arc<Metrics>,
     ) -> anyhow::Result<KafkaPath> {
         let kafka = &settings.kafka;
         let broker = Arc::new(
@@ -52,6 +54,7 @@ impl KafkaPath {
         // In a cluster only the holder of the relay turn publishes the shared outbox.
         let relay = OutboxRelay::new(Arc::new(store.clone()), Arc::new(sink), routing)
             .shared(cluster.relay_turn(), cluster.bus())
+            .with_metrics(metrics.clone())
             .start();
 
         let names = &kafka.topics;
@@ -94,7 +97,7 @@ impl KafkaPath {
             config.retry_backoff = Duration::from_millis(kafka.consumer_retry_backoff_ms);
             config.client_id = format!("{}-{group}", kafka.client_id);
             consumers.push(
-                spawn_consumer(config, handler)
+                spawn_consumer(config, handler, metrics.clone())
                     .with_context(|| format!("cannot start consumer group {group}"))?,
             );
         }

@@ -17,12 +17,19 @@
 //! * [`kafka_path`]: starts the broker, topics, outbox relay and consumer groups.
 //! * [`store`]: diesel over SQLite or MySQL: the journal, outbox, consumer tables.
 //! * [`routes`]: one file per HTTP route.
-//! * [`peer`]: notices an SSE client hanging up on an idle stream.
+//! * [`request_id`]: a request id on every HTTP request, and its log line.
+//! * [`logging`]: log lines with key-values, as text or JSON.
+//! * [`streams`]: the contract every path that serves a stream keeps (resume point, headers,
+//!   the door with its limits).
+//! * [`hangup`]: notices an SSE client hanging up on an idle stream; the one module allowed
+//!   `unsafe` (four libc epoll calls, each with its safety argument).
 //! * [`startup`]: [`startup::Application`], built on a listener and run until a shutdown
 //!   future resolves (the tests start exactly this).
 //!
 //! The actors (sessions, per-user supervisors, the session registry) and the event types live
 //! in the `actors` crate; see its crate documentation.
+
+#![deny(unsafe_code)]
 
 pub mod acceptor;
 pub mod auth;
@@ -31,9 +38,13 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod error;
+#[allow(unsafe_code)]
+pub mod hangup;
 pub mod kafka;
 pub mod kafka_path;
-pub mod peer;
+pub mod logging;
+pub mod request_id;
 pub mod routes;
 pub mod startup;
 pub mod store;
+pub mod streams;

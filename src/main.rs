@@ -1,3 +1,5 @@
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 use nft_event_router::auth::JwtKeys;
 use nft_event_router::cli::{Cli, Command};
@@ -38,30 +40,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// Every line names the instance, so the logs of several instances can be read together.
-fn init_logging(settings: &Settings, instance: &str) {
-    let instance = instance.to_owned();
-    env_logger::Builder::from_env(
-        env_logger::Env::default().default_filter_or(&settings.log.level),
-    )
-    .format(move |out, record| {
-        use std::io::Write as _;
-        writeln!(
-            out,
-            "[{} {:<5} {instance} {}] {}",
-            out.timestamp_millis(),
-            record.level(),
-            record.target(),
-            record.args()
-        )
-    })
-    .init();
-}
-
 fn serve(mut settings: Settings) -> ExitCode {
     let instance = settings.resolve_instance_id().to_owned();
-    actors::metrics::label_instance(&instance);
-    init_logging(&settings, &instance);
+    nft_event_router::logging::init(&settings.log.level, settings.log.format, &instance);
     let result = actix_web::rt::System::new().block_on(async move {
         let shutdown = shutdown_signal()?;
         let app = Application::build(&settings).await?;
@@ -97,7 +78,7 @@ fn kafka_cluster(settings: &Settings, bind: &str) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(settings, "kafka-cluster");
+    nft_event_router::logging::init(&settings.log.level, settings.log.format, "kafka-cluster");
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -8,8 +8,9 @@ use crate::cluster::{Cluster, Inbound};
 use crate::config::Settings;
 use crate::kafka::Broker;
 use crate::kafka_path::KafkaPath;
-use crate::routes::{self, BodyLimit, StreamDoor};
+use crate::routes::{self, BodyLimit};
 use crate::store::{OperationsLog, Store};
+use crate::streams::StreamDoor;
 use actix::{Actor, Addr};
 use actix_http::{Extensions, HttpService};
 use actix_service::map_config;
@@ -20,7 +21,7 @@ use actix_web::{web, App};
 use actors::consumers::Cache;
 use actors::domain::{DomainRules, LocalLedger, NftDomain, ResumeFlows};
 use actors::journal::{EventJournal, EventLog, RetentionPruner};
-use actors::metrics::metrics;
+use actors::metrics::Metrics;
 use actors::monitoring::{AlertEvaluator, MonitoringReporter, SnapshotSource};
 use actors::operations_feed::OperationsFeed;
 use actors::registry::{CloseAll, Drain, GetStats, SessionRegistry};
@@ -50,6 +51,7 @@ pub struct Application {
     operations: Addr<SessionRegistry>,
     kafka: KafkaPath,
     cluster: Arc<Cluster>,
+    metrics: Arc<Metrics>,
     drain: Drain,
 }
 
@@ -92,10 +94,14 @@ impl Application {
             cluster.bus_status().backend
         );
         let bus = cluster.bus();
+        let metrics = Arc::new(
+            Metrics::for_instance(cluster.instance_id()).context("cannot define the metrics")?,
+        );
 
         let event_log: Arc<dyn EventLog> = Arc::new(store.clone());
         let registry = SessionRegistry::new(settings.stream_config(), event_log.clone())
             .with_bus(bus.clone())
+            .with_metrics(metrics.clone())
             .start();
 
         // The admin operations feed: its own registry over the feed table, fed by a tailer
@@ -106,7 +112,9 @@ impl Application {
             hidden_types: Vec::new(),
             ..settings.stream_config()
         };
-        let operations = SessionRegistry::new(feed_config, feed_log.clone()).start();
+        let operations = SessionRegistry::new(feed_config, feed_log.clone())
+            .with_metrics(metrics.clone())
+            .start();
         let feed = OperationsFeed::new(
             feed_log.clone(),
             operations.clone(),
@@ -121,11 +129,13 @@ impl Application {
             cache.clone(),
             feed.clone().recipient(),
             &cluster,
+            &metrics,
         )
         .await?;
         let journal = EventJournal::new(event_log.clone(), registry.clone().recipient())
             .notify_committed(kafka.relay.clone().recipient())
             .with_bus(bus.clone())
+            .with_metrics(metrics.clone())
             .start();
         if bus.is_shared() {
             let sweeper = HeadSweeper::new(
@@ -173,7 +183,10 @@ impl Application {
         .start();
 
         // Watching the router: summaries and alerts, posted on the operations feed.
-        let snapshots: SnapshotSource = Arc::new(|| metrics().snapshot());
+        let snapshots: SnapshotSource = {
+            let metrics = metrics.clone();
+            Arc::new(move || metrics.snapshot())
+        };
         MonitoringReporter::new(
             snapshots.clone(),
             journal.clone(),
@@ -196,8 +209,10 @@ impl Application {
             registry: registry.clone(),
             leases: cluster.leases(),
             limit: settings.sse.max_connections_per_user,
+            metrics: metrics.clone(),
         };
         let data = AppData {
+            metrics: web::Data::from(metrics.clone()),
             dependencies: web::Data::new(Dependencies {
                 store: store.clone(),
                 broker: kafka.broker.clone(),
@@ -212,6 +227,7 @@ impl Application {
             operations: web::Data::new(routes::OperationsSessions(StreamDoor::local(
                 operations.clone(),
                 settings.sse.max_connections_per_user,
+                metrics.clone(),
             ))),
             journal: web::Data::new(journal),
             domain: web::Data::new(domain),
@@ -240,6 +256,7 @@ impl Application {
             operations,
             kafka,
             cluster,
+            metrics,
             drain: Drain {
                 window: settings.cluster.drain_window(),
                 retry: Duration::from_millis(settings.sse.retry_ms),
@@ -254,6 +271,11 @@ impl Application {
     /// The registry, for in-process inspection (tests, embedding).
     pub fn registry(&self) -> Addr<SessionRegistry> {
         self.registry.clone()
+    }
+
+    /// This router's metrics (what `GET /metrics` renders), for in-process inspection.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     /// The Kafka cluster in use (the embedded one can be given faults in tests).
@@ -338,6 +360,7 @@ async fn drain(
 /// What every route's handlers find in the app data.
 #[derive(Clone)]
 struct AppData {
+    metrics: web::Data<Metrics>,
     dependencies: web::Data<Dependencies>,
     keys: web::Data<JwtKeys>,
     registry: web::Data<Addr<SessionRegistry>>,
@@ -370,6 +393,8 @@ impl AppData {
         >,
     > {
         App::new()
+            .wrap(actix_web::middleware::from_fn(crate::request_id::track))
+            .app_data(self.metrics.clone())
             .app_data(self.keys.clone())
             .app_data(self.registry.clone())
             .app_data(self.door.clone())
@@ -418,7 +443,7 @@ fn http_server(
                 .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
                 .client_disconnect_timeout(Duration::from_secs(1))
                 .on_connect_ext(|io: &TcpStream, ext: &mut Extensions| {
-                    crate::peer::remember_socket(io, ext)
+                    crate::hangup::remember_socket(io, ext)
                 })
                 .finish(map_config(data.app(), |_| AppConfig::default()))
                 .tcp();

@@ -38,6 +38,8 @@
 //! session sends `SessionStarted` → … → session stops and sends `SessionEnded { reason }` →
 //! supervisor with no sessions left sends `SupervisorIdle` → registry retires it.
 
+#![forbid(unsafe_code)]
+
 /// Mailbox capacity of the actors every request goes through (registry, journal): large enough
 /// that `send` never waits for room under a burst, yet far below actix's limit (its sender
 /// count shares the same bound, so "unbounded" would make every new `Addr` clone panic).

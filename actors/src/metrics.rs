@@ -1,6 +1,7 @@
-//! Process-wide Prometheus metrics: one [`Metrics`] owning a registry and every collector,
-//! reached through [`metrics()`], rendered by `GET /metrics` ([`Metrics::render`]) and summed
-//! into a [`MetricsSnapshot`] for the alert evaluator ([`Metrics::snapshot`]).
+//! Prometheus metrics: one [`Metrics`] per router application owning a registry and every
+//! collector, handed to each actor that records a figure (`with_metrics`), rendered by
+//! `GET /metrics` ([`Metrics::render`]) and summed into a [`MetricsSnapshot`] for the alert
+//! evaluator ([`Metrics::snapshot`]).
 //!
 //! Each figure is recorded where the behaviour lives: connections and users by the
 //! `UserSupervisor` (the same counts `/sse-stats` reports), session ends by the `SseSession`,
@@ -9,9 +10,9 @@
 //! letters by the router's consumer loop. The per-event delivery path touches only
 //! pre-resolved children (no label lookup, no allocation).
 //!
-//! The metrics are global on purpose: several router applications in one process (tests) add
-//! to the same counters, and gauges that one instance sets (outbox backlog, consumer lag)
-//! are overwritten by the next. A production process runs one router.
+//! The metrics are a handle, not a process global: several applications in one process (tests,
+//! embedding) each count their own, so a test asserts exact figures while others run beside it.
+//! An actor built without a handle records into a [`Metrics::standalone`] set nobody renders.
 
 mod snapshot;
 
@@ -23,7 +24,7 @@ use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
-use std::sync::LazyLock;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The `Content-Type` of [`Metrics::render`]'s output (Prometheus text format 0.0.4).
@@ -125,25 +126,6 @@ pub struct Metrics {
     dead_lettered: IntCounterVec,
 }
 
-static METRICS: LazyLock<Metrics> =
-    LazyLock::new(|| Metrics::new().expect("the metric definitions are valid and distinct"));
-
-/// The instance id every series of this process is labelled with (`instance_id`), set once
-/// before the metrics are first used.
-static INSTANCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-
-/// Labels every series with `instance_id`, so one Prometheus holding several instances tells
-/// them apart. Takes effect only before the first use of [`metrics()`] (the binary calls it
-/// first thing); returns false if an id was already set.
-pub fn label_instance(instance_id: &str) -> bool {
-    INSTANCE.set(instance_id.to_owned()).is_ok()
-}
-
-/// The process's metrics.
-pub fn metrics() -> &'static Metrics {
-    &METRICS
-}
-
 fn register<C: prometheus::core::Collector + Clone + 'static>(
     registry: &Registry,
     collector: prometheus::Result<C>,
@@ -172,12 +154,29 @@ fn latency(r: &Registry, name: &str, help: &str) -> prometheus::Result<Histogram
 }
 
 impl Metrics {
-    /// A fresh set of collectors in a registry of its own. The process uses one ([`metrics()`]);
-    /// tests build their own to assert on exact values.
+    /// A fresh set of collectors in a registry of its own, without an instance label.
     pub fn new() -> prometheus::Result<Metrics> {
-        let labels = INSTANCE
-            .get()
-            .map(|id| std::collections::HashMap::from([("instance_id".to_owned(), id.clone())]));
+        Metrics::with_labels(None)
+    }
+
+    /// A fresh set whose every series carries `instance_id`, so one Prometheus holding several
+    /// instances tells them apart.
+    pub fn for_instance(instance_id: &str) -> prometheus::Result<Metrics> {
+        let labels =
+            std::collections::HashMap::from([("instance_id".to_owned(), instance_id.to_owned())]);
+        Metrics::with_labels(Some(labels))
+    }
+
+    /// A set for an actor built without one: it counts, and nobody renders it.
+    pub fn standalone() -> Arc<Metrics> {
+        // The definitions are constants of this module; only a programming error fails here,
+        // and the unit tests build the same set.
+        Arc::new(Metrics::new().expect("the metric definitions are valid and distinct"))
+    }
+
+    fn with_labels(
+        labels: Option<std::collections::HashMap<String, String>>,
+    ) -> prometheus::Result<Metrics> {
         let r = Registry::new_custom(None, labels)?;
         let processing = HistogramOpts::new(
             "nft_router_consumer_processing_seconds",

@@ -13,11 +13,12 @@
 use crate::bus::{LiveBus, NoBus};
 use crate::frame::Frame;
 use crate::journal::{blocking, EventLog};
+use crate::metrics::Metrics;
 use crate::session::{ClientGone, EndReason, Resume};
 use crate::stream_config::StreamConfig;
 use crate::supervisor::{
     CloseSessions, ConnectError, DrainSessions, Fanout, HeadIs, Lease, OpenSession, SessionHandle,
-    StopIfIdle, UserSupervisor,
+    StopIfIdle, SupervisorParts, UserSupervisor,
 };
 use actix::dev::ArbiterHandle;
 use actix::prelude::*;
@@ -116,6 +117,7 @@ pub struct SessionRegistry {
     config: StreamConfig,
     log: Arc<dyn EventLog>,
     bus: Arc<dyn LiveBus>,
+    metrics: Arc<Metrics>,
     users: HashMap<Arc<str>, Entry>,
     closing: bool,
 }
@@ -127,6 +129,7 @@ impl SessionRegistry {
             config,
             log,
             bus: Arc::new(NoBus),
+            metrics: Metrics::standalone(),
             users: HashMap::new(),
             closing: false,
         }
@@ -135,6 +138,12 @@ impl SessionRegistry {
     /// Watches users on `bus` while they have sessions here.
     pub fn with_bus(mut self, bus: Arc<dyn LiveBus>) -> Self {
         self.bus = bus;
+        self
+    }
+
+    /// Counts connections, users and deliveries of its sessions into `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
         self
     }
 
@@ -147,11 +156,14 @@ impl SessionRegistry {
         let seen = Arc::new(AtomicU64::new(0));
         let supervisor = UserSupervisor::new(
             user.clone(),
-            self.config.clone(),
-            self.log.clone(),
-            ctx.address().recipient(),
-            live.clone(),
-            seen.clone(),
+            SupervisorParts {
+                config: self.config.clone(),
+                log: self.log.clone(),
+                registry: ctx.address().recipient(),
+                running: live.clone(),
+                seen: seen.clone(),
+                metrics: self.metrics.clone(),
+            },
         )
         .start();
         self.bus.watch(user_id);

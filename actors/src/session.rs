@@ -19,7 +19,7 @@
 
 use crate::frame::Frame;
 use crate::journal::{blocking, check_cursor, CursorCheck, EventLog, LogError};
-use crate::metrics::metrics;
+use crate::metrics::Metrics;
 use crate::stream_config::StreamConfig;
 use actix::prelude::*;
 use bytes::Bytes;
@@ -128,19 +128,52 @@ pub struct SessionEnded {
 
 /// What a session needs to run, besides its identity.
 pub struct SessionParts {
-    pub outbox: mpsc::Sender<Bytes>,
+    /// The bounded queue the response body drains onto the socket.
+    pub frames: mpsc::Sender<Bytes>,
     pub started: Recipient<SessionStarted>,
     pub ended: Recipient<SessionEnded>,
     pub config: StreamConfig,
     pub log: Arc<dyn EventLog>,
     pub resume: Resume,
     pub client_gone: Option<ClientGone>,
+    /// Where the session counts its deliveries and its end.
+    pub metrics: Arc<Metrics>,
+}
+
+/// The session's end of its frame queue, counting each frame queued.
+#[derive(Clone)]
+struct FrameQueue {
+    tx: mpsc::Sender<Bytes>,
+    metrics: Arc<Metrics>,
+}
+
+impl FrameQueue {
+    /// Queues without waiting (live delivery, control frames).
+    fn try_send(&self, frame: Frame) -> Result<(), mpsc::error::TrySendError<Bytes>> {
+        let counted = (frame.event_type(), frame.committed_at());
+        self.tx.try_send(frame.into_bytes())?;
+        self.metrics.event_delivered(counted.0, counted.1);
+        Ok(())
+    }
+
+    /// Waits for room (a replay the client reads as its backlog), up to the stall limit.
+    async fn send(&self, frame: Frame) -> Result<(), CatchUpError> {
+        let counted = (frame.event_type(), frame.committed_at());
+        match tokio::time::timeout(REPLAY_SEND_TIMEOUT, self.tx.send(frame.into_bytes())).await {
+            Ok(Ok(())) => {
+                self.metrics.event_delivered(counted.0, counted.1);
+                Ok(())
+            }
+            Ok(Err(_)) => Err(CatchUpError::ClientGone),
+            Err(_) => Err(CatchUpError::Stalled),
+        }
+    }
 }
 
 pub struct SseSession {
     id: SessionId,
     user_id: Arc<str>,
-    outbox: mpsc::Sender<Bytes>,
+    frames: FrameQueue,
     started: Recipient<SessionStarted>,
     ended: Recipient<SessionEnded>,
     config: StreamConfig,
@@ -157,7 +190,10 @@ impl SseSession {
         SseSession {
             id,
             user_id,
-            outbox: parts.outbox,
+            frames: FrameQueue {
+                tx: parts.frames,
+                metrics: parts.metrics,
+            },
             started: parts.started,
             ended: parts.ended,
             config: parts.config,
@@ -171,9 +207,8 @@ impl SseSession {
 
     /// Queues a frame without waiting; stops the session if the client cannot take it.
     fn push(&mut self, frame: Frame, ctx: &mut Context<Self>) {
-        let counted = (frame.event_type(), frame.committed_at());
-        match self.outbox.try_send(frame.into_bytes()) {
-            Ok(()) => metrics().event_delivered(counted.0, counted.1),
+        match self.frames.try_send(frame) {
+            Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 log::info!(
                     "session {} of user {} closed: queue of {} frames overflowed",
@@ -201,7 +236,7 @@ impl SseSession {
             self.log.clone(),
             self.user_id.clone(),
             from,
-            self.outbox.clone(),
+            self.frames.clone(),
             self.config.clone(),
         );
         ctx.wait(
@@ -285,18 +320,6 @@ impl From<LogError> for CatchUpError {
     }
 }
 
-async fn send(outbox: &mpsc::Sender<Bytes>, frame: Frame) -> Result<(), CatchUpError> {
-    let counted = (frame.event_type(), frame.committed_at());
-    match tokio::time::timeout(REPLAY_SEND_TIMEOUT, outbox.send(frame.into_bytes())).await {
-        Ok(Ok(())) => {
-            metrics().event_delivered(counted.0, counted.1);
-            Ok(())
-        }
-        Ok(Err(_)) => Err(CatchUpError::ClientGone),
-        Err(_) => Err(CatchUpError::Stalled),
-    }
-}
-
 /// Sends every stored event after the cursor, or a resync when that cannot be done exactly.
 /// Returns the cursor the stream now stands at (for [`Resume::Live`]: the head, nothing sent).
 /// Waits for queue room (the client is reading its backlog), unlike live delivery.
@@ -304,12 +327,12 @@ async fn catch_up(
     log: Arc<dyn EventLog>,
     user_id: Arc<str>,
     resume: Resume,
-    outbox: mpsc::Sender<Bytes>,
+    frames: FrameQueue,
     config: StreamConfig,
 ) -> Result<Option<u64>, CatchUpError> {
     let user = user_id.to_string();
     if let Resume::Head(head) = resume {
-        return replay(&log, &user, head, head, &outbox, &config).await;
+        return replay(&log, &user, head, head, &frames, &config).await;
     }
     let bounds = {
         let (log, user) = (log.clone(), user.clone());
@@ -320,11 +343,11 @@ async fn catch_up(
         Resume::Live => return Ok(Some(head)),
         Resume::After(c) if check_cursor(c, bounds) == CursorCheck::Resumable => c,
         Resume::After(_) | Resume::Head(_) | Resume::Invalid => {
-            send(&outbox, Frame::resync(head)).await?;
+            frames.send(Frame::resync(head)).await?;
             return Ok(Some(head));
         }
     };
-    replay(&log, &user, cursor, head, &outbox, &config).await
+    replay(&log, &user, cursor, head, &frames, &config).await
 }
 
 /// Sends the stored events after `cursor` (a resync if one was pruned meanwhile); returns the
@@ -334,7 +357,7 @@ async fn replay(
     user: &str,
     mut cursor: u64,
     head: u64,
-    outbox: &mpsc::Sender<Bytes>,
+    frames: &FrameQueue,
     config: &StreamConfig,
 ) -> Result<Option<u64>, CatchUpError> {
     loop {
@@ -346,12 +369,12 @@ async fn replay(
         for event in page {
             if event.seq != cursor + 1 {
                 // Pruned between the bounds check and this read: not exact any more.
-                send(outbox, Frame::resync(head.max(event.seq))).await?;
+                frames.send(Frame::resync(head.max(event.seq))).await?;
                 return Ok(Some(head.max(event.seq)));
             }
             let frame = Frame::stored(event.seq, &event.event_type, &event.envelope_json);
             if config.shows(&frame) {
-                send(outbox, frame).await?;
+                frames.send(frame).await?;
             }
             cursor = event.seq;
         }
@@ -365,7 +388,7 @@ impl Actor for SseSession {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        metrics().session_opened();
+        self.frames.metrics.session_opened();
         self.started.do_send(SessionStarted { id: self.id });
         self.push(Frame::connection_established(&self.user_id), ctx);
         self.push(Frame::retry(self.config.retry.as_millis() as u64), ctx);
@@ -376,9 +399,9 @@ impl Actor for SseSession {
         });
 
         // The body stream drops its receiver when the client disconnects.
-        let outbox = self.outbox.clone();
+        let queue = self.frames.tx.clone();
         ctx.spawn(
-            async move { outbox.closed().await }
+            async move { queue.closed().await }
                 .into_actor(self)
                 .map(|(), act, ctx| act.end(EndReason::ClientGone, ctx)),
         );
@@ -391,7 +414,7 @@ impl Actor for SseSession {
     }
 
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
-        metrics().session_closed(self.reason);
+        self.frames.metrics.session_closed(self.reason);
         self.ended.do_send(SessionEnded {
             id: self.id,
             reason: self.reason,

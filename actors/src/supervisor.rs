@@ -7,7 +7,7 @@
 
 use crate::frame::Frame;
 use crate::journal::EventLog;
-use crate::metrics::metrics;
+use crate::metrics::Metrics;
 use crate::registry::SupervisorIdle;
 use crate::session::{
     next_session_id, ClientGone, Close, CloseWithRetry, Deliver, EndReason, Nudge, Resume,
@@ -125,26 +125,31 @@ pub struct UserSupervisor {
     /// The highest cursor fanned out or reported by the sweep, shared with the registry: the
     /// sweep nudges only supervisors whose user's head moved past it.
     seen: Arc<AtomicU64>,
+    metrics: Arc<Metrics>,
+}
+
+/// What a supervisor shares with the registry that started it.
+pub struct SupervisorParts {
+    pub config: StreamConfig,
+    pub log: Arc<dyn EventLog>,
+    pub registry: Recipient<SupervisorIdle>,
+    pub running: Arc<AtomicUsize>,
+    pub seen: Arc<AtomicU64>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl UserSupervisor {
-    pub fn new(
-        user_id: Arc<str>,
-        config: StreamConfig,
-        log: Arc<dyn EventLog>,
-        registry: Recipient<SupervisorIdle>,
-        running: Arc<AtomicUsize>,
-        seen: Arc<AtomicU64>,
-    ) -> Self {
+    pub fn new(user_id: Arc<str>, parts: SupervisorParts) -> Self {
         UserSupervisor {
             user_id,
-            config,
-            log,
-            registry,
+            config: parts.config,
+            log: parts.log,
+            registry: parts.registry,
             sessions: HashMap::new(),
-            running,
+            running: parts.running,
             closing: None,
-            seen,
+            seen: parts.seen,
+            metrics: parts.metrics,
         }
     }
 
@@ -154,7 +159,7 @@ impl UserSupervisor {
     fn publish_count(&self) {
         let n = self.sessions.values().filter(|s| s.running).count();
         let before = self.running.swap(n, Ordering::Relaxed);
-        metrics().user_sessions_changed(before, n);
+        self.metrics.user_sessions_changed(before, n);
     }
 }
 
@@ -163,7 +168,7 @@ impl Actor for UserSupervisor {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         let before = self.running.swap(0, Ordering::Relaxed);
-        metrics().user_sessions_changed(before, 0);
+        self.metrics.user_sessions_changed(before, 0);
     }
 }
 
@@ -182,13 +187,14 @@ impl Handler<OpenSession> for UserSupervisor {
             id,
             self.user_id.clone(),
             SessionParts {
-                outbox: tx,
+                frames: tx,
                 started: me.clone().recipient(),
                 ended: me.recipient(),
                 config: self.config.clone(),
                 log: self.log.clone(),
                 resume: msg.resume,
                 client_gone: msg.client_gone,
+                metrics: self.metrics.clone(),
             },
         );
         let session = match msg.home {

@@ -29,6 +29,8 @@
 //! * [`report`]: the figures, as a human summary and as JSON.
 //! * [`runner`]: the phases of a run (connect, publish or hold, drain, stop) tied together.
 
+#![forbid(unsafe_code)]
+
 pub mod grip_origin;
 pub mod http1;
 pub mod kafka;

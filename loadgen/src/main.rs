@@ -1,5 +1,7 @@
 //! `loadgen`: the command line over the load generator library. See `loadgen/README.md`.
 
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 use loadgen::kafka::KafkaPlan;
 use loadgen::scenario::TargetKind;

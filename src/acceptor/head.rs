@@ -35,6 +35,8 @@ pub struct StreamRequest {
     pub keep_alive: bool,
     pub authorization: Option<Vec<u8>>,
     pub last_event_id: Option<Vec<u8>>,
+    /// The caller's `X-Request-Id`, if any.
+    pub request_id: Option<Vec<u8>>,
     /// The query string, without the `?`.
     pub query: String,
 }
@@ -79,6 +81,7 @@ pub fn classify(buf: &[u8], exhausted: bool) -> Head {
     let mut keep_alive = !http10;
     let mut authorization = None;
     let mut last_event_id = None;
+    let mut request_id = None;
     for header in request.headers.iter() {
         let name = header.name;
         if name.eq_ignore_ascii_case("content-length") {
@@ -105,6 +108,8 @@ pub fn classify(buf: &[u8], exhausted: bool) -> Head {
             authorization.get_or_insert_with(|| header.value.to_vec());
         } else if name.eq_ignore_ascii_case("last-event-id") {
             last_event_id.get_or_insert_with(|| header.value.to_vec());
+        } else if name.eq_ignore_ascii_case("x-request-id") {
+            request_id.get_or_insert_with(|| header.value.to_vec());
         }
     }
     Head::Stream(StreamRequest {
@@ -113,6 +118,7 @@ pub fn classify(buf: &[u8], exhausted: bool) -> Head {
         keep_alive,
         authorization,
         last_event_id,
+        request_id,
         query: query.to_owned(),
     })
 }

@@ -30,7 +30,7 @@ use tokio::net::TcpStream;
 pub struct Streams {
     pub keys: Arc<JwtKeys>,
     /// Where user streams open (registry and leases), as for the actix-web route.
-    pub door: crate::routes::stream::StreamDoor,
+    pub door: crate::streams::StreamDoor,
     /// How long a connection may take to send its request head before actix-web takes over.
     pub patience: Duration,
     /// A stream whose client takes no bytes for this long is closed.

@@ -1,7 +1,7 @@
 //! Serving a user stream straight on its socket: the response head, then the session's
 //! already-encoded frames, written as they come with no buffer of our own.
 //!
-//! The contract is the actix-web route's (`routes::stream`): the same authentication, the same
+//! The contract is the actix-web route's (`crate::streams`): the same authentication, the same
 //! 401 / 429 / 503 JSON errors, the same headers, chunked encoding on HTTP/1.1. After a refusal
 //! a keep-alive connection goes back to actix-web for its next request, as after any other
 //! response. When a session ends (queue overflow, shutdown) its body is terminated and the
@@ -12,7 +12,8 @@ use super::head::StreamRequest;
 use super::Streams;
 use crate::auth;
 use crate::error::ApiError;
-use crate::routes::stream::{connect, count_unauthorized, resume_point, STREAM_HEADERS};
+use crate::request_id::RequestId;
+use crate::streams::{connect, resume_point, STREAM_HEADERS};
 use actix_web::body::MessageBody;
 use actix_web::ResponseError;
 use bytes::Bytes;
@@ -38,12 +39,13 @@ pub async fn serve(io: &mut TcpStream, request: StreamRequest, streams: &Streams
     // Only these two outlive the request's own (heap) fields, which are dropped before the
     // stream starts.
     let (http10, keep_alive) = (request.http10, request.keep_alive);
-    let principal = count_unauthorized(auth::authenticate(
+    let principal = streams.door.count_unauthorized(auth::authenticate(
         &streams.keys,
         request.authorization.as_deref(),
         &request.query,
     ));
     let resume = resume_point(request.last_event_id.as_deref(), &request.query);
+    let id = RequestId::from_header(request.request_id.as_deref());
     drop(request);
     let opened = match principal {
         Ok(principal) => connect(&streams.door, &principal.user_id, resume, None).await,
@@ -51,10 +53,14 @@ pub async fn serve(io: &mut TcpStream, request: StreamRequest, streams: &Streams
     };
     let mut frames = match opened {
         Ok(handle) => handle.frames,
-        Err(e) => return write_error(io, &e, keep_alive).await,
+        Err(e) => {
+            log_request(&id, e.status_code().as_u16());
+            return write_error(io, &e, &id, keep_alive).await;
+        }
     };
     let chunked = !http10;
-    if write_head(io, chunked).await.is_err() {
+    log_request(&id, 200);
+    if write_head(io, chunked, &id).await.is_err() {
         return After::Close;
     }
     match pump(io, &mut frames, chunked, streams.stall_limit).await {
@@ -68,9 +74,24 @@ pub async fn serve(io: &mut TcpStream, request: StreamRequest, streams: &Streams
     }
 }
 
-async fn write_head(io: &mut TcpStream, chunked: bool) -> io::Result<()> {
+/// The request line the actix-web routes log (`request_id::track`), for a stream served here.
+fn log_request(id: &RequestId, status: u16) {
+    log::info!(
+        target: "http",
+        request_id = id.as_str(),
+        method = "GET",
+        path = super::head::USER_STREAM_PATH,
+        status = status;
+        "request"
+    );
+}
+
+async fn write_head(io: &mut TcpStream, chunked: bool, id: &RequestId) -> io::Result<()> {
     let mut head = String::with_capacity(256);
     head.push_str("HTTP/1.1 200 OK\r\n");
+    head.push_str("x-request-id: ");
+    head.push_str(id.as_str());
+    head.push_str("\r\n");
     for (name, value) in STREAM_HEADERS {
         head.push_str(name);
         head.push_str(": ");
@@ -86,7 +107,12 @@ async fn write_head(io: &mut TcpStream, chunked: bool) -> io::Result<()> {
 }
 
 /// Writes the error's JSON response (the shape every route answers with).
-async fn write_error(io: &mut TcpStream, error: &ApiError, keep_alive: bool) -> After {
+async fn write_error(
+    io: &mut TcpStream,
+    error: &ApiError,
+    id: &RequestId,
+    keep_alive: bool,
+) -> After {
     let response = error.error_response();
     let status = response.status();
     let (response, body) = response.into_parts();
@@ -101,6 +127,7 @@ async fn write_error(io: &mut TcpStream, error: &ApiError, keep_alive: bool) -> 
             head.push_str(&format!("{name}: {value}\r\n"));
         }
     }
+    head.push_str(&format!("x-request-id: {id}\r\n"));
     head.push_str(&format!("content-length: {}\r\n", body.len()));
     if !keep_alive {
         head.push_str("connection: close\r\n");

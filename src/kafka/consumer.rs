@@ -9,7 +9,9 @@ use super::runner::ConsumerLoop;
 use super::KafkaError;
 use actix::Recipient;
 use actors::consumers::Consume;
+use actors::metrics::Metrics;
 use actors::routing::DEAD_LETTER_TOPIC;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -127,10 +129,12 @@ impl std::fmt::Debug for ConsumerHandle {
 }
 
 /// Joins `cfg.group_id`, subscribes to `cfg.topics` and hands every record to `handler`, on a
-/// thread of its own. Configuration errors are returned here; no broker is contacted yet.
+/// thread of its own, timing each record and counting dead letters and lag into `metrics`.
+/// Configuration errors are returned here; no broker is contacted yet.
 pub fn spawn_consumer(
     cfg: ConsumerConfig,
     handler: Recipient<Consume>,
+    metrics: Arc<Metrics>,
 ) -> Result<ConsumerHandle, KafkaError> {
     cfg.validate()?;
     let group_id = cfg.group_id.clone();
@@ -146,7 +150,7 @@ pub fn spawn_consumer(
     let consumer_loop = {
         // rdkafka's StreamConsumer spawns a wake-up task on the current runtime when created.
         let _entered = runtime.enter();
-        ConsumerLoop::new(cfg, handler, stop_rx)?
+        ConsumerLoop::new(cfg, handler, stop_rx, metrics)?
     };
     let thread_group = group_id.clone();
     std::thread::Builder::new()

@@ -8,10 +8,10 @@
 //! a request per partition behind the consumer's pending long-poll fetch on the same broker
 //! connection, holding the loop for up to `fetch.wait.max.ms` each time.
 
-use actors::metrics::metrics;
+use actors::metrics::Metrics;
 use rdkafka::statistics::{Partition, Statistics};
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// `statistics.interval.ms` of the consumers: how often the lag is measured.
 pub(super) const STATISTICS_INTERVAL_MS: &str = "5000";
@@ -22,13 +22,15 @@ type TopicPartition = (String, i32);
 pub(super) struct LagGauge {
     group: String,
     reported: Mutex<HashSet<TopicPartition>>,
+    metrics: Arc<Metrics>,
 }
 
 impl LagGauge {
-    pub(super) fn new(group: &str) -> Self {
+    pub(super) fn new(group: &str, metrics: Arc<Metrics>) -> Self {
         LagGauge {
             group: group.to_owned(),
             reported: Mutex::new(HashSet::new()),
+            metrics,
         }
     }
 
@@ -38,7 +40,8 @@ impl LagGauge {
         for (name, topic) in &statistics.topics {
             for partition in topic.partitions.values() {
                 if let Some(lag) = partition_lag(partition) {
-                    metrics().set_consumer_lag(&self.group, name, partition.partition, lag);
+                    self.metrics
+                        .set_consumer_lag(&self.group, name, partition.partition, lag);
                     owned.insert((name.clone(), partition.partition));
                 }
             }
@@ -47,7 +50,8 @@ impl LagGauge {
             return;
         };
         for (topic, partition) in reported.difference(&owned) {
-            metrics().forget_consumer_lag(&self.group, topic, *partition);
+            self.metrics
+                .forget_consumer_lag(&self.group, topic, *partition);
         }
         *reported = owned;
     }

@@ -12,7 +12,7 @@ use super::lag::{LagGauge, STATISTICS_INTERVAL_MS};
 use super::{common_config, KafkaError, KafkaSink};
 use actix::Recipient;
 use actors::consumers::{Consume, ConsumeError, ConsumedRecord};
-use actors::metrics::metrics;
+use actors::metrics::Metrics;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
@@ -21,6 +21,7 @@ use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -42,6 +43,7 @@ pub(super) struct ConsumerLoop {
     max_attempts: u32,
     retry_backoff: Duration,
     stop: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
     /// The next offset to read, per partition, of every record handled: what a clean stop
     /// commits synchronously (the per-record commits are asynchronous).
     handled: HashMap<(String, i32), i64>,
@@ -54,10 +56,11 @@ impl ConsumerLoop {
         cfg: ConsumerConfig,
         handler: Recipient<Consume>,
         stop: watch::Receiver<bool>,
+        metrics: Arc<Metrics>,
     ) -> Result<ConsumerLoop, KafkaError> {
         let context = LoopContext {
             group_id: cfg.group_id.clone(),
-            lag: LagGauge::new(&cfg.group_id),
+            lag: LagGauge::new(&cfg.group_id, metrics.clone()),
         };
         let consumer: StreamConsumer<LoopContext> =
             consumer_config(&cfg).create_with_context(context)?;
@@ -73,6 +76,7 @@ impl ConsumerLoop {
             max_attempts: cfg.max_attempts,
             retry_backoff: cfg.retry_backoff,
             stop,
+            metrics,
             handled: HashMap::new(),
         })
     }
@@ -91,7 +95,8 @@ impl ConsumerLoop {
                     let started = Instant::now();
                     let step = self.handle(message).await;
                     if let Step::Continue = step {
-                        metrics().consumer_processed(&self.group_id, started.elapsed());
+                        self.metrics
+                            .consumer_processed(&self.group_id, started.elapsed());
                     }
                     step
                 }
@@ -115,6 +120,7 @@ impl ConsumerLoop {
     /// One record: hand it over, retry `Transient` failures, dead-letter what cannot be applied.
     async fn handle(&mut self, message: OwnedMessage) -> Step {
         let record = consumed_record(&message);
+        let trace = Trace::of(&record);
         let mut attempt = 1;
         loop {
             // Not raced against `stop`: a stop lets the actor finish and the answer be committed.
@@ -125,21 +131,36 @@ impl ConsumerLoop {
                     return Step::Stop(StopReason::HandlerGone(e.to_string()));
                 }
                 Ok(Ok(outcome)) => {
-                    log::trace!("consumer {}: {}: {outcome:?}", self.group_id, at(&record));
+                    log::info!(
+                        target: "consumer",
+                        group = self.group_id.as_str(),
+                        event_id = trace.event_id.as_str(),
+                        correlation_id = trace.correlation_id.as_str(),
+                        record = at(&record).as_str(),
+                        outcome:? = outcome;
+                        "record consumed"
+                    );
                     self.commit(&message);
                     return Step::Continue;
                 }
                 Ok(Err(e @ ConsumeError::Invalid(_))) => {
-                    return self.dead_letter(&message, e.to_string(), attempt).await;
+                    return self
+                        .dead_letter(&message, &trace, e.to_string(), attempt)
+                        .await;
                 }
                 Ok(Err(e @ ConsumeError::Transient(_))) => {
                     if attempt >= self.max_attempts {
-                        return self.dead_letter(&message, e.to_string(), attempt).await;
+                        return self
+                            .dead_letter(&message, &trace, e.to_string(), attempt)
+                            .await;
                     }
                     log::warn!(
-                        "consumer {}: {} attempt {attempt}/{}: {e}",
-                        self.group_id,
-                        at(&record),
+                        target: "consumer",
+                        group = self.group_id.as_str(),
+                        event_id = trace.event_id.as_str(),
+                        correlation_id = trace.correlation_id.as_str(),
+                        record = at(&record).as_str();
+                        "attempt {attempt}/{} failed: {e}",
                         self.max_attempts
                     );
                     if let Step::Stop(reason) = self.pause(self.backoff(attempt)).await {
@@ -154,7 +175,13 @@ impl ConsumerLoop {
     /// Puts the record on the dead-letter topic, waits for the acknowledgement, then commits.
     /// A failed dead-letter send is retried (never skipped: committing a record that is neither
     /// applied nor dead-lettered would lose it), so only a broken dead-letter topic blocks.
-    async fn dead_letter(&mut self, message: &OwnedMessage, error: String, attempts: u32) -> Step {
+    async fn dead_letter(
+        &mut self,
+        message: &OwnedMessage,
+        trace: &Trace,
+        error: String,
+        attempts: u32,
+    ) -> Step {
         let letter = DeadLetter::from_message(message, &self.group_id, error, attempts);
         let mut failures = 0;
         loop {
@@ -166,15 +193,18 @@ impl ConsumerLoop {
             match sent {
                 Ok((partition, offset)) => {
                     log::warn!(
-                        "consumer {}: {}/{}@{} dead-lettered to {}/{partition}@{offset}: {}",
-                        self.group_id,
+                        target: "consumer",
+                        group = self.group_id.as_str(),
+                        event_id = trace.event_id.as_str(),
+                        correlation_id = trace.correlation_id.as_str();
+                        "{}/{}@{} dead-lettered to {}/{partition}@{offset}: {}",
                         letter.source_topic,
                         letter.source_partition,
                         letter.source_offset,
                         self.dead_letter_topic,
                         letter.error
                     );
-                    metrics().dead_lettered(&self.group_id);
+                    self.metrics.dead_lettered(&self.group_id);
                     self.commit(message);
                     return Step::Continue;
                 }
@@ -301,6 +331,28 @@ fn consumed_record(message: &OwnedMessage) -> ConsumedRecord {
             .map(|k| String::from_utf8_lossy(k).into_owned()),
         headers,
         payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+    }
+}
+
+/// The ids a record's log lines carry, from the relay's headers (`-` when absent).
+struct Trace {
+    event_id: String,
+    correlation_id: String,
+}
+
+impl Trace {
+    fn of(record: &ConsumedRecord) -> Trace {
+        let id = |name| {
+            record
+                .header(name)
+                .filter(|v| !v.is_empty())
+                .unwrap_or("-")
+                .to_owned()
+        };
+        Trace {
+            event_id: id("eventId"),
+            correlation_id: id("correlationId"),
+        }
     }
 }
 

@@ -14,14 +14,14 @@ mod params;
 mod portfolio;
 mod publish;
 mod stats;
-pub(crate) mod stream;
+mod stream;
 
 use crate::error::ApiError;
 use actix_web::web;
 
 pub use dev_token::DevTokens;
 pub use portfolio::PortfolioTtl;
-pub use stream::{OperationsSessions, StreamDoor};
+pub use stream::OperationsSessions;
 
 /// Request-size limits shared by the handlers that read a body.
 #[derive(Debug, Clone, Copy)]

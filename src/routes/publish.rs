@@ -1,6 +1,7 @@
 use super::BodyLimit;
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;
+use crate::request_id::RequestId;
 use actix::Addr;
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use actors::event::{check_id, EventError, PublishRequest};
@@ -21,6 +22,7 @@ pub const CURSOR_HEADER: &str = "X-Event-Cursor";
 #[post("/api/v1/events")]
 pub async fn publish_event(
     req: HttpRequest,
+    request_id: RequestId,
     principal: Principal,
     payload: web::Payload,
     limit: web::Data<BodyLimit>,
@@ -39,10 +41,20 @@ pub async fn publish_event(
         principal.user_id,
         request.correlation_id,
     );
+    let event_id = envelope.event_id.clone();
+    let correlation_id = envelope.correlation_id.clone();
     let appended = journal
         .send(Append { envelope })
         .await
         .map_err(|_| ApiError::Unavailable("the event journal is not running".to_owned()))??;
+    log::info!(
+        target: "http",
+        request_id = request_id.as_str(),
+        event_id = event_id.as_str(),
+        correlation_id = correlation_id.as_deref().unwrap_or("-"),
+        seq = appended.seq;
+        "event accepted"
+    );
     Ok(HttpResponse::Accepted()
         .content_type("application/json")
         .insert_header((CURSOR_HEADER, appended.seq.to_string()))

@@ -1,77 +1,18 @@
+//! The stream routes on actix-web: the user's stream and the admins' operations feed. The
+//! contract they share with the lean acceptor is in `crate::streams`.
+
 use crate::auth::{Principal, Role};
-use crate::cluster::Leases;
 use crate::error::ApiError;
-use crate::peer::PeerSocket;
-use actix::Addr;
-use actix_web::http::header::HeaderValue;
+use crate::hangup::PeerSocket;
+use crate::streams::{connect, resume_point, StreamDoor, STREAM_HEADERS};
 use actix_web::{get, web, HttpRequest, HttpResponse};
-use actors::metrics::{metrics, Refusal};
-use actors::registry::{Connect, SessionRegistry};
-use actors::session::ClientGone;
-use actors::supervisor::SessionHandle;
-use actors::{ConnectError, Resume};
 use futures_util::StreamExt;
 use std::convert::Infallible;
-use std::sync::Arc;
 use tokio_stream::wrappers::ReceiverStream;
-
-/// Where the client wants to resume: the `Last-Event-ID` header that `EventSource` sends on
-/// reconnect, else a `lastEventId` query parameter for clients that cannot set headers. A
-/// header that is not text counts as empty.
-pub fn resume_point(last_event_id: Option<&[u8]>, query: &str) -> Resume {
-    let header = last_event_id.map(|v| {
-        HeaderValue::from_bytes(v)
-            .ok()
-            .and_then(|h| h.to_str().ok().map(str::to_owned))
-            .unwrap_or_default()
-    });
-    let cursor = header.or_else(|| {
-        web::Query::<std::collections::HashMap<String, String>>::from_query(query)
-            .ok()
-            .and_then(|q| q.get("lastEventId").cloned())
-    });
-    match cursor {
-        None => Resume::Live,
-        Some(c) if c.trim().is_empty() => Resume::Live,
-        Some(c) => c.trim().parse().map_or(Resume::Invalid, Resume::After),
-    }
-}
-
-/// The headers of every stream response, whichever acceptor writes it.
-pub const STREAM_HEADERS: [(&str, &str); 5] = [
-    ("content-type", "text/event-stream"),
-    ("cache-control", "no-cache"),
-    ("x-accel-buffering", "no"),
-    ("access-control-allow-origin", "*"),
-    (
-        "access-control-allow-headers",
-        "Cache-Control, Last-Event-ID, Authorization",
-    ),
-];
 
 /// The admin sessions' door, beside the users' one: its sessions share one stream, the
 /// operations feed.
 pub struct OperationsSessions(pub StreamDoor);
-
-/// What opening a stream takes: the registry of its sessions and, when the per-user limit is
-/// cluster-wide, the leases that count it.
-#[derive(Clone)]
-pub struct StreamDoor {
-    pub registry: Addr<SessionRegistry>,
-    pub leases: Option<Arc<Leases>>,
-    pub limit: usize,
-}
-
-impl StreamDoor {
-    /// Per-instance limits only.
-    pub fn local(registry: Addr<SessionRegistry>, limit: usize) -> Self {
-        StreamDoor {
-            registry,
-            leases: None,
-            limit,
-        }
-    }
-}
 
 /// The user's event stream. The session actor behind it writes already-encoded frames into a
 /// bounded queue; this body only drains the queue onto the socket. When the client goes away
@@ -82,7 +23,7 @@ pub async fn user_stream(
     principal: Result<Principal, ApiError>,
     door: web::Data<StreamDoor>,
 ) -> Result<HttpResponse, ApiError> {
-    let principal = count_unauthorized(principal)?;
+    let principal = door.count_unauthorized(principal)?;
     open_stream(&req, &principal, &door).await
 }
 
@@ -95,68 +36,9 @@ pub async fn operations_stream(
     principal: Result<Principal, ApiError>,
     sessions: web::Data<OperationsSessions>,
 ) -> Result<HttpResponse, ApiError> {
-    let principal = count_unauthorized(principal)?;
+    let principal = sessions.0.count_unauthorized(principal)?;
     principal.require(&[Role::Admin])?;
     open_stream(&req, &principal, &sessions.0).await
-}
-
-/// Passes the principal through, counting a refused (401) stream in the metrics; the handlers
-/// take the principal as a `Result` to see that refusal.
-pub fn count_unauthorized(principal: Result<Principal, ApiError>) -> Result<Principal, ApiError> {
-    principal.inspect_err(|e| {
-        if let ApiError::Unauthorized(_) = e {
-            metrics().connection_refused(Refusal::Unauthorized);
-        }
-    })
-}
-
-/// Opens a session for `user_id` through `door`: 429 at the user's connection limit (across
-/// the cluster when it has leases), 503 while shutting down. Refusals are counted in the
-/// metrics. When the leases cannot be reached the stream is admitted on this instance's limit
-/// alone: a Redis outage degrades the limit, it does not refuse every stream.
-pub async fn connect(
-    door: &StreamDoor,
-    user_id: &str,
-    resume: Resume,
-    client_gone: Option<ClientGone>,
-) -> Result<SessionHandle, ApiError> {
-    let lease = match &door.leases {
-        None => None,
-        Some(leases) => match leases.acquire(user_id, door.limit).await {
-            Ok(Some(lease)) => Some(lease),
-            Ok(None) => {
-                metrics().connection_refused(Refusal::RateLimited);
-                return Err(ApiError::RateLimited);
-            }
-            Err(e) => {
-                log::warn!("stream for {user_id} admitted on the local limit: {e}");
-                None
-            }
-        },
-    };
-    let handle = door
-        .registry
-        .send(Connect {
-            user_id: user_id.to_owned(),
-            resume,
-            client_gone,
-            home: actix::Arbiter::try_current(),
-            lease,
-        })
-        .await
-        .map_err(|_| ApiError::Unavailable("session registry is not running".to_owned()))?
-        .map_err(|e| match e {
-            ConnectError::LimitReached { .. } => {
-                metrics().connection_refused(Refusal::RateLimited);
-                ApiError::RateLimited
-            }
-            ConnectError::Unavailable => {
-                metrics().connection_refused(Refusal::Unavailable);
-                ApiError::Unavailable("the router is shutting down".to_owned())
-            }
-        })?;
-    log::debug!("stream {} opened for user {user_id}", handle.id);
-    Ok(handle)
 }
 
 /// Opens a session for `principal` through `door` and streams its frames.

@@ -56,6 +56,7 @@ struct EventRow {
     event_id: String,
     user_id: String,
     event_type: String,
+    correlation_id: Option<String>,
     envelope_json: String,
     created_at: NaiveDateTime,
 }
@@ -69,6 +70,7 @@ impl TryFrom<EventRow> for StoredEvent {
             event_id: row.event_id,
             user_id: row.user_id,
             event_type: StoredType::parse(&row.event_type),
+            correlation_id: row.correlation_id,
             envelope_json: row.envelope_json,
             created_at: row.created_at.and_utc(),
         })
@@ -133,6 +135,7 @@ pub(crate) fn append_in_transaction(
             event_id: event.event_id.clone(),
             user_id: event.user_id.clone(),
             event_type: event.event_type.into(),
+            correlation_id: event.correlation_id.clone(),
             envelope_json: event.envelope_json.clone(),
             created_at,
         });

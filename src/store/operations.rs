@@ -70,6 +70,8 @@ impl TryFrom<FeedRow> for StoredEvent {
             event_id: row.event_id,
             user_id: row.user_id,
             event_type: StoredType::parse(&row.event_type),
+            // The feed keeps the envelope only; its own lines name the feed cursor.
+            correlation_id: None,
             envelope_json: row.envelope_json,
             created_at: row.created_at.and_utc(),
         })

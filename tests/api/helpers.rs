@@ -22,6 +22,8 @@ pub struct TestApp {
     pub broker: std::sync::Arc<nft_event_router::kafka::Broker>,
     pub keys: JwtKeys,
     pub client: reqwest::Client,
+    /// The in-process app's metrics; `None` for a [`TestApp::remote`] one.
+    metrics: Option<std::sync::Arc<actors::metrics::Metrics>>,
     shutdown: Option<oneshot::Sender<()>>,
     stopped: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -107,6 +109,7 @@ pub async fn spawn_app_on(store_url: &str, extra: &str) -> TestApp {
         .expect("application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let broker = app.broker();
+    let metrics = Some(app.metrics());
     let (tx, rx) = oneshot::channel::<()>();
     let stopped = actix_web::rt::spawn(app.run_until_stopped(async {
         let _ = rx.await;
@@ -117,6 +120,7 @@ pub async fn spawn_app_on(store_url: &str, extra: &str) -> TestApp {
         broker,
         keys,
         client: reqwest::Client::new(),
+        metrics,
         shutdown: Some(tx),
         stopped: Some(stopped),
     }
@@ -127,6 +131,13 @@ pub async fn spawn_app() -> TestApp {
 }
 
 impl TestApp {
+    /// The in-process app's metrics (a remote one's are read over `/metrics`).
+    pub fn metrics(&self) -> &actors::metrics::Metrics {
+        self.metrics
+            .as_deref()
+            .expect("an app started in this process")
+    }
+
     /// A handle on a router running elsewhere (the real binary) at `address`, minting tokens
     /// with `app`'s keys (both read the repo's `config.toml`).
     pub fn remote(app: &TestApp, address: &str) -> TestApp {
@@ -136,6 +147,7 @@ impl TestApp {
             broker: app.broker.clone(),
             keys: app.keys.clone(),
             client: reqwest::Client::new(),
+            metrics: None,
             shutdown: None,
             stopped: None,
         }
@@ -157,6 +169,7 @@ impl TestApp {
             ),
             keys: JwtKeys::new(settings.auth.jwt_secret.expose_secret().as_bytes()),
             client: reqwest::Client::new(),
+            metrics: None,
             shutdown: None,
             stopped: None,
         }

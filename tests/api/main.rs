@@ -1,6 +1,7 @@
 //! Integration tests: the real application on port 0, driven over real TCP sockets.
 
 mod acceptor;
+mod alerts;
 mod binary;
 mod browser;
 mod cluster;
@@ -9,6 +10,7 @@ mod flows;
 mod helpers;
 mod kafka;
 mod kafka_cluster;
+mod logs;
 mod metrics;
 mod operations;
 mod pages;

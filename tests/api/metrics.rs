@@ -1,10 +1,9 @@
 //! `GET /metrics`: Prometheus text that follows real streams, events, the relay and the
 //! consumers.
 //!
-//! The metrics are process-wide and the tests of this binary run in parallel, so a figure
-//! another test can move is asserted only as a growth of a counter. The exact figures (gauges
-//! included) are checked by one test that runs itself again in a process of its own, where
-//! nothing else moves them.
+//! Each app counts into metrics of its own, so the figures are asserted exactly while the
+//! other tests of this binary run beside it; only what the router adds by itself meanwhile
+//! (its own alert and report events reach the outbox and the consumers) is a lower bound.
 
 use crate::helpers::{event_body, spawn_app, unique_user, SseClient, TestApp};
 use actors::consumers::{ANALYTICS_GROUP, AUDIT_GROUP, NOTIFICATIONS_GROUP};
@@ -15,11 +14,27 @@ use std::time::{Duration, Instant};
 /// Consumer groups join, the relay publishes and the lag is measured in the background.
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// Set in the child process that runs an isolated test for real.
-const ALONE: &str = "NFT_ROUTER_TEST_METRICS_ALONE";
+/// The label every series of an app carries; taken off the keys, and checked once.
+const INSTANCE_LABEL: &str = "instance_id=";
 
-/// One scrape: every sample, keyed by its series as rendered (`name{label="v",…}`).
+/// One scrape: every sample, keyed by its series as rendered (`name{label="v",…}`) without the
+/// `instance_id` label.
 struct Scrape(HashMap<String, f64>);
+
+/// `name{a="1",instance_id="x",b="2"}` → `name{a="1",b="2"}`; `name{instance_id="x"}` → `name`.
+fn without_instance(series: &str) -> String {
+    let Some(at) = series.find(INSTANCE_LABEL) else {
+        return series.to_owned();
+    };
+    let value_start = at + INSTANCE_LABEL.len() + 1;
+    let end = series[value_start..]
+        .find('"')
+        .map_or(series.len(), |i| value_start + i + 1);
+    let (head, tail) = (&series[..at], &series[end..]);
+    let tail = tail.strip_prefix(',').unwrap_or(tail);
+    let joined = format!("{head}{tail}");
+    joined.replace(",}", "}").replace("{}", "")
+}
 
 impl Scrape {
     fn parse(text: &str) -> Scrape {
@@ -29,7 +44,8 @@ impl Scrape {
             .map(|line| {
                 let (series, value) = line.rsplit_once(' ').expect("`series value` line");
                 let value = value.parse().unwrap_or_else(|e| panic!("{line}: {e}"));
-                (series.to_owned(), value)
+                assert!(series.contains(INSTANCE_LABEL), "{line} names its instance");
+                (without_instance(series), value)
             })
             .collect();
         Scrape(samples)
@@ -103,6 +119,14 @@ async fn metrics_are_prometheus_text_for_anyone() {
         text.contains("# TYPE nft_router_sse_connections gauge"),
         "{text}"
     );
+    // Parsing checks that every series names its instance.
+    let scraped = Scrape::parse(&text);
+    assert_eq!(scraped.get(CONNECTIONS), 0.0);
+    assert_eq!(
+        without_instance(r#"x{a="1",instance_id="n-1",b="2"}"#),
+        r#"x{a="1",b="2"}"#
+    );
+    assert_eq!(without_instance(r#"x{instance_id="n-1"}"#), "x");
     assert!(text.contains("# TYPE nft_router_delivery_latency_seconds histogram"));
 }
 
@@ -110,47 +134,26 @@ async fn metrics_are_prometheus_text_for_anyone() {
 async fn a_stream_refused_with_429_is_counted() {
     let app = spawn_app().await;
     let user = unique_user();
-    let before = scrape(&app).await.get(RATE_LIMITED);
+    assert_eq!(scrape(&app).await.get(RATE_LIMITED), 0.0);
     let _open = [
         app.open_stream(&user).await,
         app.open_stream(&user).await,
         app.open_stream(&user).await,
     ];
     assert_eq!(app.open_stream_response(&user).await.status(), 429);
-    // Counters only grow: other tests can add to it, never take from it.
-    assert!(scrape(&app).await.get(RATE_LIMITED) >= before + 1.0);
-}
-
-/// Runs the test named `name` (this module's) in a child process of this test binary, alone,
-/// and fails with its output if it fails.
-async fn run_alone(name: &str) {
-    let module = module_path!().split_once("::").map_or("", |(_, m)| m);
-    let output = tokio::process::Command::new(std::env::current_exe().expect("test binary"))
-        .args([&format!("{module}::{name}"), "--exact", "--test-threads=1"])
-        .env(ALONE, "1")
-        .output()
-        .await
-        .expect("the test binary runs");
-    let out = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{name} alone failed:\n{out}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(out.contains("1 passed"), "{name} did not run alone:\n{out}");
+    assert_eq!(scrape(&app).await.get(RATE_LIMITED), 1.0);
 }
 
 /// Two streams for one user and one for another, events of three types, the relay and the
-/// consumers. Gauges and this test's counters are asserted exactly, since no other test runs
-/// in this process; what the router may add by itself meanwhile (its own alert and report
-/// events reach the outbox and the consumers) only as a lower bound.
+/// consumers. Gauges and counters are asserted exactly; what the router may add by itself
+/// meanwhile (its own alert and report events reach the outbox and the consumers) only as a
+/// lower bound.
 #[actix_web::test]
 async fn figures_follow_streams_events_relay_and_consumers() {
-    if std::env::var_os(ALONE).is_none() {
-        return run_alone("figures_follow_streams_events_relay_and_consumers").await;
-    }
     let app = spawn_app().await;
     let before = scrape(&app).await;
+    assert_eq!(before.get(CONNECTIONS), 0.0);
+    assert_eq!(before.get("nft_router_sse_connections_opened_total"), 0.0);
     let (alice, bob) = (unique_user(), unique_user());
     let mut streams = vec![
         app.open_stream(&alice).await,
@@ -195,9 +198,10 @@ async fn figures_follow_streams_events_relay_and_consumers() {
     assert_eq!(grew(delivered, EventType::BadgeEarned), 2.0 * 2.0 + 2.0);
     assert_eq!(grew(delivered, EventType::NftUnlocked), 2.0 * 2.0);
     assert_eq!(grew(delivered, EventType::NftUpgraded), 2.0);
+    // Every delivery was live (the streams were open before the events), so each was timed.
     let latency = "nft_router_delivery_latency_seconds_count";
-    assert!(after.get(latency) - before.get(latency) >= 12.0);
-    let snapshot = actors::metrics::metrics().snapshot();
+    assert_eq!(after.get(latency) - before.get(latency), 12.0);
+    let snapshot = app.metrics().snapshot();
     assert_eq!(snapshot.open_connections, 3);
     assert_eq!(snapshot.connected_users, 2);
 
@@ -272,7 +276,7 @@ async fn check_kafka_side(app: &TestApp, before: &Scrape) {
             "{group} caught up: {lags:?}"
         );
     }
-    let snapshot = actors::metrics::metrics().snapshot();
+    let snapshot = app.metrics().snapshot();
     assert_eq!(snapshot.max_consumer_lag, 0);
     assert!(snapshot.processing_count >= 3);
 }

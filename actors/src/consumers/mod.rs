@@ -47,6 +47,17 @@ pub struct ConsumedRecord {
     pub payload: Vec<u8>,
 }
 
+impl ConsumedRecord {
+    /// The first header called `name` (the relay sets `eventType`, `eventId`,
+    /// `correlationId`).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// What applying a record did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

@@ -87,6 +87,7 @@ impl MemoryLog {
                 event_id: e.event_id.clone(),
                 user_id: e.user_id.clone(),
                 event_type: e.event_type.into(),
+                correlation_id: e.correlation_id.clone(),
                 envelope_json: e.envelope_json.clone(),
                 created_at: e.created_at,
             };

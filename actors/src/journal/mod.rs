@@ -42,6 +42,8 @@ pub struct StoredEvent {
     pub event_id: String,
     pub user_id: String,
     pub event_type: StoredType,
+    /// The envelope's `correlationId`, for the log lines that follow the event.
+    pub correlation_id: Option<String>,
     pub envelope_json: String,
     pub created_at: DateTime<Utc>,
 }

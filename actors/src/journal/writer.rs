@@ -11,7 +11,7 @@ use crate::bus::{BusMessage, LiveBus, NoBus};
 use crate::domain::{ChangeError, StateChange};
 use crate::event::{Envelope, EventType};
 use crate::frame::Frame;
-use crate::metrics::metrics;
+use crate::metrics::Metrics;
 use crate::outbox::RelayNow;
 use crate::registry::Publish;
 use actix::prelude::*;
@@ -70,6 +70,7 @@ pub struct EventJournal {
     committed: Option<Recipient<RelayNow>>,
     /// Carries each stored event to the sessions other instances hold.
     bus: Arc<dyn LiveBus>,
+    metrics: Arc<Metrics>,
     pending: std::collections::VecDeque<Pending>,
     writing: bool,
 }
@@ -92,6 +93,7 @@ impl EventJournal {
             deliver,
             committed: None,
             bus: Arc::new(NoBus),
+            metrics: Metrics::standalone(),
             pending: std::collections::VecDeque::new(),
             writing: false,
         }
@@ -101,6 +103,12 @@ impl EventJournal {
     /// sessions.
     pub fn with_bus(mut self, bus: Arc<dyn LiveBus>) -> Self {
         self.bus = bus;
+        self
+    }
+
+    /// Counts accepted and failed events into `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
         self
     }
 
@@ -149,7 +157,16 @@ impl EventJournal {
         stored
             .into_iter()
             .map(|event| {
-                metrics().event_accepted(&event.event_type);
+                self.metrics.event_accepted(&event.event_type);
+                log::info!(
+                    target: "journal",
+                    event_id = event.event_id.as_str(),
+                    correlation_id = event.correlation_id.as_deref().unwrap_or("-"),
+                    user_id = event.user_id.as_str(),
+                    seq = event.seq,
+                    event_type = event.event_type.as_str();
+                    "event stored"
+                );
                 let frame = Frame::stored(event.seq, &event.event_type, &event.envelope_json)
                     .committed(committed_at);
                 self.deliver.do_send(Publish {
@@ -175,7 +192,7 @@ impl EventJournal {
     fn write_batch(&mut self, batch: Vec<(NewEvent, Reply)>, ctx: &mut Context<Self>) {
         let n = batch.len();
         let (events, replies): (Vec<NewEvent>, Vec<Reply>) = batch.into_iter().unzip();
-        let types = event_types(&events);
+        let written = Written::of(&events);
         self.writing = true;
         let log = self.log.clone();
         ctx.spawn(blocking(move || log.append(&events)).into_actor(self).map(
@@ -189,7 +206,7 @@ impl EventJournal {
                     }
                     Err(e) => {
                         log::warn!("journal write of {n} events failed: {e}");
-                        count_failed(&types);
+                        written.failed(&act.metrics, &e);
                         let err = e;
                         for reply in replies {
                             let _ = reply.send(Err(err.clone()));
@@ -210,7 +227,7 @@ impl EventJournal {
     ) {
         self.writing = true;
         let log = self.log.clone();
-        let types = event_types(&events);
+        let written = Written::of(&events);
         let write = async move {
             tokio::task::spawn_blocking(move || log.apply_change(&change, &events))
                 .await
@@ -226,7 +243,7 @@ impl EventJournal {
                 Ok(stored) => Ok(act.delivered(stored)),
                 Err(ChangeError::Conflict) => Err(ChangeFailure::Conflict),
                 Err(ChangeError::Log(e)) => {
-                    count_failed(&types);
+                    written.failed(&act.metrics, &e);
                     Err(ChangeFailure::Journal(e))
                 }
             };
@@ -236,15 +253,31 @@ impl EventJournal {
     }
 }
 
-/// The types of a write's events, kept for the failure count (the events themselves move to
-/// the blocking pool).
-fn event_types(events: &[NewEvent]) -> Vec<EventType> {
-    events.iter().map(|e| e.event_type).collect()
-}
+/// What a write's failure is told with: each event's type (for the failure count) and ids (for
+/// its log line); the events themselves move to the blocking pool.
+struct Written(Vec<(EventType, String, Option<String>)>);
 
-fn count_failed(types: &[EventType]) {
-    for event_type in types {
-        metrics().event_failed(*event_type);
+impl Written {
+    fn of(events: &[NewEvent]) -> Written {
+        Written(
+            events
+                .iter()
+                .map(|e| (e.event_type, e.event_id.clone(), e.correlation_id.clone()))
+                .collect(),
+        )
+    }
+
+    fn failed(&self, metrics: &Metrics, error: &LogError) {
+        for (event_type, event_id, correlation_id) in &self.0 {
+            metrics.event_failed(*event_type);
+            log::warn!(
+                target: "journal",
+                event_id = event_id.as_str(),
+                correlation_id = correlation_id.as_deref().unwrap_or("-"),
+                event_type = event_type.as_str();
+                "event not stored: {error}"
+            );
+        }
     }
 }
 

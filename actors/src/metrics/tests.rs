@@ -1,5 +1,4 @@
-//! `render` and `snapshot` on a registry of the test's own (the process-wide one is shared by
-//! every test running in parallel).
+//! `render` and `snapshot` on a set of the test's own.
 
 use super::*;
 use std::time::Instant;
@@ -143,6 +142,18 @@ fn a_forgotten_partition_no_longer_counts() {
 }
 
 #[test]
-fn the_process_wide_metrics_render() {
-    assert!(metrics().render().contains("nft_router_sse_connections"));
+fn an_instance_labels_every_series() {
+    let m = Metrics::for_instance("node-7").expect("metrics");
+    m.session_opened();
+    let text = m.render();
+    assert_eq!(
+        sample(
+            &text,
+            r#"nft_router_sse_connections_opened_total{instance_id="node-7"}"#
+        ),
+        Some(1.0)
+    );
+    assert!(Metrics::standalone()
+        .render()
+        .contains("nft_router_sse_connections "));
 }

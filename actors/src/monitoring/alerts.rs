@@ -161,7 +161,7 @@ impl AlertBook {
     }
 }
 
-/// Where snapshots come from: the process's metrics, or a test's figures.
+/// Where snapshots come from: the app's metrics, or a test's figures.
 pub type SnapshotSource = Arc<dyn Fn() -> MetricsSnapshot + Send + Sync>;
 
 /// Evaluate now (besides the interval); answers the events emitted.

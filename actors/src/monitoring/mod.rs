@@ -1,5 +1,5 @@
 //! Watching the router itself: a reporter that sums up every interval, and an alert evaluator with
-//! the four alert rules' thresholds (`[alerts]` in `config.toml`). Both read the process's
+//! the four alert rules' thresholds (`[alerts]` in `config.toml`). Both read the app's
 //! [`metrics`](crate::metrics) and speak through the journal, as `metrics_report`, `system_alert`
 //! and `system_alert_resolved` events of the user [`SYSTEM_USER`]: stored, published to the
 //! operations topic, audited, and shown on every admin's operations feed.

@@ -10,7 +10,7 @@
 use super::{BrokerSink, Outbox, OutboxEntry, Record, RelayTurn};
 use crate::bus::{BusMessage, LiveBus, NoBus};
 use crate::journal::blocking;
-use crate::metrics::metrics;
+use crate::metrics::Metrics;
 use crate::routing::RoutingTable;
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
@@ -70,6 +70,7 @@ pub struct OutboxRelay {
     bus: Arc<dyn LiveBus>,
     /// A nudge for the holder is being gathered.
     nudging: bool,
+    metrics: Arc<Metrics>,
 }
 
 impl OutboxRelay {
@@ -86,7 +87,14 @@ impl OutboxRelay {
             turn: RelayTurn::always(),
             bus: Arc::new(NoBus),
             nudging: false,
+            metrics: Metrics::standalone(),
         }
+    }
+
+    /// Records publish latency and the backlog into `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// One relay among several instances: it publishes only while `turn` is held, and while
@@ -133,11 +141,13 @@ impl OutboxRelay {
             read.into_actor(self)
                 .then(|pass, act, _| {
                     let (sink, outbox) = (act.sink.clone(), act.outbox.clone());
+                    let metrics = act.metrics.clone();
                     async move {
                         let Pass {
                             ids,
                             created,
                             records,
+                            traced,
                         } = pass.map_err(|e| e.to_string())?;
                         if ids.is_empty() {
                             return Ok(0);
@@ -150,7 +160,15 @@ impl OutboxRelay {
                             .map_err(|e| e.to_string())?;
                         // Only a pass that also marked its rows counts them: a failed mark
                         // means they are published again, and timed at that acknowledgement.
-                        record_latencies(&created, acknowledged);
+                        record_latencies(&metrics, &created, acknowledged);
+                        for (event_id, correlation_id) in &traced {
+                            log::info!(
+                                target: "relay",
+                                event_id = event_id.as_str(),
+                                correlation_id = correlation_id.as_deref().unwrap_or("-");
+                                "event published"
+                            );
+                        }
                         Ok::<usize, String>(n)
                     }
                     .into_actor(act)
@@ -183,11 +201,11 @@ impl OutboxRelay {
 
     /// Counts the unpublished rows into the backlog gauge; a failed count leaves the last one.
     fn count_backlog(&mut self, ctx: &mut Context<Self>) {
-        let outbox = self.outbox.clone();
+        let (outbox, metrics) = (self.outbox.clone(), self.metrics.clone());
         ctx.spawn(
             async move {
                 match blocking(move || outbox.backlog()).await {
-                    Ok(backlog) => metrics().set_outbox_backlog(backlog),
+                    Ok(backlog) => metrics.set_outbox_backlog(backlog),
                     Err(e) => log::debug!("outbox relay: cannot count the backlog: {e}"),
                 }
             }
@@ -201,6 +219,8 @@ struct Pass {
     ids: Vec<u64>,
     created: Vec<DateTime<Utc>>,
     records: Vec<Record>,
+    /// Each event's id and correlation id, for its log line once published.
+    traced: Vec<(String, Option<String>)>,
 }
 
 impl Pass {
@@ -209,6 +229,10 @@ impl Pass {
             ids: rows.iter().map(|r| r.id).collect(),
             created: rows.iter().map(|r| r.created_at).collect(),
             records: rows.iter().flat_map(|r| records(routing, r)).collect(),
+            traced: rows
+                .iter()
+                .map(|r| (r.event_id.clone(), r.correlation_id.clone()))
+                .collect(),
         }
     }
 }
@@ -238,10 +262,10 @@ fn records(routing: &RoutingTable, entry: &OutboxEntry) -> Vec<Record> {
 
 /// Observes each published event's time from creation to `acknowledged` (a clock set back
 /// between the two counts as zero).
-fn record_latencies(created: &[DateTime<Utc>], acknowledged: DateTime<Utc>) {
+fn record_latencies(metrics: &Metrics, created: &[DateTime<Utc>], acknowledged: DateTime<Utc>) {
     for at in created {
         let age = (acknowledged - *at).to_std().unwrap_or_default();
-        metrics().outbox_published(age);
+        metrics.outbox_published(age);
     }
 }
 

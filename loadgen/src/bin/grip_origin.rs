@@ -1,6 +1,8 @@
 //! `grip-origin`: the GRIP origin Pushpin proxies to in the side-by-side benchmark
 //! (`bench/run.sh`). Usage: `grip-origin [ADDR]` (default `127.0.0.1:18299`).
 
+#![forbid(unsafe_code)]
+
 fn main() -> std::process::ExitCode {
     let addr = std::env::args()
         .nth(1)

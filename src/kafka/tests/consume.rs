@@ -10,6 +10,7 @@ use crate::kafka::dead_letter::{
     SOURCE_PARTITION_HEADER, SOURCE_TOPIC_HEADER,
 };
 use crate::kafka::{spawn_consumer, Broker, StopReason};
+use actors::metrics::Metrics;
 use actors::outbox::Record;
 use rdkafka::message::Message;
 
@@ -36,6 +37,7 @@ async fn after_a_clean_stop_the_group_sees_nothing_old() {
     let consumer = spawn_consumer(
         consumer_config(&broker, GROUP, TOPIC, DLQ),
         first.recipient(),
+        Metrics::standalone(),
     )
     .expect("consumer");
     seen.wait_until("10 records", |r| r.len() == 10).await;
@@ -47,6 +49,7 @@ async fn after_a_clean_stop_the_group_sees_nothing_old() {
     let consumer = spawn_consumer(
         consumer_config(&broker, GROUP, TOPIC, DLQ),
         second.recipient(),
+        Metrics::standalone(),
     )
     .expect("consumer");
     seen_again
@@ -73,7 +76,7 @@ async fn after_a_stop_mid_way_the_group_sees_the_unhandled_records_again() {
     let mut cfg = consumer_config(&broker, GROUP, TOPIC, DLQ);
     cfg.max_attempts = 1_000;
     cfg.retry_backoff = std::time::Duration::from_secs(5);
-    let consumer = spawn_consumer(cfg, first.recipient()).expect("consumer");
+    let consumer = spawn_consumer(cfg, first.recipient(), Metrics::standalone()).expect("consumer");
     seen.wait_until("e5 tried", |r| r.len() == 6).await;
 
     stop(&consumer).await;
@@ -81,6 +84,7 @@ async fn after_a_stop_mid_way_the_group_sees_the_unhandled_records_again() {
     let consumer = spawn_consumer(
         consumer_config(&broker, GROUP, TOPIC, DLQ),
         second.recipient(),
+        Metrics::standalone(),
     )
     .expect("consumer");
     seen_again
@@ -110,6 +114,7 @@ async fn an_invalid_record_is_dead_lettered_and_later_records_flow() {
     let consumer = spawn_consumer(
         consumer_config(&broker, GROUP, TOPIC, DLQ),
         handler.recipient(),
+        Metrics::standalone(),
     )
     .expect("consumer");
     seen.wait_until("all three", |r| r.len() == 3).await;
@@ -150,7 +155,8 @@ async fn a_transient_failure_is_retried_then_dead_lettered_after_max_attempts() 
     let mut cfg = consumer_config(&broker, GROUP, TOPIC, DLQ);
     cfg.max_attempts = 3;
 
-    let consumer = spawn_consumer(cfg, handler.recipient()).expect("consumer");
+    let consumer =
+        spawn_consumer(cfg, handler.recipient(), Metrics::standalone()).expect("consumer");
     seen.wait_until("e1 after e0", |r| r.len() == 4).await;
     stop(&consumer).await;
 
@@ -179,6 +185,7 @@ async fn a_retried_success_is_committed_and_not_dead_lettered() {
     let consumer = spawn_consumer(
         consumer_config(&broker, GROUP, TOPIC, DLQ),
         handler.recipient(),
+        Metrics::standalone(),
     )
     .expect("consumer");
     seen.wait_until("third try", |r| r.len() == 3).await;
@@ -203,6 +210,7 @@ async fn the_loop_stops_without_committing_when_the_handler_is_gone() {
     let consumer = spawn_consumer(
         consumer_config(&broker, GROUP, TOPIC, DLQ),
         handler.recipient(),
+        Metrics::standalone(),
     )
     .expect("consumer");
     let reason = tokio::time::timeout(PATIENCE, consumer.stopped())

@@ -1,11 +1,6 @@
-//! Alerts, in a test binary of their own: the figures alerts watch are process-wide, so no
-//! other test may open connections meanwhile.
+//! Alerts on the operations feed, from the figures of the app's own metrics.
 
-#[path = "../api/helpers.rs"]
-#[allow(dead_code)]
-mod helpers;
-
-use helpers::{spawn_app_with, SseClient};
+use crate::helpers::{spawn_app_with, SseClient};
 use std::time::Duration;
 
 /// The alert events on the feed within `wait`: `(eventType, name)`.
