@@ -19,7 +19,6 @@ use actors::operations_feed::FeedMoved;
 use actors::outbox::OutboxRelay;
 use anyhow::Context as _;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// The running Kafka half. Dropping it stops the consumer loops.
 pub struct KafkaPath {
@@ -93,8 +92,8 @@ impl KafkaPath {
         for (group, topics, handler) in groups {
             let mut config = ConsumerConfig::new(broker.bootstrap(), group, topics);
             config.dead_letter_topic = names.dead_letter.name.clone();
-            config.max_attempts = kafka.consumer_max_attempts;
-            config.retry_backoff = Duration::from_millis(kafka.consumer_retry_backoff_ms);
+            config.max_attempts = kafka.consumer_max_attempts.get();
+            config.retry_backoff = kafka.consumer_retry_backoff;
             config.client_id = format!("{}-{group}", kafka.client_id);
             consumers.push(
                 spawn_consumer(config, handler, metrics.clone())

@@ -5,7 +5,7 @@ use nft_event_router::auth::JwtKeys;
 use nft_event_router::cli::{Cli, Command};
 use nft_event_router::config::Settings;
 use nft_event_router::kafka::standalone::{first_listener, Forwarder};
-use nft_event_router::kafka::{ensure_topics, Broker, EMBEDDED};
+use nft_event_router::kafka::{ensure_topics, Broker, Brokers};
 use nft_event_router::startup::{shutdown_signal, Application};
 use secrecy::ExposeSecret;
 use std::io::Write as _;
@@ -24,7 +24,11 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Token { user, role, ttl } => {
             let keys = JwtKeys::new(settings.auth.jwt_secret.expose_secret().as_bytes());
-            match keys.mint(&user, role, ttl.unwrap_or(settings.auth.dev_token_ttl_secs)) {
+            match keys.mint(
+                &user,
+                role,
+                ttl.unwrap_or(settings.auth.dev_token_ttl.as_secs()),
+            ) {
                 Ok(token) => {
                     println!("{token}");
                     ExitCode::SUCCESS
@@ -41,8 +45,8 @@ fn main() -> ExitCode {
 }
 
 fn serve(mut settings: Settings) -> ExitCode {
-    let instance = settings.resolve_instance_id().to_owned();
-    nft_event_router::logging::init(&settings.log.level, settings.log.format, &instance);
+    let instance = settings.resolve_instance_id();
+    nft_event_router::logging::init(&settings.log.level, settings.log.format, instance.as_str());
     let result = actix_web::rt::System::new().block_on(async move {
         let shutdown = shutdown_signal()?;
         let app = Application::build(&settings).await?;
@@ -115,7 +119,8 @@ fn kafka_cluster(settings: &Settings, bind: &str) -> ExitCode {
 async fn serve_kafka_cluster(settings: &Settings, forwarder: Forwarder) -> anyhow::Result<()> {
     use anyhow::Context as _;
     let shutdown = shutdown_signal().context("cannot install the signal handlers")?;
-    let broker = Broker::start(EMBEDDED).context("cannot start the embedded kafka cluster")?;
+    let broker =
+        Broker::start(&Brokers::Embedded).context("cannot start the embedded kafka cluster")?;
     ensure_topics(&broker, &settings.kafka.topics.partitions())
         .await
         .context("cannot create the Kafka topics")?;

@@ -1,7 +1,7 @@
 //! The actors of nft-event-router and their typed messages.
 //!
 //! Everything here runs in-process on an actix `System` without a database, cache or broker,
-//! which is what makes [`testkit`] possible. The HTTP edge, storage and broker adapters live in
+//! which is what makes the `testkit` possible. The HTTP edge, storage and broker adapters live in
 //! the router crate and talk to these actors only through the messages defined beside them.
 //!
 //! # Layout
@@ -25,9 +25,11 @@
 //! * [`sweeper`]: `HeadSweeper`, which compares the journal's stream heads with what this
 //!   instance's supervisors saw, so an event whose bus message was lost still arrives.
 //! * [`stream_config`]: the stream tunables shared by the three actors above.
-//! * [`metrics`]: the process-wide Prometheus collectors behind `GET /metrics`, and the
-//!   [`MetricsSnapshot`](metrics::MetricsSnapshot) the alerts are evaluated on.
-//! * [`testkit`]: an in-process harness to drive all of the above from tests.
+//! * [`metrics`]: the Prometheus collectors of one router (a handle, never a global) behind
+//!   `GET /metrics`, and the [`MetricsSnapshot`](metrics::MetricsSnapshot) the alerts are
+//!   evaluated on.
+//! * `testkit` (feature `testkit`): an in-process harness that wires all of the above, and
+//!   the conformance suite every adapter of the ports passes.
 //!
 //! # Lifecycle
 //!
@@ -61,6 +63,7 @@ pub mod session;
 pub mod stream_config;
 pub mod supervisor;
 pub mod sweeper;
+#[cfg(feature = "testkit")]
 pub mod testkit;
 
 pub use event::{Envelope, EventData, EventType};

@@ -36,11 +36,13 @@ impl StreamConfig {
     }
 }
 
+/// The numbers of the shipped `config.toml` (a test there holds them equal), with every event
+/// type shown: what an embedding or a test gets without a configuration file.
 impl Default for StreamConfig {
     fn default() -> Self {
         StreamConfig {
             max_connections_per_user: 3,
-            session_queue: 64,
+            session_queue: 256,
             heartbeat: Duration::from_secs(30),
             retry: Duration::from_secs(3),
             hidden_types: Vec::new(),

@@ -133,7 +133,10 @@ async fn every_expected_delivery_arrives_once_and_in_cursor_order() {
 fn the_default_kafka_topics_are_where_the_router_routes_the_published_type() {
     let settings = Settings::from_figment(repository_config()).expect("config.toml is valid");
     assert_eq!(
-        settings.routing.get("volume_milestone_reached"),
+        settings.routing.get(
+            &nft_event_router::config::RouteKey::try_from("volume_milestone_reached".to_owned())
+                .expect("a known type")
+        ),
         Some(&DEFAULT_TOPICS.iter().map(|t| (*t).to_owned()).collect()),
         "the topics loadgen reads are the routed ones"
     );

@@ -67,7 +67,7 @@ impl Cluster {
     /// is a start-up error: an instance that silently ran alone would break the cluster's
     /// promises without anyone noticing. (Once running, a lost bus only degrades.)
     pub async fn open(settings: &Settings) -> Result<Cluster, ClusterError> {
-        let instance_id: Arc<str> = Arc::from(settings.cluster.instance_id_or_new());
+        let instance_id: Arc<str> = Arc::from(settings.cluster.instance_id_or_new().as_str());
         let me = |bus: Arc<dyn LiveBus>| {
             Arc::new(SelfReport {
                 instance_id: instance_id.clone(),
@@ -110,15 +110,15 @@ impl Cluster {
             conn.clone(),
             prefix,
             instance_id.clone(),
-            settings.cluster.lease(),
+            settings.cluster.lease,
         );
         let relay = RelayClaim::new(
             conn.clone(),
             prefix,
             instance_id.clone(),
-            settings.cluster.lease(),
+            settings.cluster.lease,
         );
-        let members = Arc::new(Members::new(conn, prefix, settings.cluster.heartbeat()));
+        let members = Arc::new(Members::new(conn, prefix, settings.cluster.heartbeat));
         Ok(Cluster {
             me: me(bus.clone()),
             redis: Some(Shared {

@@ -18,8 +18,30 @@ use std::thread::JoinHandle;
 /// The embedded cluster's type, as handed to [`Broker::with_mock`] closures.
 pub type Mock = MockCluster<'static, DefaultProducerContext>;
 
-/// The value of `brokers` that asks for the in-process cluster.
+/// The value of `kafka.brokers` that asks for the in-process cluster.
 pub const EMBEDDED: &str = "embedded";
+
+/// Which Kafka to use, as configured (`kafka.brokers`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub enum Brokers {
+    /// An in-process cluster of three brokers on loopback.
+    Embedded,
+    /// A real cluster's bootstrap list, `host:port` entries separated by commas.
+    Bootstrap(String),
+}
+
+impl TryFrom<String> for Brokers {
+    type Error = &'static str;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        match text.trim() {
+            "" => Err("must be \"embedded\" or a bootstrap list like \"k1:9092,k2:9092\""),
+            EMBEDDED => Ok(Brokers::Embedded),
+            list => Ok(Brokers::Bootstrap(list.to_owned())),
+        }
+    }
+}
 
 /// How many brokers the embedded cluster has: enough for `acks=all` and leader spread to mean
 /// something, few enough to start in milliseconds.
@@ -40,13 +62,11 @@ struct EmbeddedCluster {
 }
 
 impl Broker {
-    /// `"embedded"` starts an in-process cluster of three brokers on loopback; anything else is
-    /// taken as the bootstrap list of a real cluster (nothing is contacted yet).
-    pub fn start(brokers: &str) -> Result<Broker, KafkaError> {
-        let brokers = brokers.trim();
-        if brokers != EMBEDDED {
+    /// Starts the embedded cluster, or names a real one (nothing is contacted yet).
+    pub fn start(brokers: &Brokers) -> Result<Broker, KafkaError> {
+        if let Brokers::Bootstrap(list) = brokers {
             return Ok(Broker {
-                bootstrap: brokers.to_owned(),
+                bootstrap: list.clone(),
                 embedded: None,
             });
         }

@@ -33,15 +33,15 @@ pub struct ConsumerConfig {
 }
 
 impl ConsumerConfig {
-    /// A config with the defaults: the routed dead-letter topic, 5 attempts, 200 ms first
-    /// backoff, the group id as client id.
+    /// A config with the shipped defaults (config.toml): the routed dead-letter topic, 3
+    /// attempts, 200 ms first backoff, the group id as client id.
     pub fn new(bootstrap: &str, group_id: &str, topics: Vec<String>) -> ConsumerConfig {
         ConsumerConfig {
             bootstrap: bootstrap.to_owned(),
             group_id: group_id.to_owned(),
             topics,
             dead_letter_topic: DEAD_LETTER_TOPIC.to_owned(),
-            max_attempts: 5,
+            max_attempts: 3,
             retry_backoff: Duration::from_millis(200),
             client_id: group_id.to_owned(),
         }

@@ -31,7 +31,7 @@ pub mod topics;
 #[cfg(test)]
 mod tests;
 
-pub use cluster::{Broker, Mock, EMBEDDED};
+pub use cluster::{Broker, Brokers, Mock, EMBEDDED};
 pub use consumer::{spawn_consumer, ConsumerConfig, ConsumerHandle, StopReason};
 pub use dead_letter::DeadLetter;
 pub use error::KafkaError;

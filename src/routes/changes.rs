@@ -1,13 +1,13 @@
 use super::params::Params;
 use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::store::Store;
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use actors::frame::SNAPSHOT_URL;
-use actors::journal::{check_cursor, CursorCheck, EventLog, LogError};
+use actors::journal::{check_cursor, CursorCheck, LogError};
 use actors::StreamConfig;
 use serde::Serialize;
 use serde_json::value::RawValue;
-use std::sync::Arc;
 
 /// Page size when `limit` is not given.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -38,14 +38,14 @@ struct ChangesPage<'a> {
 pub async fn portfolio_changes(
     req: HttpRequest,
     principal: Principal,
-    log: web::Data<Arc<dyn EventLog>>,
+    store: web::Data<Store>,
     streams: web::Data<StreamConfig>,
 ) -> Result<HttpResponse, ApiError> {
     let params = Params::of(&req)?;
     let since = params.uint("since", 0, 0..=u64::MAX)?;
     let limit = params.uint("limit", DEFAULT_LIMIT as u64, 1..=MAX_LIMIT as u64)? as usize;
 
-    let log = log.get_ref().clone();
+    let log = store.get_ref().clone();
     let user = principal.user_id;
     let (bounds, mut rows) = web::block(move || -> Result<_, LogError> {
         let bounds = log.stream_bounds(&user)?;

@@ -35,7 +35,7 @@ impl DevTokens {
         }
         DevTokens {
             enabled: auth.dev_tokens,
-            ttl_secs: auth.dev_token_ttl_secs,
+            ttl_secs: auth.dev_token_ttl.as_secs(),
         }
     }
 }

@@ -1,11 +1,21 @@
-use crate::kafka::broker_health;
-use crate::startup::Dependencies;
+use crate::cluster::Cluster;
+use crate::kafka::{broker_health, Broker};
+use crate::store::Store;
 use actix_web::{get, web, HttpResponse};
+use actors::consumers::Cache;
 use serde_json::{json, Value};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long readiness waits for each dependency.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What readiness checks beyond the store, the cache and the cluster (which handlers share):
+/// the Kafka cluster in use and the name of the cache's backend.
+pub struct Readiness {
+    pub broker: Arc<Broker>,
+    pub cache_backend: &'static str,
+}
 
 /// Liveness: the process answers HTTP.
 #[get("/healthz")]
@@ -24,14 +34,19 @@ fn millis(since: Instant) -> f64 {
 /// streams go on: 200 `degraded`, naming what is down, so one shared outage does not take
 /// every instance out of the load balancer at once.
 #[get("/readyz")]
-pub async fn readyz(deps: web::Data<Dependencies>) -> HttpResponse {
+pub async fn readyz(
+    deps: web::Data<Readiness>,
+    store: web::Data<Store>,
+    cache: web::Data<Arc<dyn Cache>>,
+    cluster: web::Data<Arc<Cluster>>,
+) -> HttpResponse {
     let (database, kafka, cache) = tokio::join!(
-        check_database(&deps),
-        check_kafka(&deps),
-        check_cache(&deps)
+        check_database(&store),
+        check_kafka(&deps, &cluster),
+        check_cache(cache.get_ref(), deps.cache_backend)
     );
-    let bus = check_bus(&deps);
-    let draining = deps.cluster.is_draining();
+    let bus = check_bus(&cluster);
+    let draining = cluster.is_draining();
     let serving = database["status"] == "up" && !draining;
     let whole = [&kafka, &cache, &bus].iter().all(|c| c["status"] == "up");
     let status = match (serving, whole) {
@@ -41,7 +56,7 @@ pub async fn readyz(deps: web::Data<Dependencies>) -> HttpResponse {
     };
     let body = json!({
         "status": status,
-        "instanceId": deps.cluster.instance_id(),
+        "instanceId": cluster.instance_id(),
         "draining": draining,
         "checks": { "database": database, "kafka": kafka, "cache": cache, "bus": bus },
     });
@@ -52,8 +67,8 @@ pub async fn readyz(deps: web::Data<Dependencies>) -> HttpResponse {
     }
 }
 
-fn check_bus(deps: &Dependencies) -> Value {
-    let bus = deps.cluster.bus_status();
+fn check_bus(cluster: &Cluster) -> Value {
+    let bus = cluster.bus_status();
     json!({
         "status": if bus.connected { "up" } else { "down" },
         "backend": bus.backend,
@@ -66,8 +81,8 @@ fn check_bus(deps: &Dependencies) -> Value {
     })
 }
 
-async fn check_database(deps: &Dependencies) -> Value {
-    let store = deps.store.clone();
+async fn check_database(store: &Store) -> Value {
+    let store = store.clone();
     let backend = store.backend();
     let started = Instant::now();
     match web::block(move || store.ping()).await {
@@ -77,7 +92,7 @@ async fn check_database(deps: &Dependencies) -> Value {
     }
 }
 
-async fn check_kafka(deps: &Dependencies) -> Value {
+async fn check_kafka(deps: &Readiness, cluster: &Cluster) -> Value {
     let bootstrap = deps.broker.bootstrap().to_owned();
     let started = Instant::now();
     let mut check = match broker_health(&bootstrap, CHECK_TIMEOUT).await {
@@ -87,7 +102,7 @@ async fn check_kafka(deps: &Dependencies) -> Value {
     check["bootstrapServers"] = json!(bootstrap);
     check["embedded"] = json!(deps.broker.is_embedded());
     // In a cluster one instance relays the shared outbox; the others stand by.
-    let relay = if deps.cluster.relay_turn().holds() {
+    let relay = if cluster.relay_turn().holds() {
         "active"
     } else {
         "standby"
@@ -96,15 +111,15 @@ async fn check_kafka(deps: &Dependencies) -> Value {
     check
 }
 
-async fn check_cache(deps: &Dependencies) -> Value {
+async fn check_cache(cache: &Arc<dyn Cache>, backend: &str) -> Value {
     let started = Instant::now();
-    match tokio::time::timeout(CHECK_TIMEOUT, deps.cache.ping()).await {
+    match tokio::time::timeout(CHECK_TIMEOUT, cache.ping()).await {
         Ok(Ok(())) => {
-            json!({ "status": "up", "backend": deps.cache_backend, "latencyMs": millis(started) })
+            json!({ "status": "up", "backend": backend, "latencyMs": millis(started) })
         }
         Ok(Err(e)) => {
-            json!({ "status": "down", "backend": deps.cache_backend, "error": e.to_string() })
+            json!({ "status": "down", "backend": backend, "error": e.to_string() })
         }
-        Err(_) => json!({ "status": "down", "backend": deps.cache_backend, "error": "timed out" }),
+        Err(_) => json!({ "status": "down", "backend": backend, "error": "timed out" }),
     }
 }

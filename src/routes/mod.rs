@@ -20,6 +20,7 @@ use crate::error::ApiError;
 use actix_web::web;
 
 pub use dev_token::DevTokens;
+pub use health::Readiness;
 pub use portfolio::PortfolioTtl;
 pub use stream::OperationsSessions;
 

@@ -7,7 +7,7 @@
 use super::dev_token::DevTokens;
 use actix_web::http::header;
 use actix_web::{get, web, HttpResponse, HttpResponseBuilder};
-use actors::testkit::sample_data;
+use actors::event::sample_data;
 use actors::EventType;
 
 /// Where the HTML says whether the mint buttons show (`data-dev-tokens`).

@@ -45,8 +45,10 @@ pub(crate) enum StoreTarget {
     Mysql { url: String },
 }
 
-/// How SQLite makes a commit durable (`PRAGMA synchronous`, in WAL mode).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How SQLite makes a commit durable (`PRAGMA synchronous`, in WAL mode); configured as
+/// `store.sqlite_synchronous = "full" | "normal"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SqliteSync {
     /// Every commit reaches the disk before it returns: an accepted event survives a power
     /// loss. The default.
@@ -58,14 +60,6 @@ pub enum SqliteSync {
 }
 
 impl SqliteSync {
-    pub fn parse(s: &str) -> Option<SqliteSync> {
-        match s {
-            "full" => Some(SqliteSync::Full),
-            "normal" => Some(SqliteSync::Normal),
-            _ => None,
-        }
-    }
-
     fn pragma(self) -> &'static str {
         match self {
             SqliteSync::Full => "FULL",

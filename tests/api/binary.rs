@@ -83,13 +83,13 @@ fn sigterm_stops_the_router_cleanly() {
 #[test]
 fn with_reuse_port_two_routers_share_one_port() {
     use nft_event_router::startup::listen;
-    let first = listen("127.0.0.1:0", true).expect("first");
-    let addr = first.local_addr().expect("addr").to_string();
-    let second = listen(&addr, true).expect("a second listener on the same port");
-    assert_eq!(second.local_addr().expect("addr").to_string(), addr);
+    let first = listen("127.0.0.1:0".parse().expect("address"), true).expect("first");
+    let addr = first.local_addr().expect("addr");
+    let second = listen(addr, true).expect("a second listener on the same port");
+    assert_eq!(second.local_addr().expect("addr"), addr);
     drop(second);
     assert!(
-        listen(&addr, false).is_err(),
+        listen(addr, false).is_err(),
         "without reuse_port the port stays taken"
     );
 }

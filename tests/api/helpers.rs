@@ -165,7 +165,10 @@ impl TestApp {
             address: address.to_owned(),
             store_url: store_url.to_owned(),
             broker: std::sync::Arc::new(
-                nft_event_router::kafka::Broker::start("127.0.0.1:1").expect("a bootstrap list"),
+                nft_event_router::kafka::Broker::start(
+                    &nft_event_router::kafka::Brokers::Bootstrap("127.0.0.1:1".into()),
+                )
+                .expect("a bootstrap list"),
             ),
             keys: JwtKeys::new(settings.auth.jwt_secret.expose_secret().as_bytes()),
             client: reqwest::Client::new(),
@@ -327,7 +330,7 @@ pub fn event_body(user: &str, event_type: actors::EventType) -> serde_json::Valu
     serde_json::json!({
         "eventType": event_type.as_str(),
         "userId": user,
-        "data": actors::testkit::sample_data(event_type),
+        "data": actors::event::sample_data(event_type),
     })
 }
 

@@ -3,10 +3,12 @@
 
 mod envelope;
 mod payload;
+mod samples;
 mod validate;
 
 pub use envelope::{Envelope, EVENT_VERSION};
 pub use payload::*;
+pub use samples::sample_data;
 pub use validate::{check_id, EventError, PublishRequest, MAX_ID_LEN};
 
 use serde::{Deserialize, Serialize};

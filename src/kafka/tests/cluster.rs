@@ -1,7 +1,9 @@
 //! The broker handle, topic creation and the readiness probe.
 
 use super::support::cluster_with;
-use crate::kafka::{broker_health, ensure_topics, Broker, ConsumerHandle, KafkaError, KafkaSink};
+use crate::kafka::{
+    broker_health, ensure_topics, Broker, Brokers, ConsumerHandle, KafkaError, KafkaSink,
+};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 use std::time::Duration;
@@ -40,7 +42,8 @@ async fn ensure_topics_creates_with_partitions_and_is_idempotent() {
 
 #[actix::test]
 async fn a_real_bootstrap_list_is_kept_and_has_no_mock() {
-    let broker = Broker::start("kafka-1:9092,kafka-2:9092").expect("no connection is made");
+    let broker = Broker::start(&Brokers::Bootstrap("kafka-1:9092,kafka-2:9092".into()))
+        .expect("no connection is made");
 
     assert!(!broker.is_embedded());
     assert_eq!(broker.bootstrap(), "kafka-1:9092,kafka-2:9092");

@@ -2,7 +2,9 @@
 //! readers that check what is on a topic and what a group committed, independently of the code
 //! under test.
 
-use crate::kafka::{ensure_topics, Broker, ConsumerConfig, ConsumerHandle, KafkaSink, StopReason};
+use crate::kafka::{
+    ensure_topics, Broker, Brokers, ConsumerConfig, ConsumerHandle, KafkaSink, StopReason,
+};
 use actix::{Actor, ActorContext, Addr, Context, Handler};
 use actors::consumers::{Consume, ConsumeError, ConsumedRecord, Outcome};
 use actors::outbox::Record;
@@ -22,7 +24,7 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 
 /// A fresh embedded cluster with `topics` created.
 pub async fn cluster_with(topics: &[(&str, i32)]) -> Broker {
-    let broker = Broker::start("embedded").expect("embedded cluster starts");
+    let broker = Broker::start(&Brokers::Embedded).expect("embedded cluster starts");
     let topics: Vec<(String, i32)> = topics.iter().map(|(t, p)| ((*t).to_owned(), *p)).collect();
     ensure_topics(&broker, &topics)
         .await

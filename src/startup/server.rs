@@ -1,0 +1,211 @@
+//! The HTTP side of the composition root: what handlers find in the app data, actix-web's
+//! server spelled out with the lean stream acceptor in front, and binding the listener.
+
+use super::parts::{Delivery, Domain, Foundations, Registries};
+use crate::acceptor;
+use crate::auth::JwtKeys;
+use crate::cluster::Cluster;
+use crate::config::Settings;
+use crate::routes::{self, BodyLimit, Readiness};
+use crate::store::Store;
+use crate::streams::StreamDoor;
+use actix::Addr;
+use actix_http::{Extensions, HttpService};
+use actix_service::map_config;
+use actix_web::body::BoxBody;
+use actix_web::dev::{AppConfig, Server, ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::rt::net::TcpStream;
+use actix_web::{web, App};
+use actors::consumers::Cache;
+use actors::domain::{DomainRules, NftDomain};
+use actors::journal::EventJournal;
+use actors::metrics::Metrics;
+use actors::registry::SessionRegistry;
+use actors::StreamConfig;
+use secrecy::ExposeSecret;
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a client may take to send a request head (actix-web's default).
+const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Pending connections the kernel queues before the server accepts them: a reconnect storm of
+/// thousands of SSE clients must not be refused at the door.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// What every route's handlers find in the app data: each shared thing once.
+#[derive(Clone)]
+struct AppData {
+    metrics: web::Data<Metrics>,
+    readiness: web::Data<Readiness>,
+    keys: web::Data<JwtKeys>,
+    registry: web::Data<Addr<SessionRegistry>>,
+    door: web::Data<StreamDoor>,
+    cluster: web::Data<Arc<Cluster>>,
+    operations: web::Data<routes::OperationsSessions>,
+    journal: web::Data<Addr<EventJournal>>,
+    domain: web::Data<Addr<NftDomain>>,
+    rules: web::Data<Arc<DomainRules>>,
+    store: web::Data<Store>,
+    cache: web::Data<Arc<dyn Cache>>,
+    limit: web::Data<BodyLimit>,
+    stream_config: web::Data<StreamConfig>,
+    dev_tokens: web::Data<routes::DevTokens>,
+    portfolio_ttl: web::Data<routes::PortfolioTtl>,
+}
+
+impl AppData {
+    /// One worker's actix-web application.
+    fn app(
+        &self,
+    ) -> App<
+        impl ServiceFactory<
+            ServiceRequest,
+            Config = (),
+            Response = ServiceResponse<BoxBody>,
+            Error = actix_web::Error,
+            InitError = (),
+        >,
+    > {
+        App::new()
+            .wrap(actix_web::middleware::from_fn(crate::request_id::track))
+            .app_data(self.metrics.clone())
+            .app_data(self.keys.clone())
+            .app_data(self.registry.clone())
+            .app_data(self.door.clone())
+            .app_data(self.cluster.clone())
+            .app_data(self.operations.clone())
+            .app_data(self.journal.clone())
+            .app_data(self.domain.clone())
+            .app_data(self.rules.clone())
+            .app_data(self.store.clone())
+            .app_data(self.cache.clone())
+            .app_data(self.readiness.clone())
+            .app_data(self.limit.clone())
+            .app_data(self.stream_config.clone())
+            .app_data(self.dev_tokens.clone())
+            .app_data(self.portfolio_ttl.clone())
+            .configure(routes::configure)
+    }
+}
+
+/// Builds the HTTP server over everything started before it: the routes' app data, and the
+/// stream acceptor that serves `GET` streams before actix-web parses them.
+pub fn serve(
+    settings: &Settings,
+    listener: TcpListener,
+    base: &Foundations,
+    registries: &Registries,
+    delivery: &Delivery,
+    domain: Domain,
+) -> std::io::Result<Server> {
+    let limit = settings.sse.max_connections_per_user.get();
+    let keys = Arc::new(JwtKeys::new(
+        settings.auth.jwt_secret.expose_secret().as_bytes(),
+    ));
+    let door = StreamDoor {
+        registry: registries.users.clone(),
+        leases: base.cluster.leases(),
+        limit,
+        metrics: base.metrics.clone(),
+    };
+    let data = AppData {
+        metrics: web::Data::from(base.metrics.clone()),
+        readiness: web::Data::new(Readiness {
+            broker: delivery.kafka.broker.clone(),
+            cache_backend: base.cache_backend,
+        }),
+        keys: web::Data::from(keys.clone()),
+        registry: web::Data::new(registries.users.clone()),
+        door: web::Data::new(door.clone()),
+        cluster: web::Data::new(base.cluster.clone()),
+        operations: web::Data::new(routes::OperationsSessions(StreamDoor::local(
+            registries.operations.clone(),
+            limit,
+            base.metrics.clone(),
+        ))),
+        journal: web::Data::new(delivery.journal.clone()),
+        domain: web::Data::new(domain.actor),
+        rules: web::Data::new(domain.rules),
+        store: web::Data::new(base.store.clone()),
+        cache: web::Data::new(base.cache.clone()),
+        limit: web::Data::new(BodyLimit(settings.http.max_body_bytes)),
+        stream_config: web::Data::new(settings.stream_config()),
+        dev_tokens: web::Data::new(routes::DevTokens::from_settings(&settings.auth)),
+        portfolio_ttl: web::Data::new(routes::PortfolioTtl(settings.chain.portfolio_cache)),
+    };
+    let streams = acceptor::Streams {
+        keys,
+        door,
+        patience: CLIENT_REQUEST_TIMEOUT,
+        stall_limit: settings.sse.heartbeat * 2,
+    };
+    http_server(settings, listener, data, Arc::new(streams))
+}
+
+/// actix-web's `HttpServer`, spelled out, so that each connection passes the lean stream
+/// acceptor first (`crate::acceptor`), with the settings `HttpServer` would use.
+fn http_server(
+    settings: &Settings,
+    listener: TcpListener,
+    data: AppData,
+    streams: Arc<acceptor::Streams>,
+) -> std::io::Result<Server> {
+    let mut server = actix_server::Server::build()
+        .disable_signals()
+        .shutdown_timeout(settings.http.shutdown_timeout.as_secs());
+    // Tells idle keep-alive connections to close when the server stops, as `HttpServer`
+    // does, so a stop does not wait out their keep-alive.
+    let stopping = server.graceful_shutdown_signal();
+    if settings.http.workers > 0 {
+        server = server.workers(settings.http.workers);
+    }
+    Ok(server
+        .listen("nft-event-router", listener, move || {
+            let stopping = stopping.clone();
+            let http = HttpService::build()
+                .graceful_shutdown_signal(move || {
+                    let stopping = stopping.clone();
+                    async move { stopping.notified().await }
+                })
+                .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
+                .client_disconnect_timeout(Duration::from_secs(1))
+                .on_connect_ext(|io: &TcpStream, ext: &mut Extensions| {
+                    crate::hangup::remember_socket(io, ext)
+                })
+                .finish(map_config(data.app(), |_| AppConfig::default()))
+                .tcp();
+            acceptor::service(http, streams.clone())
+        })?
+        .run())
+}
+
+/// Binds `addr`; with `reuse_port`, other processes may bind it too (SO_REUSEPORT), and the
+/// kernel spreads new connections across all of them.
+pub fn listen(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Installs SIGINT and SIGTERM handlers now (so a signal that arrives before the returned
+/// future is first polled is not lost) and returns a future that resolves on either.
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {},
+            _ = terminate.recv() => {},
+        }
+    })
+}
