@@ -10,6 +10,7 @@ mod analytics;
 mod append;
 mod audit;
 mod concurrency;
+mod conformance;
 mod connect;
 mod ledger;
 mod notifications;

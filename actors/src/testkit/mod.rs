@@ -22,6 +22,8 @@
 //! `#[actix_web::test]`, or `System::new().block_on`).
 
 use crate::bus::{LiveBus, NoBus};
+pub mod conformance;
+
 pub use crate::event::sample_data;
 
 use crate::event::{Envelope, EventData, EventType};

@@ -1,0 +1,29 @@
+//! The diesel store passes the ports' shared conformance suite (the in-memory adapters pass
+//! the same one in the `actors` crate), on SQLite and, with `DATABASE_URL`, on MariaDB.
+
+use super::{connect, isolated_backends};
+use actors::testkit::conformance;
+
+#[test]
+fn the_store_passes_the_event_log_conformance_suite() {
+    for backend in isolated_backends() {
+        let store = connect(&backend, 4);
+        conformance::event_log(&store);
+    }
+}
+
+#[test]
+fn the_store_passes_the_outbox_conformance_suite() {
+    for backend in isolated_backends() {
+        let store = connect(&backend, 4);
+        conformance::outbox(&store);
+    }
+}
+
+#[test]
+fn the_store_passes_the_consumer_store_conformance_suite() {
+    for backend in isolated_backends() {
+        let store = connect(&backend, 4);
+        conformance::consumer_stores(&store, &store);
+    }
+}
