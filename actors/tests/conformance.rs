@@ -20,3 +20,9 @@ fn the_memory_consumer_store_passes_the_consumer_store_conformance_suite() {
     let store = MemoryConsumerStore::new();
     conformance::consumer_stores(&store, &store);
 }
+
+#[test]
+fn the_memory_feed_passes_the_operations_feed_conformance_suite() {
+    let store = std::sync::Arc::new(MemoryConsumerStore::new());
+    conformance::operations_feed(&*store, &actors::consumers::MemoryFeedLog(store.clone()));
+}

@@ -1,12 +1,16 @@
 //! In-memory consumer stores for tests, with the same idempotence rules as the database, and a
 //! switch that makes them fail like an unreachable database.
 
-use super::{AnalyticsStore, AuditStore, NewAuditEntry, NewNotification, NotificationStore};
-use crate::journal::LogError;
+use super::{
+    AnalyticsStore, AuditStore, NewAuditEntry, NewNotification, NotificationStore, OperationsStore,
+};
+use crate::domain::{ChangeError, StateChange};
+use crate::event::StoredType;
+use crate::journal::{EventLog, LogError, NewEvent, StoredEvent};
 use chrono::{DateTime, DurationRound, Utc};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 #[derive(Default)]
 struct Tables {
@@ -15,6 +19,9 @@ struct Tables {
     totals: BTreeMap<String, u64>,
     notifications: Vec<NewNotification>,
     audit: Vec<NewAuditEntry>,
+    /// The operations feed, in the order entries were stored (seq = index + 1).
+    feed: Vec<StoredEvent>,
+    feed_ids: HashSet<String>,
 }
 
 #[derive(Default)]
@@ -114,5 +121,77 @@ impl AuditStore for MemoryConsumerStore {
         }
         t.audit.push(entry.clone());
         Ok(true)
+    }
+}
+
+impl OperationsStore for MemoryConsumerStore {
+    fn record_operation(
+        &self,
+        event_id: &str,
+        event_type: &str,
+        user_id: &str,
+        envelope_json: &str,
+    ) -> Result<bool, LogError> {
+        let mut t = self.lock()?;
+        if !t.feed_ids.insert(event_id.to_owned()) {
+            return Ok(false);
+        }
+        let seq = t.feed.len() as u64 + 1;
+        t.feed.push(StoredEvent {
+            seq,
+            event_id: event_id.to_owned(),
+            user_id: user_id.to_owned(),
+            event_type: StoredType::parse(event_type),
+            correlation_id: None,
+            envelope_json: envelope_json.to_owned(),
+            created_at: Utc::now(),
+        });
+        Ok(true)
+    }
+}
+
+/// The operations feed of a [`MemoryConsumerStore`] as an [`EventLog`]: one stream, whatever
+/// user id a caller passes, read-only (its one writer is the operations consumer), as the
+/// database's feed is.
+#[derive(Clone)]
+pub struct MemoryFeedLog(pub Arc<MemoryConsumerStore>);
+
+const FEED_IS_READ_ONLY: &str = "the operations feed is written by its consumer only";
+
+impl EventLog for MemoryFeedLog {
+    fn append(&self, _events: &[NewEvent]) -> Result<Vec<StoredEvent>, LogError> {
+        Err(LogError::failed(FEED_IS_READ_ONLY))
+    }
+
+    fn events_after(
+        &self,
+        _user_id: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, LogError> {
+        let t = self.0.lock()?;
+        Ok(t.feed
+            .iter()
+            .filter(|e| e.seq > after_seq)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    fn stream_bounds(&self, _user_id: &str) -> Result<(Option<u64>, u64), LogError> {
+        let t = self.0.lock()?;
+        Ok((t.feed.first().map(|e| e.seq), t.feed.len() as u64))
+    }
+
+    fn prune_older_than(&self, _cutoff: DateTime<Utc>) -> Result<usize, LogError> {
+        Ok(0)
+    }
+
+    fn apply_change(
+        &self,
+        _change: &StateChange,
+        _events: &[NewEvent],
+    ) -> Result<Vec<StoredEvent>, ChangeError> {
+        Err(ChangeError::Log(LogError::failed(FEED_IS_READ_ONLY)))
     }
 }

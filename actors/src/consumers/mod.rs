@@ -22,7 +22,7 @@ mod ports;
 
 pub use analytics::{AnalyticsConsumer, SyncCounters};
 pub use audit::AuditConsumer;
-pub use memory::MemoryConsumerStore;
+pub use memory::{MemoryConsumerStore, MemoryFeedLog};
 pub use notification::{notification_for, NotificationConsumer};
 pub use operations::OperationsConsumer;
 pub use ports::*;

@@ -5,10 +5,12 @@
 //! Each check uses ids of its own (a fresh prefix), so several checks, or several runs, can
 //! share one database. A failed check panics naming the check and what the adapter answered.
 
-use crate::consumers::{AuditStore, NewAuditEntry, NewNotification, NotificationStore, Priority};
+use crate::consumers::{
+    AuditStore, NewAuditEntry, NewNotification, NotificationStore, OperationsStore, Priority,
+};
 use crate::event::EventType;
 use crate::event::StoredType;
-use crate::journal::{EventLog, NewEvent};
+use crate::journal::{EventLog, NewEvent, StoredEvent};
 use crate::outbox::Outbox;
 use chrono::{DateTime, Duration as Age, Utc};
 
@@ -230,6 +232,60 @@ pub fn pruning_keeps_what_the_broker_has_not_acknowledged<S: EventLog + Outbox>(
         "the unpublished old event and the recent one stay"
     );
     assert_eq!(store.stream_bounds(&user).expect("bounds"), (Some(3), 4));
+}
+
+/// Every check of the operations feed: the consumer's store and the feed it is read as.
+pub fn operations_feed(store: &dyn OperationsStore, feed: &dyn EventLog) {
+    an_operation_is_fed_once_in_commit_order(store, feed);
+}
+
+/// A redelivered operations record adds no second feed entry; entries are numbered in the
+/// order they were stored, whatever their user, and come back verbatim.
+pub fn an_operation_is_fed_once_in_commit_order(store: &dyn OperationsStore, feed: &dyn EventLog) {
+    let p = prefix("feed");
+    let (_, head) = feed.stream_bounds("any").expect("feed bounds");
+    let entries: Vec<(String, String, String)> = (1..=2)
+        .map(|n| {
+            let id = format!("{p}-{n}");
+            let json = format!(r#"{{"eventId":"{id}","eventType":"nft_minted"}}"#);
+            (id, format!("{p}-user-{n}"), json)
+        })
+        .collect();
+    for (id, user, json) in &entries {
+        assert!(
+            store
+                .record_operation(id, "nft_minted", user, json)
+                .expect("record"),
+            "first time"
+        );
+    }
+    let (id, user, json) = &entries[0];
+    assert!(
+        !store
+            .record_operation(id, "nft_minted", user, json)
+            .expect("record again"),
+        "a repeat records nothing"
+    );
+    let mine: Vec<StoredEvent> = feed
+        .events_after("whoever", head, 10_000)
+        .expect("feed")
+        .into_iter()
+        .filter(|e| e.event_id.starts_with(&p))
+        .collect();
+    let ids: Vec<&str> = mine.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [entries[0].0.as_str(), entries[1].0.as_str()],
+        "once each, in order"
+    );
+    assert!(mine[0].seq < mine[1].seq, "numbered in commit order");
+    assert_eq!(mine[1].envelope_json, entries[1].2, "verbatim");
+    assert_eq!(mine[1].user_id, entries[1].1);
+    assert_eq!(mine[1].event_type, StoredType::from(EventType::NftMinted));
+    assert!(
+        feed.append(&[new_event(&p, &p, Utc::now())]).is_err(),
+        "the feed is written by its consumer only"
+    );
 }
 
 fn audit_entry(id: &str) -> NewAuditEntry {

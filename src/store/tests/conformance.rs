@@ -27,3 +27,12 @@ fn the_store_passes_the_consumer_store_conformance_suite() {
         conformance::consumer_stores(&store, &store);
     }
 }
+
+#[test]
+fn the_store_passes_the_operations_feed_conformance_suite() {
+    for backend in isolated_backends() {
+        let store = connect(&backend, 4);
+        let feed = crate::store::OperationsLog(store.clone());
+        conformance::operations_feed(&store, &feed);
+    }
+}
