@@ -1,95 +1,48 @@
-//! Unlock and upgrade flows driven in-process: the journal over the in-memory log, the local
-//! ledger over an in-memory book with injected faults.
+//! Unlock and upgrade flows driven in-process through the testkit harness: the journal over
+//! the in-memory log, the local ledger over an in-memory book with injected faults.
 
-use actix::{Actor, Addr};
-use actors::consumers::{Cache, MemoryCache};
+use actix::Addr;
+use actors::consumers::Cache;
 use actors::domain::*;
 use actors::event::Benefits;
 use actors::journal::EventLog;
-use actors::testkit::Harness;
-use actors::StreamConfig;
+use actors::testkit::{sample_rules, Harness};
 use serde_json::Value;
-use std::sync::Arc;
 use std::time::Duration;
 
-fn tier(id: u32, milestone: f64, badges_required: u32) -> TierRule {
-    TierRule {
+/// Many tiers that need volume only, so one user can upgrade many times.
+fn long_rules(tiers: u32) -> DomainRules {
+    let tier = |id: u32| TierRule {
         id,
         name: format!("Tier {id}"),
-        milestone,
+        milestone: f64::from(id) * 1000.0,
         image_url: format!("https://example.invalid/t{id}.png"),
         benefits: Benefits {
             trading_fee_reduction: format!("{id}%"),
             ai_agent_weekly_uses: id * 10,
             priority_support: id > 2,
         },
-        badges_required,
-    }
+        badges_required: 0,
+    };
+    DomainRules::new((1..=tiers).map(tier).collect(), vec![]).expect("valid rules")
 }
 
-fn badge(id: &str, tier: u32) -> BadgeRule {
-    BadgeRule {
-        id: id.into(),
-        name: format!("Badge {id}"),
-        description: format!("the {id} badge"),
-        image_url: format!("https://example.invalid/{id}.png"),
-        required_for_tier: tier,
-    }
-}
-
-/// Three tiers; tier 2 needs one badge, tier 3 two.
-fn small_rules() -> DomainRules {
-    DomainRules::new(
-        vec![
-            tier(1, 100_000.0, 0),
-            tier(2, 250_000.0, 1),
-            tier(3, 500_000.0, 2),
-        ],
-        vec![badge("a", 2), badge("b", 3), badge("c", 3)],
-    )
-    .expect("valid rules")
-}
-
-/// Many tiers that need volume only, so one user can upgrade many times.
-fn long_rules(tiers: u32) -> DomainRules {
-    DomainRules::new(
-        (1..=tiers)
-            .map(|i| tier(i, f64::from(i) * 1000.0, 0))
-            .collect(),
-        vec![],
-    )
-    .expect("valid rules")
-}
-
+/// The whole system over `rules` (the sample rules have three tiers; tier 2 needs one badge,
+/// tier 3 two).
 struct World {
     harness: Harness,
-    book: Arc<MemoryLedgerBook>,
-    cache: Arc<MemoryCache>,
-    rules: Arc<DomainRules>,
 }
 
 impl World {
     fn new(rules: DomainRules) -> World {
         World {
-            harness: Harness::start(StreamConfig::default()),
-            book: Arc::new(MemoryLedgerBook::new()),
-            cache: Arc::new(MemoryCache::new()),
-            rules: Arc::new(rules),
+            harness: Harness::builder().rules(rules).start(),
         }
     }
 
     /// A domain actor over this world's log, ledger and cache.
     fn domain(&self, faults: LedgerFaults, policy: FlowPolicy) -> Addr<NftDomain> {
-        let chain = Arc::new(LocalLedger::new(self.book.clone(), faults));
-        NftDomain::new(
-            self.rules.clone(),
-            self.harness.log(),
-            self.harness.journal(),
-            chain,
-            self.cache.clone(),
-            policy,
-        )
-        .start()
+        self.harness.start_domain(faults, policy)
     }
 
     fn state(&self, user: &str) -> UserState {
@@ -112,7 +65,7 @@ impl World {
 
     /// Mint addresses the ledger holds for `user` and has not burned.
     fn live_nfts(&self, user: &str) -> Vec<String> {
-        let entries = self.book.entries();
+        let entries = self.harness.ledger_book().entries();
         let burned: Vec<&str> = entries
             .iter()
             .filter(|e| e.kind == EntryKind::Burn)
@@ -209,7 +162,7 @@ async fn idle(domain: &Addr<NftDomain>) {
 
 #[actix::test]
 async fn unlock_then_upgrade_produces_the_seed_sequence() {
-    let world = World::new(small_rules());
+    let world = World::new(sample_rules());
     let domain = world.domain(LedgerFaults::default(), fast());
     volume(&domain, "u1", 300_000.0).await;
 
@@ -282,7 +235,7 @@ async fn unlock_then_upgrade_produces_the_seed_sequence() {
 
 #[actix::test]
 async fn refusals_say_which_rule() {
-    let world = World::new(small_rules());
+    let world = World::new(sample_rules());
     let domain = world.domain(LedgerFaults::default(), fast());
     let refused = |r: Result<String, DomainFailure>| match r {
         Err(DomainFailure::Refused(e)) => e.error_code(),
@@ -310,7 +263,7 @@ async fn refusals_say_which_rule() {
 
 #[actix::test]
 async fn a_second_flow_for_the_user_while_one_runs_is_refused() {
-    let world = World::new(small_rules());
+    let world = World::new(sample_rules());
     let slow = LedgerFaults {
         failure_rate: 0.0,
         latency: Duration::from_millis(300),
@@ -415,7 +368,7 @@ async fn with_a_flaky_ledger_every_user_ends_with_exactly_one_nft() {
 
 #[actix::test]
 async fn a_failed_upgrade_restores_the_badges_and_keeps_the_old_nft() {
-    let world = World::new(small_rules());
+    let world = World::new(sample_rules());
     let domain = world.domain(LedgerFaults::default(), fast());
     volume(&domain, "u1", 300_000.0).await;
     unlock(&domain, "u1", 1).await.expect("202");
@@ -478,7 +431,7 @@ fn interrupted_upgrade(world: &World, user: &str, op: &str, minted: bool) -> Flo
     if !minted {
         return flow;
     }
-    let chain = LocalLedger::new(world.book.clone(), LedgerFaults::default());
+    let chain = LocalLedger::new(world.harness.ledger_book(), LedgerFaults::default());
     let m = chain
         .mint(&MintRequest {
             operation_id: op.into(),
@@ -503,7 +456,7 @@ fn interrupted_upgrade(world: &World, user: &str, op: &str, minted: bool) -> Flo
 
 #[actix::test]
 async fn a_restarted_domain_resumes_interrupted_flows() {
-    let world = World::new(small_rules());
+    let world = World::new(sample_rules());
     let first = world.domain(LedgerFaults::default(), fast());
     for user in ["u1", "u2"] {
         volume(&first, user, 300_000.0).await;
@@ -531,7 +484,8 @@ async fn a_restarted_domain_resumes_interrupted_flows() {
         assert_eq!(world.live_nfts(user), vec![held.mint_address]);
     }
     let minted: Vec<_> = world
-        .book
+        .harness
+        .ledger_book()
         .entries()
         .into_iter()
         .filter(|e| e.operation_id == "op-minted" && e.kind == EntryKind::Mint)
@@ -541,10 +495,10 @@ async fn a_restarted_domain_resumes_interrupted_flows() {
 
 #[actix::test]
 async fn every_change_drops_the_cached_portfolio() {
-    let world = World::new(small_rules());
+    let world = World::new(sample_rules());
     let domain = world.domain(LedgerFaults::default(), fast());
     let cached = |world: &World| {
-        let cache = world.cache.clone();
+        let cache = world.harness.cache();
         async move {
             cache
                 .get_document(portfolio_key("u1"))
@@ -553,7 +507,7 @@ async fn every_change_drops_the_cached_portfolio() {
         }
     };
     let put = |world: &World| {
-        let cache = world.cache.clone();
+        let cache = world.harness.cache();
         async move {
             cache
                 .put_document(portfolio_key("u1"), "{}".into(), Duration::from_secs(60))

@@ -1,5 +1,5 @@
 //! The outbox relay and the consumer actors, in-process over the memory outbox, broker, stores
-//! and cache.
+//! and cache: through the whole-system harness, and each consumer on its own.
 
 use actix::Actor;
 use actors::consumers::{
@@ -10,30 +10,15 @@ use actors::journal::{EventJournal, MemoryLog};
 use actors::outbox::{MemoryBroker, OutboxRelay, RelayNow};
 use actors::registry::SessionRegistry;
 use actors::routing::{RoutingTable, ANALYTICS_TOPIC, OPERATIONS_TOPIC, USER_EVENTS_TOPIC};
-use actors::testkit::sample_event;
+use actors::testkit::{sample_event, Harness};
 use actors::{EventType, StreamConfig};
 use std::sync::Arc;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(5);
 
-struct Pipeline {
-    journal: actix::Addr<EventJournal>,
-    relay: actix::Addr<OutboxRelay>,
-    broker: MemoryBroker,
-}
-
-fn pipeline() -> Pipeline {
-    let log = Arc::new(MemoryLog::new());
-    let registry = SessionRegistry::new(StreamConfig::default(), log.clone()).start();
-    let journal = EventJournal::new(log.clone(), registry.recipient()).start();
-    let broker = MemoryBroker::new();
-    let relay = OutboxRelay::new(log, Arc::new(broker.clone()), RoutingTable::default()).start();
-    Pipeline {
-        journal,
-        relay,
-        broker,
-    }
+fn pipeline() -> Harness {
+    Harness::builder().start()
 }
 
 async fn wait_until(pred: impl Fn() -> bool) -> bool {
@@ -55,19 +40,15 @@ async fn each_event_type_lands_on_exactly_its_routed_topics_with_key_and_headers
     for event_type in EventType::ALL {
         let mut event = sample_event("u1", event_type);
         event.correlation_id = Some(format!("corr-{event_type}"));
-        p.journal
-            .send(actors::journal::Append { envelope: event })
-            .await
-            .expect("mailbox")
-            .expect("stored");
+        p.publish(&event).await.expect("stored");
         expected += table.topics(event_type).len();
     }
-    p.relay.do_send(RelayNow::Committed);
-    assert!(wait_until(|| p.broker.records().len() == expected).await);
+    p.relay().do_send(RelayNow::Committed);
+    assert!(wait_until(|| p.broker().records().len() == expected).await);
 
     for event_type in EventType::ALL {
         let records: Vec<_> = p
-            .broker
+            .broker()
             .records()
             .into_iter()
             .filter(|r| {
@@ -97,25 +78,24 @@ async fn each_event_type_lands_on_exactly_its_routed_topics_with_key_and_headers
 #[actix::test]
 async fn a_broker_outage_delays_events_and_loses_none() {
     let p = pipeline();
-    p.broker.set_down(true);
+    p.broker().set_down(true);
     let mut ids = Vec::new();
     for _ in 0..50 {
         let event = sample_event("u1", EventType::VolumeMilestoneReached);
         ids.push(event.event_id.clone());
-        p.journal
-            .send(actors::journal::Append { envelope: event })
+        p.publish(&event)
             .await
-            .expect("mailbox")
             .expect("stored while the broker is down");
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(p.broker.records().is_empty());
+    assert!(p.broker().records().is_empty());
 
-    p.broker.set_down(false);
-    assert!(wait_until(|| p.broker.topic(ANALYTICS_TOPIC).len() == 50).await);
-    let got: Vec<String> = p
-        .broker
-        .topic(ANALYTICS_TOPIC)
+    p.broker().set_down(false);
+    let records = p
+        .expect_records(ANALYTICS_TOPIC, 50)
+        .await
+        .expect("every event once the broker is back");
+    let got: Vec<String> = records
         .iter()
         .map(|r| {
             let v: serde_json::Value = serde_json::from_str(&r.payload).expect("json");
@@ -297,4 +277,71 @@ async fn a_standby_relay_publishes_nothing_and_tells_the_holder_once_per_burst()
     assert!(turn.set(true));
     relay.do_send(RelayNow::Elsewhere);
     assert!(wait_until(|| broker.records().len() == 20).await);
+}
+
+#[actix::test]
+async fn through_the_whole_system_each_event_reaches_its_stream_topics_consumers_and_feed_once() {
+    let system = Harness::builder().start();
+    let mut phone = system.attach("u1").await.expect("slot free");
+    let mut admin = system.attach_admin().await.expect("slot free");
+
+    let badge = sample_event("u1", EventType::BadgeEarned);
+    let minted = sample_event("u1", EventType::NftMinted);
+    let first = system.publish(&badge).await.expect("stored");
+    let second = system.publish(&minted).await.expect("stored");
+    assert_eq!((first, second), (1, 2), "cursors in publish order");
+
+    let live = phone
+        .expect_events(2)
+        .await
+        .expect("both on the user's stream");
+    let got: Vec<(u64, &str)> = live
+        .iter()
+        .map(|e| (e.cursor, e.event_id.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [(1, badge.event_id.as_str()), (2, minted.event_id.as_str())]
+    );
+    assert_eq!(live[0].event_type, Some(EventType::BadgeEarned));
+
+    // The operations topic carries the mint to the feed (operations consumer), the audit log
+    // and analytics; the badge goes to the notification consumer.
+    let fed = admin
+        .expect_event()
+        .await
+        .expect("the mint on the admin feed");
+    assert_eq!(fed.event_id, minted.event_id);
+    assert_eq!(fed.event_type, Some(EventType::NftMinted));
+    let notified = system.expect_notifications(1).await.expect("notified");
+    assert_eq!(notified[0].event_id, badge.event_id);
+    let store = system.consumer_store();
+    assert!(wait_until(|| store.audit().len() == 1).await, "audited");
+    assert_eq!(store.audit()[0].event_id, minted.event_id);
+    let key = counter_key("nft_minted");
+    let cache = system.cache();
+    let mut counted = None;
+    for _ in 0..200 {
+        counted = cache.get_counter(key.clone()).await.ok().flatten();
+        if counted.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        counted,
+        Some(1),
+        "counted once, though on two of its topics"
+    );
+
+    assert!(
+        phone.no_event_within(Duration::from_millis(100)).await,
+        "nothing twice"
+    );
+    assert!(
+        admin.no_event_within(Duration::from_millis(100)).await,
+        "nothing twice"
+    );
+    assert_eq!(notified.len(), 1);
+    assert!(system.dead_letters().is_empty());
 }
