@@ -66,6 +66,11 @@ pub mod sweeper;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+/// The README's Rust examples, compiled and run as this crate's doctests.
+#[cfg(all(doctest, feature = "testkit"))]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeExamples;
+
 pub use event::{Envelope, EventData, EventType};
 pub use frame::Frame;
 pub use journal::{EventJournal, EventLog};
