@@ -14,7 +14,6 @@
 //! * [`error`]: the JSON error shape and its HTTP status mapping.
 //! * [`kafka`]: the rdkafka adapter: embedded or real cluster, topics, the idempotent producer,
 //!   consumer-group loops with retries and the dead-letter topic.
-//! * [`kafka_path`]: starts the broker, topics, outbox relay and consumer groups.
 //! * [`store`]: diesel over SQLite or MySQL: the journal, outbox, consumer tables.
 //! * [`routes`]: one file per HTTP route.
 //! * [`request_id`]: a request id on every HTTP request, and its log line.
@@ -41,7 +40,6 @@ pub mod error;
 #[allow(unsafe_code)]
 pub mod hangup;
 pub mod kafka;
-pub mod kafka_path;
 pub mod logging;
 pub mod request_id;
 pub mod routes;

@@ -5,7 +5,7 @@ use nft_event_router::auth::JwtKeys;
 use nft_event_router::cli::{Cli, Command};
 use nft_event_router::config::Settings;
 use nft_event_router::kafka::standalone::{first_listener, Forwarder};
-use nft_event_router::kafka::{ensure_topics, Broker, Brokers};
+use nft_event_router::kafka::{ensure_topics, Brokers, KafkaCluster};
 use nft_event_router::startup::{shutdown_signal, Application};
 use secrecy::ExposeSecret;
 use std::io::Write as _;
@@ -119,8 +119,8 @@ fn kafka_cluster(settings: &Settings, bind: &str) -> ExitCode {
 async fn serve_kafka_cluster(settings: &Settings, forwarder: Forwarder) -> anyhow::Result<()> {
     use anyhow::Context as _;
     let shutdown = shutdown_signal().context("cannot install the signal handlers")?;
-    let broker =
-        Broker::start(&Brokers::Embedded).context("cannot start the embedded kafka cluster")?;
+    let broker = KafkaCluster::start(&Brokers::Embedded)
+        .context("cannot start the embedded kafka cluster")?;
     ensure_topics(&broker, &settings.kafka.topics.partitions())
         .await
         .context("cannot create the Kafka topics")?;

@@ -5,9 +5,9 @@
 //!
 //! `rdkafka::mocking::MockCluster` holds a raw pointer, so it is neither `Send` nor `Sync`, yet
 //! the broker has to sit in shared application state. Rather than assert thread safety with an
-//! `unsafe impl`, [`Broker`] starts one owner thread that creates the cluster, keeps it, and runs
-//! closures sent to it ([`Broker::with_mock`]). The cluster never leaves that thread; dropping the
-//! `Broker` closes the channel, and the thread destroys the cluster and ends.
+//! `unsafe impl`, [`KafkaCluster`] starts one owner thread that creates the cluster, keeps it, and runs
+//! closures sent to it ([`KafkaCluster::with_mock`]). The cluster never leaves that thread; dropping the
+//! `KafkaCluster` closes the channel, and the thread destroys the cluster and ends.
 
 use super::KafkaError;
 use rdkafka::mocking::MockCluster;
@@ -15,7 +15,7 @@ use rdkafka::producer::DefaultProducerContext;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-/// The embedded cluster's type, as handed to [`Broker::with_mock`] closures.
+/// The embedded cluster's type, as handed to [`KafkaCluster::with_mock`] closures.
 pub type Mock = MockCluster<'static, DefaultProducerContext>;
 
 /// The value of `kafka.brokers` that asks for the in-process cluster.
@@ -50,7 +50,7 @@ const EMBEDDED_BROKERS: i32 = 3;
 type MockJob = Box<dyn FnOnce(&Mock) + Send>;
 
 /// The Kafka cluster in use. Cheap to share behind an `Arc`; `Send + Sync`.
-pub struct Broker {
+pub struct KafkaCluster {
     bootstrap: String,
     embedded: Option<EmbeddedCluster>,
 }
@@ -61,18 +61,18 @@ struct EmbeddedCluster {
     owner: Option<JoinHandle<()>>,
 }
 
-impl Broker {
+impl KafkaCluster {
     /// Starts the embedded cluster, or names a real one (nothing is contacted yet).
-    pub fn start(brokers: &Brokers) -> Result<Broker, KafkaError> {
+    pub fn start(brokers: &Brokers) -> Result<KafkaCluster, KafkaError> {
         if let Brokers::Bootstrap(list) = brokers {
-            return Ok(Broker {
+            return Ok(KafkaCluster {
                 bootstrap: list.clone(),
                 embedded: None,
             });
         }
         let (embedded, bootstrap) = EmbeddedCluster::start()?;
         log::info!("embedded kafka cluster listening on {bootstrap}");
-        Ok(Broker {
+        Ok(KafkaCluster {
             bootstrap,
             embedded: Some(embedded),
         })
@@ -103,9 +103,9 @@ impl Broker {
     }
 }
 
-impl std::fmt::Debug for Broker {
+impl std::fmt::Debug for KafkaCluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Broker")
+        f.debug_struct("KafkaCluster")
             .field("bootstrap", &self.bootstrap)
             .field("embedded", &self.is_embedded())
             .finish()
@@ -128,7 +128,7 @@ impl EmbeddedCluster {
                     }
                 };
                 let _ = ready_tx.send(Ok(cluster.bootstrap_servers()));
-                // Runs until every sender is gone, i.e. the Broker was dropped.
+                // Runs until every sender is gone, i.e. the KafkaCluster was dropped.
                 for job in jobs_rx {
                     job(&cluster);
                 }
@@ -164,7 +164,7 @@ impl EmbeddedCluster {
 
 impl Drop for EmbeddedCluster {
     /// Closes the job channel and waits for the owner thread, so the cluster's listeners are
-    /// closed when the `Broker` is gone (tests start many clusters one after another).
+    /// closed when the `KafkaCluster` is gone (tests start many clusters one after another).
     fn drop(&mut self) {
         self.jobs.take();
         if let Some(owner) = self.owner.take() {

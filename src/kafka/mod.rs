@@ -4,7 +4,7 @@
 //!
 //! # Layout
 //!
-//! * [`cluster`]: [`Broker`], the cluster in use: a real bootstrap list, or `"embedded"`, an
+//! * [`cluster`]: [`KafkaCluster`], the cluster in use: a real bootstrap list, or `"embedded"`, an
 //!   in-process librdkafka mock cluster on loopback (plus its fault injection for tests).
 //! * [`topics`]: [`ensure_topics`], idempotent topic creation at start-up.
 //! * [`standalone`]: [`standalone::Forwarder`], the fixed bootstrap address in front of an
@@ -31,7 +31,7 @@ pub mod topics;
 #[cfg(test)]
 mod tests;
 
-pub use cluster::{Broker, Brokers, Mock, EMBEDDED};
+pub use cluster::{Brokers, KafkaCluster, Mock, EMBEDDED};
 pub use consumer::{spawn_consumer, ConsumerConfig, ConsumerHandle, StopReason};
 pub use dead_letter::DeadLetter;
 pub use error::KafkaError;

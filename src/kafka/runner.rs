@@ -104,7 +104,7 @@ impl ConsumerLoop {
                     Step::Stop(StopReason::Failed(code.to_string()))
                 }
                 Err(e) => {
-                    // Broker down, topic not there yet, ...: librdkafka recovers by itself.
+                    // Brokers down, topic not there yet, ...: librdkafka recovers by itself.
                     log::warn!("consumer {}: {e}", self.group_id);
                     self.pause(Duration::from_millis(100)).await
                 }

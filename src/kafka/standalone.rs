@@ -9,7 +9,7 @@
 //! brokers' own loopback listeners, and clients then connect to those directly. That is why the
 //! shared cluster serves processes on the same machine only.
 
-use super::{Broker, KafkaError};
+use super::{KafkaCluster, KafkaError};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -68,7 +68,7 @@ impl Forwarder {
 
 /// The first listener in the embedded cluster's bootstrap list: the broker the forwarder
 /// relays to. Any broker would do, since each one answers metadata for the whole cluster.
-pub fn first_listener(broker: &Broker) -> Result<SocketAddr, KafkaError> {
+pub fn first_listener(broker: &KafkaCluster) -> Result<SocketAddr, KafkaError> {
     if !broker.is_embedded() {
         return Err(KafkaError::NotEmbedded(broker.bootstrap().to_owned()));
     }

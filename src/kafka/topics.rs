@@ -8,7 +8,7 @@
 //! Either way an existing topic counts as success, so start-up can run this every time and
 //! several router instances can race on it.
 
-use super::{common_config, off_thread, Broker, KafkaError};
+use super::{common_config, off_thread, KafkaCluster, KafkaError};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError as RdKafkaError;
@@ -28,7 +28,10 @@ const BROKER_DEFAULT_REPLICATION: i32 = -1;
 
 /// Makes sure every `(topic, partitions)` exists. Existing topics are left as they are (their
 /// partition count is not changed).
-pub async fn ensure_topics(broker: &Broker, topics: &[(String, i32)]) -> Result<(), KafkaError> {
+pub async fn ensure_topics(
+    broker: &KafkaCluster,
+    topics: &[(String, i32)],
+) -> Result<(), KafkaError> {
     if topics.is_empty() {
         return Ok(());
     }

@@ -1,5 +1,5 @@
 use crate::cluster::Cluster;
-use crate::kafka::{broker_health, Broker};
+use crate::kafka::{broker_health, KafkaCluster};
 use crate::store::Store;
 use actix_web::{get, web, HttpResponse};
 use actors::consumers::Cache;
@@ -13,7 +13,7 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// What readiness checks beyond the store, the cache and the cluster (which handlers share):
 /// the Kafka cluster in use and the name of the cache's backend.
 pub struct Readiness {
-    pub broker: Arc<Broker>,
+    pub broker: Arc<KafkaCluster>,
     pub cache_backend: &'static str,
 }
 

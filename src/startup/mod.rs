@@ -1,15 +1,16 @@
 //! Building and running the application. Tests start exactly this, on port 0, so the test path
 //! is the production path.
 
+mod kafka;
 mod parts;
 mod server;
 
 pub use server::{listen, shutdown_signal};
 
+use self::kafka::KafkaPath;
 use crate::cluster::Cluster;
 use crate::config::Settings;
-use crate::kafka::Broker;
-use crate::kafka_path::KafkaPath;
+use crate::kafka::KafkaCluster;
 use actix::Addr;
 use actix_web::dev::Server;
 use actors::metrics::Metrics;
@@ -84,7 +85,7 @@ impl Application {
     }
 
     /// The Kafka cluster in use (the embedded one can be given faults in tests).
-    pub fn broker(&self) -> Arc<Broker> {
+    pub fn broker(&self) -> Arc<KafkaCluster> {
         self.kafka.broker.clone()
     }
 

@@ -1,10 +1,10 @@
 //! The composition root's steps, in the order they run: what each starts and what it hands to
 //! the next. [`super::Application::with_listener`] reads as the list of these calls.
 
+use super::kafka::KafkaPath;
 use crate::cache;
 use crate::cluster::{Cluster, Inbound};
 use crate::config::Settings;
-use crate::kafka_path::KafkaPath;
 use crate::store::{OperationsLog, Store};
 use actix::{Actor, Addr};
 use actors::consumers::Cache;

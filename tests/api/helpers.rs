@@ -19,7 +19,7 @@ pub struct TestApp {
     /// The database this app stores events in; another app on the same URL sees them.
     pub store_url: String,
     /// The app's Kafka cluster (embedded: faults can be injected).
-    pub broker: std::sync::Arc<nft_event_router::kafka::Broker>,
+    pub broker: std::sync::Arc<nft_event_router::kafka::KafkaCluster>,
     pub keys: JwtKeys,
     pub client: reqwest::Client,
     /// The in-process app's metrics; `None` for a [`TestApp::remote`] one.
@@ -165,7 +165,7 @@ impl TestApp {
             address: address.to_owned(),
             store_url: store_url.to_owned(),
             broker: std::sync::Arc::new(
-                nft_event_router::kafka::Broker::start(
+                nft_event_router::kafka::KafkaCluster::start(
                     &nft_event_router::kafka::Brokers::Bootstrap("127.0.0.1:1".into()),
                 )
                 .expect("a bootstrap list"),
@@ -178,7 +178,7 @@ impl TestApp {
         }
     }
 
-    pub fn broker(&self) -> std::sync::Arc<nft_event_router::kafka::Broker> {
+    pub fn broker(&self) -> std::sync::Arc<nft_event_router::kafka::KafkaCluster> {
         self.broker.clone()
     }
 

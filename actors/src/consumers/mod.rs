@@ -25,7 +25,10 @@ pub use audit::AuditConsumer;
 pub use memory::{MemoryConsumerStore, MemoryFeedLog};
 pub use notification::{notification_for, NotificationConsumer};
 pub use operations::OperationsConsumer;
-pub use ports::*;
+pub use ports::{
+    counter_key, AnalyticsStore, AuditStore, Cache, CacheError, CacheFuture, MemoryCache,
+    NewAuditEntry, NewNotification, NotificationStore, OperationsStore, Priority,
+};
 
 use crate::event::Envelope;
 use actix::prelude::*;

@@ -1,6 +1,6 @@
 //! The flow driver: walks one stored flow through the chain calls, storing each step with the
 //! events it causes, retrying idempotent steps and compensating a flow whose step keeps
-//! failing (see [`flows`](super::flows) for the steps).
+//! failing (see [`flow_messages`](super::flow_messages) for the steps).
 
 use super::nft_domain::{event, portfolio_key};
 use super::{

@@ -4,17 +4,23 @@
 //! default adapter, the `LocalLedger`.
 
 mod chain;
-mod flow;
 mod flow_driver;
-mod flows;
+mod flow_messages;
+mod flow_record;
 mod nft_domain;
 mod rules;
 mod state;
 
-pub use chain::*;
-pub use flow::*;
+pub use chain::{
+    BurnRequest, Burned, Chain, ChainError, EntryKind, LedgerBook, LedgerEntry, LedgerFaults,
+    LocalLedger, MemoryLedgerBook, MintRequest, Minted,
+};
 pub use flow_driver::FlowPolicy;
-pub use flows::{FlowsIdle, GetOperation, ResumeFlows, StartUnlock, StartUpgrade};
-pub use nft_domain::*;
-pub use rules::*;
-pub use state::*;
+pub use flow_messages::{FlowsIdle, GetOperation, ResumeFlows, StartUnlock, StartUpgrade};
+pub use flow_record::{FlowKind, FlowRecord, FlowStatus, FlowStep, HeldNft, MintedNft};
+pub use nft_domain::{
+    portfolio_key, ActivateBadge, AwardBadge, DomainFailure, DomainOutcome, GetPortfolio,
+    NftDomain, Portfolio, RecordVolume, DOMAIN_SOURCE,
+};
+pub use rules::{BadgeRule, DomainError, DomainRules, RulesError, TierRule};
+pub use state::{BadgeStatus, ChangeError, DomainState, StateChange, UserState};

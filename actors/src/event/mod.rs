@@ -7,7 +7,11 @@ mod samples;
 mod validate;
 
 pub use envelope::{Envelope, EVENT_VERSION};
-pub use payload::*;
+pub use payload::{
+    BadgeChanges, BadgeEarned, Benefits, BurnedNftRef, EventData, MetricsReport, MintedNftRef,
+    NftBurned, NftMinted, NftUnlockFailed, NftUnlocked, NftUpgraded, SystemAlert,
+    TierQualificationChanged, VolumeMilestoneReached,
+};
 pub use samples::sample_data;
 pub use validate::{check_id, EventError, PublishRequest, MAX_ID_LEN};
 

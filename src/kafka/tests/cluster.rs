@@ -2,7 +2,7 @@
 
 use super::support::cluster_with;
 use crate::kafka::{
-    broker_health, ensure_topics, Broker, Brokers, ConsumerHandle, KafkaError, KafkaSink,
+    broker_health, ensure_topics, Brokers, ConsumerHandle, KafkaCluster, KafkaError, KafkaSink,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
@@ -22,7 +22,7 @@ fn partitions(bootstrap: &str, topic: &str) -> usize {
 #[test]
 fn the_handles_can_live_in_shared_state() {
     fn shared<T: Send + Sync + 'static>() {}
-    shared::<Broker>();
+    shared::<KafkaCluster>();
     shared::<KafkaSink>();
     shared::<ConsumerHandle>();
 }
@@ -42,7 +42,7 @@ async fn ensure_topics_creates_with_partitions_and_is_idempotent() {
 
 #[actix::test]
 async fn a_real_bootstrap_list_is_kept_and_has_no_mock() {
-    let broker = Broker::start(&Brokers::Bootstrap("kafka-1:9092,kafka-2:9092".into()))
+    let broker = KafkaCluster::start(&Brokers::Bootstrap("kafka-1:9092,kafka-2:9092".into()))
         .expect("no connection is made");
 
     assert!(!broker.is_embedded());

@@ -9,7 +9,7 @@ use crate::kafka::dead_letter::{
     ATTEMPTS_HEADER, CONSUMER_GROUP_HEADER, ERROR_HEADER, SOURCE_OFFSET_HEADER,
     SOURCE_PARTITION_HEADER, SOURCE_TOPIC_HEADER,
 };
-use crate::kafka::{spawn_consumer, Broker, StopReason};
+use crate::kafka::{spawn_consumer, KafkaCluster, StopReason};
 use actors::metrics::Metrics;
 use actors::outbox::Record;
 use rdkafka::message::Message;
@@ -19,7 +19,7 @@ const TOPIC: &str = "user-events";
 const DLQ: &str = "dead-letters";
 const GROUP: &str = "test-group";
 
-async fn cluster() -> Broker {
+async fn cluster() -> KafkaCluster {
     cluster_with(&[(TOPIC, 1), (DLQ, 1)]).await
 }
 

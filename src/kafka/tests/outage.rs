@@ -2,7 +2,7 @@
 //! nor reorders them.
 
 use super::support::{cluster_with, read_topic, record};
-use crate::kafka::{Broker, KafkaSink};
+use crate::kafka::{KafkaCluster, KafkaSink};
 use actors::outbox::Record;
 use rdkafka::message::Message;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
@@ -16,7 +16,7 @@ const RECORDS: usize = 500;
 const KEYS: [&str; 4] = ["u1", "u2", "u3", "u4"];
 
 /// Publishes 500 records in batches of 10 on a task; `acked` counts acknowledged records.
-fn start_publishing(broker: &Broker, acked: Arc<AtomicUsize>) -> tokio::task::JoinHandle<()> {
+fn start_publishing(broker: &KafkaCluster, acked: Arc<AtomicUsize>) -> tokio::task::JoinHandle<()> {
     let sink = KafkaSink::new(broker.bootstrap(), "test-outage").expect("producer");
     let records: Vec<Record> = (0..RECORDS)
         .map(|i| record(TOPIC, KEYS[i % KEYS.len()], &i.to_string()))
@@ -40,7 +40,7 @@ async fn wait_for_acks(acked: &AtomicUsize, at_least: usize) {
 }
 
 /// Every record exactly once (the topic holds exactly 500), each key's records in send order.
-async fn assert_exactly_once_in_order(broker: &Broker) {
+async fn assert_exactly_once_in_order(broker: &KafkaCluster) {
     let messages = read_topic(broker.bootstrap(), TOPIC).await;
     assert_eq!(messages.len(), RECORDS, "no record lost or duplicated");
     let mut by_key: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
@@ -60,14 +60,14 @@ async fn assert_exactly_once_in_order(broker: &Broker) {
 
 /// Makes every broker answer Produce with the retriable NOT_ENOUGH_REPLICAS (nothing is
 /// appended) until [`accept_writes`].
-fn refuse_writes(broker: &Broker) {
+fn refuse_writes(broker: &KafkaCluster) {
     let refusals = vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 100_000];
     broker
         .with_mock(move |m| m.request_errors(RDKafkaApiKey::Produce, &refusals))
         .expect("mock");
 }
 
-fn accept_writes(broker: &Broker) {
+fn accept_writes(broker: &KafkaCluster) {
     broker
         .with_mock(|m| m.clear_request_errors(RDKafkaApiKey::Produce))
         .expect("mock");

@@ -3,7 +3,7 @@
 //! under test.
 
 use crate::kafka::{
-    ensure_topics, Broker, Brokers, ConsumerConfig, ConsumerHandle, KafkaSink, StopReason,
+    ensure_topics, Brokers, ConsumerConfig, ConsumerHandle, KafkaCluster, KafkaSink, StopReason,
 };
 use actix::{Actor, ActorContext, Addr, Context, Handler};
 use actors::consumers::{Consume, ConsumeError, ConsumedRecord, Outcome};
@@ -23,8 +23,8 @@ pub const REJOIN_PATIENCE: Duration = Duration::from_secs(15);
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
 /// A fresh embedded cluster with `topics` created.
-pub async fn cluster_with(topics: &[(&str, i32)]) -> Broker {
-    let broker = Broker::start(&Brokers::Embedded).expect("embedded cluster starts");
+pub async fn cluster_with(topics: &[(&str, i32)]) -> KafkaCluster {
+    let broker = KafkaCluster::start(&Brokers::Embedded).expect("embedded cluster starts");
     let topics: Vec<(String, i32)> = topics.iter().map(|(t, p)| ((*t).to_owned(), *p)).collect();
     ensure_topics(&broker, &topics)
         .await
@@ -42,13 +42,18 @@ pub fn record(topic: &str, key: &str, payload: &str) -> Record {
 }
 
 /// Publishes `records` through a fresh [`KafkaSink`] and waits for the acknowledgements.
-pub async fn publish(broker: &Broker, records: Vec<Record>) {
+pub async fn publish(broker: &KafkaCluster, records: Vec<Record>) {
     let sink = KafkaSink::new(broker.bootstrap(), "test-publisher").expect("producer");
     sink.send_all(&records).await.expect("published");
 }
 
 /// A consumer config for tests: quick retries.
-pub fn consumer_config(broker: &Broker, group: &str, topic: &str, dlq: &str) -> ConsumerConfig {
+pub fn consumer_config(
+    broker: &KafkaCluster,
+    group: &str,
+    topic: &str,
+    dlq: &str,
+) -> ConsumerConfig {
     let mut cfg = ConsumerConfig::new(broker.bootstrap(), group, vec![topic.to_owned()]);
     cfg.dead_letter_topic = dlq.to_owned();
     cfg.retry_backoff = Duration::from_millis(20);

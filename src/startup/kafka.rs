@@ -6,7 +6,7 @@
 use crate::cluster::Cluster;
 use crate::config::Settings;
 use crate::kafka::{
-    ensure_topics, spawn_consumer, Broker, ConsumerConfig, ConsumerHandle, KafkaSink,
+    ensure_topics, spawn_consumer, ConsumerConfig, ConsumerHandle, KafkaCluster, KafkaSink,
 };
 use crate::store::Store;
 use actix::{Actor, Addr};
@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 /// The running Kafka half. Dropping it stops the consumer loops.
 pub struct KafkaPath {
-    pub broker: Arc<Broker>,
+    pub broker: Arc<KafkaCluster>,
     pub relay: Addr<OutboxRelay>,
     consumers: Vec<ConsumerHandle>,
 }
@@ -40,7 +40,8 @@ impl KafkaPath {
     ) -> anyhow::Result<KafkaPath> {
         let kafka = &settings.kafka;
         let broker = Arc::new(
-            Broker::start(&kafka.brokers).context("cannot start Kafka (key `kafka.brokers`)")?,
+            KafkaCluster::start(&kafka.brokers)
+                .context("cannot start Kafka (key `kafka.brokers`)")?,
         );
         log::info!("kafka bootstrap servers: {}", broker.bootstrap());
         ensure_topics(&broker, &kafka.topics.partitions())
