@@ -91,10 +91,13 @@ impl JwtKeys {
             };
             ApiError::Unauthorized(why.to_owned())
         })?;
-        if data.claims.sub.is_empty() {
-            return Err(ApiError::Unauthorized(
-                "token has an empty subject".to_owned(),
-            ));
+        // The subject becomes a user id (stream key, log field, audit actor): held to the
+        // same rule as a user id in a request.
+        if let Err(e) = actors::event::check_id("sub", &data.claims.sub) {
+            return Err(ApiError::Unauthorized(format!(
+                "token is invalid: {}",
+                e.message
+            )));
         }
         Ok(Principal {
             user_id: data.claims.sub,
@@ -182,5 +185,19 @@ mod tests {
             keys.verify("garbage"),
             Err(ApiError::Unauthorized(_))
         ));
+    }
+
+    #[test]
+    fn subjects_with_control_or_format_characters_are_refused() {
+        let keys = JwtKeys::new(b"0123456789abcdef0123");
+        for sub in ["", "a\u{202e}b", "u\u{200b}1", "u\n1", "u\u{7f}"] {
+            let token = keys.mint(sub, Role::User, 60).expect("mint");
+            match keys.verify(&token) {
+                Err(ApiError::Unauthorized(why)) => {
+                    assert!(why.starts_with("token is invalid: sub"), "{why}")
+                }
+                other => panic!("{sub:?} was not refused: {other:?}"),
+            }
+        }
     }
 }

@@ -16,6 +16,9 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("This route requires another role")]
     Forbidden,
+    /// Refused for a reason other than the role, said in the message.
+    #[error("{0}")]
+    ForbiddenBecause(String),
     #[error("Too many SSE connections")]
     RateLimited,
     #[error("{0}")]
@@ -49,7 +52,7 @@ impl ApiError {
     pub fn error_code(&self) -> &'static str {
         match self {
             ApiError::Unauthorized(_) => "UNAUTHORIZED",
-            ApiError::Forbidden => "FORBIDDEN",
+            ApiError::Forbidden | ApiError::ForbiddenBecause(_) => "FORBIDDEN",
             ApiError::RateLimited => "RATE_LIMITED",
             ApiError::InvalidEvent(_) => "INVALID_EVENT",
             ApiError::InvalidParameter { .. } => "INVALID_PARAMETER",
@@ -66,7 +69,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Forbidden | ApiError::ForbiddenBecause(_) => StatusCode::FORBIDDEN,
             ApiError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ApiError::InvalidEvent(_)
             | ApiError::InvalidParameter { .. }
@@ -90,14 +93,12 @@ impl ResponseError for ApiError {
             ApiError::InvalidParameter { name, .. } => Some(*name),
             _ => None,
         };
-        HttpResponse::build(self.status_code())
-            .insert_header(("Access-Control-Allow-Origin", "*"))
-            .json(ErrorBody {
-                code: self.status_code().as_u16(),
-                message: self.to_string(),
-                error_code: self.error_code(),
-                field,
-            })
+        HttpResponse::build(self.status_code()).json(ErrorBody {
+            code: self.status_code().as_u16(),
+            message: self.to_string(),
+            error_code: self.error_code(),
+            field,
+        })
     }
 }
 

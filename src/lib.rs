@@ -36,6 +36,7 @@ pub mod cache;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod cors;
 pub mod error;
 #[allow(unsafe_code)]
 pub mod hangup;

@@ -38,16 +38,12 @@ pub fn resume_point(last_event_id: Option<&[u8]>, query: &str) -> Resume {
     }
 }
 
-/// The headers of every stream response, whichever acceptor writes it.
-pub const STREAM_HEADERS: [(&str, &str); 5] = [
+/// The headers of every stream response, whichever acceptor writes it. Cross-origin access
+/// is not among them: `crate::cors` adds it for allowed origins only.
+pub const STREAM_HEADERS: [(&str, &str); 3] = [
     ("content-type", "text/event-stream"),
     ("cache-control", "no-cache"),
     ("x-accel-buffering", "no"),
-    ("access-control-allow-origin", "*"),
-    (
-        "access-control-allow-headers",
-        "Cache-Control, Last-Event-ID, Authorization",
-    ),
 ];
 
 /// What opening a stream takes: the registry of its sessions and, when the per-user limit is

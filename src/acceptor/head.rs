@@ -37,6 +37,8 @@ pub struct StreamRequest {
     pub last_event_id: Option<Vec<u8>>,
     /// The caller's `X-Request-Id`, if any.
     pub request_id: Option<Vec<u8>>,
+    /// The page's `Origin`, for cross-origin access (`crate::cors`).
+    pub origin: Option<Vec<u8>>,
     /// The query string, without the `?`.
     pub query: String,
 }
@@ -82,6 +84,7 @@ pub fn classify(buf: &[u8], exhausted: bool) -> Head {
     let mut authorization = None;
     let mut last_event_id = None;
     let mut request_id = None;
+    let mut origin = None;
     for header in request.headers.iter() {
         let name = header.name;
         if name.eq_ignore_ascii_case("content-length") {
@@ -110,6 +113,8 @@ pub fn classify(buf: &[u8], exhausted: bool) -> Head {
             last_event_id.get_or_insert_with(|| header.value.to_vec());
         } else if name.eq_ignore_ascii_case("x-request-id") {
             request_id.get_or_insert_with(|| header.value.to_vec());
+        } else if name.eq_ignore_ascii_case("origin") {
+            origin.get_or_insert_with(|| header.value.to_vec());
         }
     }
     Head::Stream(StreamRequest {
@@ -119,6 +124,7 @@ pub fn classify(buf: &[u8], exhausted: bool) -> Head {
         authorization,
         last_event_id,
         request_id,
+        origin,
         query: query.to_owned(),
     })
 }

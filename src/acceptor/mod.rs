@@ -28,6 +28,8 @@ use tokio::net::TcpStream;
 
 /// What the lean stream path needs, shared by every worker.
 pub struct Streams {
+    /// Which other origins may open streams (the actix-web routes apply the same policy).
+    pub cors: crate::cors::CorsPolicy,
     pub keys: Arc<JwtKeys>,
     /// Where user streams open (registry and leases), as for the actix-web route.
     pub door: crate::streams::StreamDoor,

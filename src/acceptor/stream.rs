@@ -46,6 +46,8 @@ pub async fn serve(io: &mut TcpStream, request: StreamRequest, streams: &Streams
     ));
     let resume = resume_point(request.last_event_id.as_deref(), &request.query);
     let id = RequestId::from_header(request.request_id.as_deref());
+    // Empty (no allocation) unless the request comes from an allowed other origin.
+    let cors = streams.cors.response_headers(request.origin.as_deref());
     drop(request);
     let opened = match principal {
         Ok(principal) => connect(&streams.door, &principal.user_id, resume, None).await,
@@ -55,14 +57,15 @@ pub async fn serve(io: &mut TcpStream, request: StreamRequest, streams: &Streams
         Ok(handle) => handle.frames,
         Err(e) => {
             log_request(&id, e.status_code().as_u16());
-            return write_error(io, &e, &id, keep_alive).await;
+            return write_error(io, &e, &id, &cors, keep_alive).await;
         }
     };
     let chunked = !http10;
     log_request(&id, 200);
-    if write_head(io, chunked, &id).await.is_err() {
+    if write_head(io, chunked, &id, &cors).await.is_err() {
         return After::Close;
     }
+    drop(cors);
     match pump(io, &mut frames, chunked, streams.stall_limit).await {
         Ending::SessionClosed if chunked => {
             drop(frames);
@@ -86,13 +89,19 @@ fn log_request(id: &RequestId, status: u16) {
     );
 }
 
-async fn write_head(io: &mut TcpStream, chunked: bool, id: &RequestId) -> io::Result<()> {
+async fn write_head(
+    io: &mut TcpStream,
+    chunked: bool,
+    id: &RequestId,
+    cors: &[(&str, String)],
+) -> io::Result<()> {
     let mut head = String::with_capacity(256);
     head.push_str("HTTP/1.1 200 OK\r\n");
     head.push_str("x-request-id: ");
     head.push_str(id.as_str());
     head.push_str("\r\n");
-    for (name, value) in STREAM_HEADERS {
+    let cors = cors.iter().map(|(name, value)| (*name, value.as_str()));
+    for (name, value) in STREAM_HEADERS.into_iter().chain(cors) {
         head.push_str(name);
         head.push_str(": ");
         head.push_str(value);
@@ -111,6 +120,7 @@ async fn write_error(
     io: &mut TcpStream,
     error: &ApiError,
     id: &RequestId,
+    cors: &[(&str, String)],
     keep_alive: bool,
 ) -> After {
     let response = error.error_response();
@@ -128,6 +138,9 @@ async fn write_error(
         }
     }
     head.push_str(&format!("x-request-id: {id}\r\n"));
+    for (name, value) in cors {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
     head.push_str(&format!("content-length: {}\r\n", body.len()));
     if !keep_alive {
         head.push_str("connection: close\r\n");

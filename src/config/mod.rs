@@ -23,6 +23,7 @@ use actors::stream_config::StreamConfig;
 use actors::EventType;
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -69,6 +70,10 @@ impl TryFrom<String> for RouteKey {
     }
 }
 
+/// The signing secret `config.toml` ships with: public, so development only (see
+/// [`Settings::check_exposure`]).
+pub const SHIPPED_JWT_SECRET: &str = "dev-only-secret-change-me-in-production";
+
 /// A configuration problem, phrased as one line that names the key.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration error: {0}")]
@@ -104,8 +109,32 @@ impl Settings {
                 "key `cluster.bus`: \"redis\" needs `redis.url`".to_owned(),
             ));
         }
+        self.check_exposure()?;
         self.routing_table()?;
         self.domain_rules()?;
+        Ok(())
+    }
+
+    /// The development conveniences are safe only where nobody else can connect: a router
+    /// listening beyond loopback with token minting on, or with the shipped (public) signing
+    /// secret, would hand out every role to whoever reaches it. Refused, in one line.
+    fn check_exposure(&self) -> Result<(), ConfigError> {
+        let bind = self.http.bind;
+        if bind.ip().is_loopback() {
+            return Ok(());
+        }
+        if self.auth.dev_tokens {
+            return Err(ConfigError(format!(
+                "key `auth.dev_tokens`: must be false when `http.bind` ({bind}) is not a \
+                 loopback address (anyone who reaches it could mint tokens)"
+            )));
+        }
+        if self.auth.jwt_secret.expose_secret() == SHIPPED_JWT_SECRET {
+            return Err(ConfigError(format!(
+                "key `auth.jwt_secret`: the shipped development secret is public; set your \
+                 own when `http.bind` ({bind}) is not a loopback address"
+            )));
+        }
         Ok(())
     }
 
@@ -386,11 +415,38 @@ mod tests {
             ("[cluster]\nsweep_ms = 5", "cluster.sweep_ms", "at least 10"),
             ("[cluster]\nbus = \"redis\"", "cluster.bus", "redis.url"),
             ("[log]\nformat = \"xml\"", "log.format", "xml"),
+            (
+                "[http]\ncors_origins = [\"app.example.com\"]",
+                "http.cors_origins",
+                "is not `*` or an origin",
+            ),
+            (
+                "[http]\nbind = \"10.1.2.3:8080\"",
+                "auth.dev_tokens",
+                "not a loopback address",
+            ),
+            (
+                "[http]\nbind = \"[::]:8080\"\n[auth]\ndev_tokens = false",
+                "auth.jwt_secret",
+                "shipped development secret is public",
+            ),
         ] {
             let err = refusal(toml);
             assert!(err.contains(key), "{toml}: {err}");
             assert!(err.contains(why), "{toml}: {err}");
         }
+    }
+
+    #[test]
+    fn a_public_address_with_an_own_secret_and_no_minting_is_accepted() {
+        let f = repo_config().merge(Toml::string(
+            "[http]\nbind = \"0.0.0.0:8080\"\n[auth]\ndev_tokens = false\njwt_secret = \"a-secret-of-our-own-0123\"",
+        ));
+        let settings = Settings::from_figment(f).expect("accepted");
+        assert!(!settings.http.bind.ip().is_loopback());
+        // The refusal compares with what config.toml really ships.
+        let shipped = Settings::from_figment(repo_config()).expect("shipped config");
+        assert_eq!(shipped.auth.jwt_secret.expose_secret(), SHIPPED_JWT_SECRET);
     }
 
     #[test]
@@ -402,7 +458,7 @@ mod tests {
 
     #[test]
     fn a_missing_key_names_itself() {
-        let toml = "[http]\nbind=\"127.0.0.1:0\"\nworkers=1\nmax_body_bytes=65536\nshutdown_timeout_secs=1\nreuse_port=false\n";
+        let toml = "[http]\nbind=\"127.0.0.1:0\"\nworkers=1\nmax_body_bytes=65536\nshutdown_timeout_secs=1\nreuse_port=false\ncors_origins=[]\n";
         let err = Settings::from_figment(Figment::from(Toml::string(toml)))
             .expect_err("incomplete")
             .to_string();

@@ -24,6 +24,8 @@ pub struct HttpSettings {
     #[serde(rename = "shutdown_timeout_secs", deserialize_with = "values::secs")]
     pub shutdown_timeout: Duration,
     pub reuse_port: bool,
+    /// Other origins whose pages may call the API (`crate::cors`); empty: same origin only.
+    pub cors_origins: Vec<crate::cors::AllowedOrigin>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

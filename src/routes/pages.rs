@@ -6,12 +6,15 @@
 
 use super::dev_token::DevTokens;
 use actix_web::http::header;
-use actix_web::{get, web, HttpResponse, HttpResponseBuilder};
+use actix_web::{get, web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use actors::event::sample_data;
 use actors::EventType;
 
 /// Where the HTML says whether the mint buttons show (`data-dev-tokens`).
 const DEV_TOKENS_SLOT: &str = "__DEV_TOKENS__";
+
+/// Where the HTML carries the mint route's page key (`data-dev-key`), empty when not minting.
+const DEV_KEY_SLOT: &str = "__DEV_KEY__";
 
 const DEMO_HTML: &str = include_str!("pages/demo.html");
 const ADMIN_HTML: &str = include_str!("pages/admin.html");
@@ -59,21 +62,30 @@ fn static_response(content_type: &str) -> HttpResponseBuilder {
     response
 }
 
-fn page(html: &str, dev: &DevTokens) -> HttpResponse {
-    let mode = if dev.enabled { "on" } else { "off" };
-    static_response("text/html; charset=utf-8").body(html.replace(DEV_TOKENS_SLOT, mode))
+/// The page, told whether it may mint: only a page served to this machine gets the key the
+/// mint route asks for (see `dev_token`); anyone else's copy asks for a token.
+fn page(html: &str, dev: &DevTokens, req: &HttpRequest) -> HttpResponse {
+    let key = dev.page_key_for(req);
+    let mode = if key.is_some() { "on" } else { "off" };
+    let html = html
+        .replace(DEV_TOKENS_SLOT, mode)
+        .replace(DEV_KEY_SLOT, key.unwrap_or_default());
+    static_response("text/html; charset=utf-8")
+        // The page may hold the mint key: no cache may keep it.
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(html)
 }
 
 /// The client demo: mint or paste a token, watch the user stream.
 #[get("/")]
-pub async fn demo_page(dev: web::Data<DevTokens>) -> HttpResponse {
-    page(DEMO_HTML, &dev)
+pub async fn demo_page(req: HttpRequest, dev: web::Data<DevTokens>) -> HttpResponse {
+    page(DEMO_HTML, &dev, &req)
 }
 
 /// The operations dashboard.
 #[get("/admin")]
-pub async fn admin_page(dev: web::Data<DevTokens>) -> HttpResponse {
-    page(ADMIN_HTML, &dev)
+pub async fn admin_page(req: HttpRequest, dev: web::Data<DevTokens>) -> HttpResponse {
+    page(ADMIN_HTML, &dev, &req)
 }
 
 /// A valid `data` for every event type, for the demo's "publish a sample event" form. Built

@@ -6,6 +6,7 @@ use crate::acceptor;
 use crate::auth::JwtKeys;
 use crate::cluster::Cluster;
 use crate::config::Settings;
+use crate::cors::CorsPolicy;
 use crate::routes::{self, BodyLimit, Readiness};
 use crate::store::Store;
 use crate::streams::StreamDoor;
@@ -54,6 +55,7 @@ struct AppData {
     stream_config: web::Data<StreamConfig>,
     dev_tokens: web::Data<routes::DevTokens>,
     portfolio_ttl: web::Data<routes::PortfolioTtl>,
+    cors: web::Data<CorsPolicy>,
 }
 
 impl AppData {
@@ -70,7 +72,9 @@ impl AppData {
         >,
     > {
         App::new()
+            .wrap(actix_web::middleware::from_fn(crate::cors::apply))
             .wrap(actix_web::middleware::from_fn(crate::request_id::track))
+            .app_data(self.cors.clone())
             .app_data(self.metrics.clone())
             .app_data(self.keys.clone())
             .app_data(self.registry.clone())
@@ -102,6 +106,7 @@ pub fn serve(
     domain: Domain,
 ) -> std::io::Result<Server> {
     let limit = settings.sse.max_connections_per_user.get();
+    let cors = CorsPolicy::new(&settings.http.cors_origins);
     let keys = Arc::new(JwtKeys::new(
         settings.auth.jwt_secret.expose_secret().as_bytes(),
     ));
@@ -135,8 +140,10 @@ pub fn serve(
         stream_config: web::Data::new(settings.stream_config()),
         dev_tokens: web::Data::new(routes::DevTokens::from_settings(&settings.auth)),
         portfolio_ttl: web::Data::new(routes::PortfolioTtl(settings.chain.portfolio_cache)),
+        cors: web::Data::new(cors.clone()),
     };
     let streams = acceptor::Streams {
+        cors,
         keys,
         door,
         patience: CLIENT_REQUEST_TIMEOUT,

@@ -2,7 +2,7 @@
 //! wire format, keep-alive across the hand-over to actix-web, heads that arrive in pieces,
 //! HTTP/1.0, malformed heads, and a fuzz of mutated heads that must never hang, crash or leak.
 
-use crate::helpers::{event_body, spawn_app, TestApp, WAIT};
+use crate::helpers::{event_body, spawn_app, spawn_app_with, TestApp, WAIT};
 use actors::frame::FrameParser;
 use actors::EventType;
 use nft_event_router::auth::Role;
@@ -155,7 +155,8 @@ async fn a_raw_stream_request_gets_a_chunked_event_stream() {
     assert_eq!(response.header("content-type"), Some("text/event-stream"));
     assert_eq!(response.header("cache-control"), Some("no-cache"));
     assert_eq!(response.header("transfer-encoding"), Some("chunked"));
-    assert_eq!(response.header("access-control-allow-origin"), Some("*"));
+    // Same origin only by default: no cross-origin grant.
+    assert_eq!(response.header("access-control-allow-origin"), None);
     let mut parser = FrameParser::new();
     parser.feed(&raw.chunk().await);
     let welcome = parser.next_frame().expect("the welcome frame");
@@ -358,4 +359,40 @@ async fn fuzzed_heads_never_hang_crash_or_leak() {
     assert_eq!(health.status(), 200);
     let stats = app.wait_for_stats(|s| s["totalConnections"] == 0).await;
     assert_eq!(stats["totalConnections"], 0, "{stats}");
+}
+
+#[actix_web::test]
+async fn the_lean_stream_grants_cross_origin_access_to_allowed_origins_only() {
+    let app = spawn_app_with("[http]\ncors_origins = [\"http://allowed.example:3000\"]\n").await;
+    for (origin, granted) in [
+        ("http://allowed.example:3000", true),
+        ("http://ALLOWED.example:3000", true),
+        ("http://evil.example:3000", false),
+    ] {
+        let mut raw = Raw::connect(&app).await;
+        let extra = format!("Origin: {origin}\r\n");
+        raw.send(stream_request(&app, "cors1", &extra).as_bytes())
+            .await;
+        let response = raw.head().await;
+        assert_eq!(response.status, 200, "{origin}");
+        assert_eq!(
+            response.header("access-control-allow-origin"),
+            granted.then_some("http://allowed.example:3000"),
+            "{origin}"
+        );
+        assert_eq!(response.header("vary"), Some("Origin"), "{origin}");
+    }
+    // A refusal is readable by the allowed page too (it can tell 401 from a network error).
+    let mut raw = Raw::connect(&app).await;
+    raw.send(
+        format!("GET {STREAM} HTTP/1.1\r\nHost: t\r\nOrigin: http://allowed.example:3000\r\n\r\n")
+            .as_bytes(),
+    )
+    .await;
+    let response = raw.head().await;
+    assert_eq!(response.status, 401);
+    assert_eq!(
+        response.header("access-control-allow-origin"),
+        Some("http://allowed.example:3000")
+    );
 }

@@ -5,6 +5,7 @@ mod alerts;
 mod binary;
 mod browser;
 mod cluster;
+mod cors;
 mod domain;
 mod flows;
 mod helpers;

@@ -8,13 +8,94 @@ async fn get(app: &TestApp, path: &str) -> reqwest::Response {
     app.client.get(app.url(path)).send().await.expect("sent")
 }
 
+/// The mint key a page served to this (loopback) client carries, `""` when it carries none.
+async fn page_key(app: &TestApp) -> String {
+    let html = get(app, "/").await.text().await.expect("html");
+    let (_, rest) = html
+        .split_once("data-dev-key=\"")
+        .expect("the page has the slot");
+    rest.split('"').next().unwrap_or_default().to_owned()
+}
+
+/// Mints as the router's own page does: with the key the page carries.
 async fn mint(app: &TestApp, body: serde_json::Value) -> reqwest::Response {
+    let key = page_key(app).await;
     app.client
         .post(app.url("/api/v1/dev/token"))
+        .header("X-Dev-Token-Key", key)
         .json(&body)
         .send()
         .await
         .expect("sent")
+}
+
+#[actix_web::test]
+async fn dev_tokens_are_minted_only_for_the_routers_own_pages_on_this_machine() {
+    let app = spawn_app().await;
+    let key = page_key(&app).await;
+    assert_eq!(key.len(), 32, "a page served to loopback carries the key");
+    let body = serde_json::json!({"userId": "mallory", "role": "admin"});
+    let post = || app.client.post(app.url("/api/v1/dev/token")).json(&body);
+
+    // No key, a wrong key: what a cross-site form or a script without the page sends.
+    for request in [post(), post().header("X-Dev-Token-Key", "0".repeat(32))] {
+        let response = request.send().await.expect("sent");
+        assert_eq!(response.status(), 403);
+        let error: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(error["error_code"], "FORBIDDEN");
+        assert!(error["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("X-Dev-Token-Key"));
+    }
+    // Forwarded by a proxy, or addressed to a name other than loopback (DNS rebinding): not
+    // this machine's client, with the right key or not; the page then carries no key.
+    for (name, value) in [
+        ("X-Forwarded-For", "203.0.113.9"),
+        ("Forwarded", "for=203.0.113.9"),
+        ("Host", "router.example.com"),
+    ] {
+        let response = post()
+            .header("X-Dev-Token-Key", &key)
+            .header(name, value)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 403, "{name}");
+        let html = app
+            .client
+            .get(app.url("/"))
+            .header(name, value)
+            .send()
+            .await
+            .expect("sent")
+            .text()
+            .await
+            .expect("html");
+        assert!(html.contains("data-dev-tokens=\"off\""), "{name}");
+        assert!(html.contains("data-dev-key=\"\""), "{name}");
+    }
+    // A cross-site preflight for the key header is not granted.
+    let preflight = app
+        .client
+        .request(reqwest::Method::OPTIONS, app.url("/api/v1/dev/token"))
+        .header("Origin", "https://evil.example")
+        .header("Access-Control-Request-Method", "POST")
+        .header(
+            "Access-Control-Request-Headers",
+            "x-dev-token-key,content-type",
+        )
+        .send()
+        .await
+        .expect("sent");
+    assert!(
+        preflight
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none(),
+        "{:?}",
+        preflight.headers()
+    );
 }
 
 #[actix_web::test]

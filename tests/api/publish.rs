@@ -104,6 +104,14 @@ async fn invalid_events_get_400_naming_the_field_and_reach_nobody() {
         ),
         (with(&|b| b["userId"] = "".into()), Some("userId")),
         (with(&|b| b["userId"] = 42.into()), Some("userId")),
+        // Look-alike ids: a right-to-left override, a zero-width space, a control character.
+        (with(&|b| b["userId"] = "u1\u{202e}".into()), Some("userId")),
+        (with(&|b| b["userId"] = "u\u{200b}1".into()), Some("userId")),
+        (with(&|b| b["userId"] = "u1\u{7}".into()), Some("userId")),
+        (
+            with(&|b| b["correlationId"] = "trace\u{2066}1".into()),
+            Some("correlationId"),
+        ),
         (
             with(&|b| {
                 b["data"].as_object_mut().map(|o| o.remove("tierName"));

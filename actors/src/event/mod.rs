@@ -13,7 +13,7 @@ pub use payload::{
     TierQualificationChanged, VolumeMilestoneReached,
 };
 pub use samples::sample_data;
-pub use validate::{check_id, EventError, PublishRequest, MAX_ID_LEN};
+pub use validate::{check_id, is_invisible, EventError, PublishRequest, MAX_ID_LEN};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -131,7 +131,9 @@ impl PublishRequest {
 }
 
 /// Ids must be non-empty, bounded, and printable: they become SSE routing keys, Kafka keys and
-/// log fields.
+/// log fields. Unicode format characters (general category Cf: bidirectional overrides such as
+/// U+202E, zero-width spaces and joiners) are refused beside control characters (Cc), because
+/// they make two different ids look identical in a log line, the admin page or the audit log.
 pub fn check_id(field: &str, id: &str) -> Result<(), EventError> {
     if id.trim().is_empty() {
         return Err(EventError::at(field, "must not be empty"));
@@ -142,10 +144,22 @@ pub fn check_id(field: &str, id: &str) -> Result<(), EventError> {
             format!("longer than {MAX_ID_LEN} bytes"),
         ));
     }
-    if id.chars().any(char::is_control) {
-        return Err(EventError::at(field, "contains control characters"));
+    if let Some(c) = id.chars().find(|&c| is_invisible(c)) {
+        return Err(EventError::at(
+            field,
+            format!(
+                "contains a control or format character (U+{:04X})",
+                u32::from(c)
+            ),
+        ));
     }
     Ok(())
+}
+
+/// Control (Cc) or format (Cf) characters: what an identifier shown to people must not hold.
+pub fn is_invisible(c: char) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    c.is_control() || c.general_category() == GeneralCategory::Format
 }
 
 fn check_volume(field: &str, v: f64) -> Result<(), EventError> {

@@ -1,8 +1,10 @@
 // Shared by the demo page and the dashboard: tokens, small DOM helpers, and an EventSource
 // wrapper that reports its state and remembers the last event id.
 
-/** The router mints development tokens (auth.dev_tokens); the server fills this in. */
+/** The router mints development tokens for this page (auth.dev_tokens, and this machine's
+ * browser); the server fills this in, and the key the mint route asks for. */
 export const devTokens = document.body.dataset.devTokens === 'on';
+const devKey = document.body.dataset.devKey || '';
 
 export const $ = (selector) => document.querySelector(selector);
 
@@ -40,7 +42,7 @@ export async function errorOf(response) {
 export async function mintToken(userId, role) {
   const response = await fetch('/api/v1/dev/token', {
     method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
+    headers: { 'Content-Type': 'application/json', 'X-Dev-Token-Key': devKey },
     body: JSON.stringify({ userId, role }),
   });
   if (!response.ok) throw new Error(await errorOf(response));
