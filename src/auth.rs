@@ -188,6 +188,30 @@ mod tests {
     }
 
     #[test]
+    fn unsigned_and_expired_tokens_are_refused() {
+        let keys = JwtKeys::new(b"0123456789abcdef0123");
+        // `alg: none`, no signature: {"alg":"none","typ":"JWT"}.{"sub":"u1","role":"admin",...}
+        let header = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0";
+        let claims = "eyJzdWIiOiJ1MSIsInJvbGUiOiJhZG1pbiIsImV4cCI6NDEwMjQ0NDgwMH0";
+        for token in [format!("{header}.{claims}."), format!("{header}.{claims}")] {
+            assert!(
+                matches!(keys.verify(&token), Err(ApiError::Unauthorized(_))),
+                "{token}"
+            );
+        }
+        let expired = Claims {
+            sub: "u1".into(),
+            role: Role::User,
+            exp: unix_now() - 3600,
+        };
+        let token = encode(&Header::new(Algorithm::HS256), &expired, &keys.encoding).expect("sign");
+        match keys.verify(&token) {
+            Err(ApiError::Unauthorized(why)) => assert_eq!(why, "token expired"),
+            other => panic!("an expired token was not refused: {other:?}"),
+        }
+    }
+
+    #[test]
     fn subjects_with_control_or_format_characters_are_refused() {
         let keys = JwtKeys::new(b"0123456789abcdef0123");
         for sub in ["", "a\u{202e}b", "u\u{200b}1", "u\n1", "u\u{7f}"] {

@@ -368,3 +368,94 @@ async fn the_dashboard_shows_connections_and_the_operations_feed() {
         })
         .await;
 }
+
+/// A page of another origin: an empty document served on its own port (a different port is
+/// a different origin), from which the browser calls the router.
+async fn foreign_origin() -> String {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    let server = HttpServer::new(|| {
+        App::new().route(
+            "/",
+            web::get().to(|| async {
+                HttpResponse::Ok()
+                    .content_type("text/html; charset=utf-8")
+                    .body("<!doctype html><title>elsewhere</title><p>another origin</p>")
+            }),
+        )
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .expect("bind the foreign page's server");
+    let address = server.addrs()[0];
+    actix_web::rt::spawn(server.run());
+    format!("http://{address}")
+}
+
+/// From the page now open, a `fetch` of an admin route and an `EventSource` on the user
+/// stream to `router`: what the browser lets the page do, `{fetch, stream}` as "served" or
+/// "refused".
+async fn cross_origin_calls(client: &Client, app: &TestApp, user: &str) -> serde_json::Value {
+    const SCRIPT: &str = r#"
+        const [router, adminToken, userToken, done] = arguments;
+        (async () => {
+          const result = {};
+          try {
+            const r = await fetch(router + '/api/v1/admin/sse-stats',
+                                  { headers: { Authorization: 'Bearer ' + adminToken } });
+            const body = await r.json();
+            result.fetch = 'totalConnections' in body ? 'served' : 'odd answer';
+          } catch (e) {
+            result.fetch = 'refused';
+          }
+          result.stream = await new Promise((resolve) => {
+            const es = new EventSource(router + '/api/v1/user/nft-events?access_token=' + userToken);
+            es.onopen = () => { es.close(); resolve('served'); };
+            es.onerror = () => { es.close(); resolve('refused'); };
+            setTimeout(() => { es.close(); resolve('no answer'); }, 10000);
+          });
+          done(result);
+        })();
+    "#;
+    client
+        .execute_async(
+            SCRIPT,
+            vec![
+                app.address.clone().into(),
+                app.token("ops", nft_event_router::auth::Role::Admin).into(),
+                app.token(user, nft_event_router::auth::Role::User).into(),
+            ],
+        )
+        .await
+        .expect("the script ran")
+}
+
+#[actix_web::test]
+#[ignore = "needs chromium and chromedriver (Debian packages); .ci/run installs and runs it"]
+async fn a_page_of_another_origin_is_served_only_when_its_origin_is_allowed() {
+    let browser = Browser::start().await;
+    let allowed = foreign_origin().await;
+    let refused = foreign_origin().await;
+    let app =
+        crate::helpers::spawn_app_with(&format!("[http]\ncors_origins = [\"{allowed}\"]\n")).await;
+    let user = unique_user();
+    browser
+        .run(|client| async move {
+            let client = &client;
+            client
+                .goto(&refused)
+                .await
+                .expect("open the refused origin's page");
+            let outcome = cross_origin_calls(client, &app, &user).await;
+            assert_eq!(outcome["fetch"], "refused", "{outcome}");
+            assert_eq!(outcome["stream"], "refused", "{outcome}");
+
+            client
+                .goto(&allowed)
+                .await
+                .expect("open the allowed origin's page");
+            let outcome = cross_origin_calls(client, &app, &user).await;
+            assert_eq!(outcome["fetch"], "served", "{outcome}");
+            assert_eq!(outcome["stream"], "served", "{outcome}");
+        })
+        .await;
+}
