@@ -42,6 +42,8 @@ pub mod error;
 pub mod hangup;
 pub mod kafka;
 pub mod logging;
+#[cfg(test)]
+mod parser_properties;
 pub mod request_id;
 pub mod routes;
 pub mod startup;
