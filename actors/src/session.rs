@@ -44,6 +44,14 @@ pub(crate) fn next_session_id() -> SessionId {
 /// a closed connection at its next heartbeat).
 pub type ClientGone = Pin<Box<dyn Future<Output = ()> + Send>>;
 
+/// Resolves (with `Ok`) when the session was cut off because its client fell behind: its
+/// queue overflowed, or a catch-up waited too long for room. The writer then drops what is
+/// still queued and ends the body at once, rather than pushing a backlog into a socket the
+/// client is not reading (the client resumes from its last whole frame with `Last-Event-ID`).
+/// Any other end of the session drops the sender instead, so the writer sees `Err` and goes on
+/// draining the queue (a final `retry:` hint must still reach the client).
+pub type CutOff = tokio::sync::oneshot::Receiver<()>;
+
 /// Where a new stream starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resume {
@@ -138,6 +146,8 @@ pub struct SessionParts {
     pub client_gone: Option<ClientGone>,
     /// Where the session counts its deliveries and its end.
     pub metrics: Arc<Metrics>,
+    /// Fired if the session is cut off for falling behind (see [`CutOff`]).
+    pub cut_off: tokio::sync::oneshot::Sender<()>,
 }
 
 /// The session's end of its frame queue, counting each frame queued.
@@ -183,6 +193,7 @@ pub struct SseSession {
     /// Cursor of the last stored event sent; live frames at or below it are duplicates.
     last_seq: Option<u64>,
     reason: EndReason,
+    cut_off: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl SseSession {
@@ -202,6 +213,7 @@ impl SseSession {
             client_gone: parts.client_gone,
             last_seq: None,
             reason: EndReason::ClientGone,
+            cut_off: Some(parts.cut_off),
         }
     }
 
@@ -225,6 +237,12 @@ impl SseSession {
     fn end(&mut self, reason: EndReason, ctx: &mut Context<Self>) {
         if ctx.state() == ActorState::Running {
             self.reason = reason;
+            if reason == EndReason::QueueOverflow {
+                if let Some(cut_off) = self.cut_off.take() {
+                    // The writer may already be gone; then there is no one to tell.
+                    let _ = cut_off.send(());
+                }
+            }
             ctx.stop();
         }
     }

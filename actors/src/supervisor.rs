@@ -10,7 +10,7 @@ use crate::journal::EventLog;
 use crate::metrics::Metrics;
 use crate::registry::SupervisorIdle;
 use crate::session::{
-    next_session_id, ClientGone, Close, CloseWithRetry, Deliver, EndReason, Nudge, Resume,
+    next_session_id, ClientGone, Close, CloseWithRetry, CutOff, Deliver, EndReason, Nudge, Resume,
     SessionEnded, SessionId, SessionParts, SessionStarted, SseSession,
 };
 use crate::stream_config::StreamConfig;
@@ -37,6 +37,8 @@ pub enum ConnectError {
 pub struct SessionHandle {
     pub id: SessionId,
     pub frames: mpsc::Receiver<Bytes>,
+    /// Tells the writer to stop at once when the session is cut off for falling behind.
+    pub cut_off: CutOff,
 }
 
 /// Open one more session for this supervisor's user, within the limit.
@@ -182,6 +184,7 @@ impl Handler<OpenSession> for UserSupervisor {
         }
         let id = next_session_id();
         let (tx, rx) = mpsc::channel(self.config.session_queue);
+        let (cut_off, cut_off_rx) = tokio::sync::oneshot::channel();
         let me = ctx.address();
         let session = SseSession::new(
             id,
@@ -195,6 +198,7 @@ impl Handler<OpenSession> for UserSupervisor {
                 resume: msg.resume,
                 client_gone: msg.client_gone,
                 metrics: self.metrics.clone(),
+                cut_off,
             },
         );
         let session = match msg.home {
@@ -209,7 +213,11 @@ impl Handler<OpenSession> for UserSupervisor {
                 _lease: msg.lease,
             },
         );
-        Ok(SessionHandle { id, frames: rx })
+        Ok(SessionHandle {
+            id,
+            frames: rx,
+            cut_off: cut_off_rx,
+        })
     }
 }
 

@@ -37,6 +37,8 @@ pub struct Streams {
     pub patience: Duration,
     /// A stream whose client takes no bytes for this long is closed.
     pub stall_limit: Duration,
+    /// `SO_SNDBUF` for stream sockets (`None`: the kernel's autotuning).
+    pub send_buffer: Option<usize>,
 }
 
 /// The per-worker service for accepted connections, around actix-web's `http` service.
@@ -84,6 +86,10 @@ where
                 drop(consumed);
                 // Frames are small and latency matters more than packet count.
                 let _ = io.set_nodelay(true);
+                if let Some(bytes) = streams.send_buffer {
+                    // Best effort: a refusal leaves the kernel's default, which still works.
+                    let _ = socket2::SockRef::from(&io).set_send_buffer_size(bytes);
+                }
                 match stream::serve(&mut io, request, &streams).await {
                     stream::After::KeepAlive => continue,
                     stream::After::Close => return,

@@ -16,6 +16,7 @@ use crate::request_id::RequestId;
 use crate::streams::{connect, resume_point, STREAM_HEADERS};
 use actix_web::body::MessageBody;
 use actix_web::ResponseError;
+use actors::session::CutOff;
 use bytes::Bytes;
 use std::io::{self, IoSlice, Write as _};
 use std::time::Duration;
@@ -25,6 +26,11 @@ use tokio::sync::mpsc;
 
 /// Frames written with one system call at most (a burst queued while the socket was busy).
 const BATCH: usize = 16;
+
+/// How long a stream that is ending may take to finish the chunk it was writing and to write
+/// the last chunk. A client that reads again within it finds a well-formed end of body; one
+/// that does not is disconnected anyway.
+const END_GRACE: Duration = Duration::from_secs(5);
 
 /// How a served request left the connection.
 pub enum After {
@@ -53,8 +59,8 @@ pub async fn serve(io: &mut TcpStream, request: StreamRequest, streams: &Streams
         Ok(principal) => connect(&streams.door, &principal.user_id, resume, None).await,
         Err(e) => Err(e),
     };
-    let mut frames = match opened {
-        Ok(handle) => handle.frames,
+    let (mut frames, mut cut_off) = match opened {
+        Ok(handle) => (handle.frames, Some(handle.cut_off)),
         Err(e) => {
             log_request(&id, e.status_code().as_u16());
             return write_error(io, &e, &id, &cors, keep_alive).await;
@@ -65,16 +71,26 @@ pub async fn serve(io: &mut TcpStream, request: StreamRequest, streams: &Streams
     if write_head(io, chunked, &id, &cors).await.is_err() {
         return After::Close;
     }
-    drop(cors);
-    match pump(io, &mut frames, chunked, streams.stall_limit).await {
-        Ending::SessionClosed if chunked => {
-            drop(frames);
-            let _ = io.write_all(b"0\r\n\r\n").await;
-            After::Close
-        }
-        // Dropping the receiver is what tells the session its client is gone.
-        Ending::SessionClosed | Ending::ClientGone | Ending::Stalled => After::Close,
+    drop((cors, id));
+    let ending = pump(io, &mut frames, &mut cut_off, chunked, streams.stall_limit).await;
+    // Dropping the receiver is what tells the session its client is gone; a session that
+    // ended or was cut off has nothing more to say either.
+    drop(frames);
+    let by = match ending {
+        Ending::SessionClosed => tokio::time::Instant::now() + END_GRACE,
+        Ending::CutOff { by } => by,
+        Ending::ClientGone | Ending::Stalled => return After::Close,
+    };
+    if chunked {
+        // The last chunk, then the end of the sending side: a client that reads on finds a
+        // complete body followed by end-of-file.
+        let _ = tokio::time::timeout_at(by, async {
+            io.write_all(b"0\r\n\r\n").await?;
+            io.shutdown().await
+        })
+        .await;
     }
+    After::Close
 }
 
 /// The request line the actix-web routes log (`request_id::track`), for a stream served here.
@@ -159,6 +175,9 @@ async fn write_error(
 enum Ending {
     /// The session ended and closed its queue.
     SessionClosed,
+    /// The session was cut off for falling behind; the body is at a chunk boundary and its
+    /// end is due `by` then.
+    CutOff { by: tokio::time::Instant },
     /// The client hung up (or the socket failed).
     ClientGone,
     /// The client took no bytes for `stall_limit`.
@@ -172,20 +191,25 @@ enum Ending {
 async fn pump(
     io: &mut TcpStream,
     frames: &mut mpsc::Receiver<Bytes>,
+    cut_off: &mut Option<CutOff>,
     chunked: bool,
     stall_limit: Duration,
 ) -> Ending {
     loop {
         tokio::select! {
             biased;
+            () = cut_off_fired(cut_off) => {
+                return Ending::CutOff { by: tokio::time::Instant::now() + END_GRACE };
+            }
             first = frames.recv() => {
                 let Some(first) = first else { return Ending::SessionClosed };
                 // Boxed: the batch and the write's timer exist only while writing, so an
                 // idle stream's task does not carry them.
-                match Box::pin(write_burst(io, first, frames, chunked, stall_limit)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => return Ending::ClientGone,
-                    Err(_) => return Ending::Stalled,
+                match Box::pin(write_burst(io, first, frames, cut_off, chunked, stall_limit)).await {
+                    Burst::Written => {}
+                    Burst::Failed => return Ending::ClientGone,
+                    Burst::Stalled => return Ending::Stalled,
+                    Burst::CutOff { by } => return Ending::CutOff { by },
                 }
             }
             ready = io.readable() => {
@@ -205,15 +229,31 @@ async fn pump(
     }
 }
 
+/// How writing one burst ended.
+enum Burst {
+    Written,
+    /// The socket failed (the client is gone).
+    Failed,
+    /// No progress for the stall limit.
+    Stalled,
+    /// The session was cut off meanwhile; the chunk in progress was finished (the body is at a
+    /// chunk boundary) and the body's end is due `by`.
+    CutOff {
+        by: tokio::time::Instant,
+    },
+}
+
 /// Writes `first` and whatever else is queued (up to a batch) as one chunk, giving up after
-/// `stall_limit` without progress.
+/// `stall_limit` without progress. If the session is cut off meanwhile, the chunk already
+/// begun is still finished (within [`END_GRACE`]) so that the body stays well-formed.
 async fn write_burst(
     io: &mut TcpStream,
     first: Bytes,
     frames: &mut mpsc::Receiver<Bytes>,
+    cut_off: &mut Option<CutOff>,
     chunked: bool,
     stall_limit: Duration,
-) -> Result<io::Result<()>, tokio::time::error::Elapsed> {
+) -> Burst {
     let mut batch: [Bytes; BATCH] = Default::default();
     batch[0] = first;
     let mut n = 1;
@@ -226,13 +266,53 @@ async fn write_burst(
             Err(_) => break,
         }
     }
-    tokio::time::timeout(stall_limit, write_chunk(io, &batch[..n], chunked)).await
+    let batch = &batch[..n];
+    let mut done = 0;
+    let written = tokio::select! {
+        biased;
+        written = tokio::time::timeout(stall_limit, write_chunk(io, batch, chunked, &mut done)) => {
+            Some(written)
+        }
+        () = cut_off_fired(cut_off) => None,
+    };
+    match written {
+        Some(Ok(Ok(()))) => Burst::Written,
+        Some(Ok(Err(_))) => Burst::Failed,
+        Some(Err(_)) => Burst::Stalled,
+        None => {
+            let by = tokio::time::Instant::now() + END_GRACE;
+            match tokio::time::timeout_at(by, write_chunk(io, batch, chunked, &mut done)).await {
+                Ok(Ok(())) => Burst::CutOff { by },
+                Ok(Err(_)) | Err(_) => Burst::Failed,
+            }
+        }
+    }
+}
+
+/// Resolves if the session is cut off; never, once it ended otherwise. The receiver is
+/// dropped when it answers, as it may not be polled again.
+async fn cut_off_fired(slot: &mut Option<CutOff>) {
+    if let Some(cut_off) = slot {
+        let fired = cut_off.await.is_ok();
+        *slot = None;
+        if fired {
+            return;
+        }
+    }
+    std::future::pending().await
 }
 
 /// Writes `frames` as one chunk (or as they are, without chunked encoding), looping over
-/// partial writes. The `IoSlice`s are rebuilt on the stack at each poll rather than kept in the
-/// future, which keeps every idle stream's task small.
-async fn write_chunk(io: &mut TcpStream, frames: &[Bytes], chunked: bool) -> io::Result<()> {
+/// partial writes. `done` counts the chunk's bytes written so far and is kept up to date
+/// between writes, so that a write given up half-way can be resumed where it stopped. The
+/// `IoSlice`s are rebuilt on the stack at each poll rather than kept in the future, which
+/// keeps every idle stream's task small.
+async fn write_chunk(
+    io: &mut TcpStream,
+    frames: &[Bytes],
+    chunked: bool,
+    done: &mut usize,
+) -> io::Result<()> {
     let len: usize = frames.iter().map(Bytes::len).sum();
     let size_line = format_size_line(len);
     let (head, tail): (&[u8], &[u8]) = if chunked {
@@ -240,14 +320,12 @@ async fn write_chunk(io: &mut TcpStream, frames: &[Bytes], chunked: bool) -> io:
     } else {
         (&[], &[])
     };
-    // Bytes of the whole chunk written so far.
     let total = head.len() + len + tail.len();
-    let mut done = 0;
-    while done < total {
+    while *done < total {
         let written = std::future::poll_fn(|cx| {
             let mut slices = [IoSlice::new(&[]); BATCH + 2];
             let mut count = 0;
-            let mut skip = done;
+            let mut skip = *done;
             for part in std::iter::once(head)
                 .chain(frames.iter().map(|f| &f[..]))
                 .chain(std::iter::once(tail))
@@ -266,7 +344,7 @@ async fn write_chunk(io: &mut TcpStream, frames: &[Bytes], chunked: bool) -> io:
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
-        done += written;
+        *done += written;
     }
     Ok(())
 }
@@ -312,7 +390,9 @@ mod tests {
             .expect("connect");
         let (mut io, _) = listener.accept().await.expect("accept");
         let (_tx, mut rx) = mpsc::channel::<Bytes>(4);
-        let pump = pump(&mut io, &mut rx, true, Duration::from_secs(1));
+        let (_cut_tx, cut_off) = tokio::sync::oneshot::channel();
+        let mut cut_off = Some(cut_off);
+        let pump = pump(&mut io, &mut rx, &mut cut_off, true, Duration::from_secs(1));
         let size = std::mem::size_of_val(&pump);
         assert!(size <= 512, "the pump future grew to {size} bytes");
     }

@@ -56,6 +56,10 @@ pub struct SseSettings {
     pub session_queue: usize,
     #[serde(rename = "retry_ms", deserialize_with = "values::millis")]
     pub retry: Duration,
+    /// The kernel send buffer of a lean stream's socket (`SO_SNDBUF`); 0 leaves the kernel's
+    /// autotuning, which lets a client that stops reading hold megabytes before its queue
+    /// overflows.
+    pub send_buffer_bytes: usize,
     /// Event types a user's own stream (and polling) does not carry (the SSE column of the
     /// routing table, docs/KAFKA.md: for admins).
     pub hidden_event_types: Vec<EventType>,

@@ -55,7 +55,15 @@ async fn open_stream(
         req.conn_data::<PeerSocket>().and_then(|p| p.watch_close()),
     )
     .await?;
-    let body = ReceiverStream::new(handle.frames).map(Ok::<_, Infallible>);
+    // A session cut off for falling behind ends the body at once, without its backlog.
+    let cut_off = async move {
+        if handle.cut_off.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let body = ReceiverStream::new(handle.frames)
+        .take_until(cut_off)
+        .map(Ok::<_, Infallible>);
     let mut response = HttpResponse::Ok();
     for header in STREAM_HEADERS {
         response.insert_header(header);

@@ -148,6 +148,7 @@ pub fn serve(
         door,
         patience: CLIENT_REQUEST_TIMEOUT,
         stall_limit: settings.sse.heartbeat * 2,
+        send_buffer: Some(settings.sse.send_buffer_bytes).filter(|&b| b > 0),
     };
     http_server(settings, listener, data, Arc::new(streams))
 }

@@ -396,3 +396,83 @@ async fn the_lean_stream_grants_cross_origin_access_to_allowed_origins_only() {
         Some("http://allowed.example:3000")
     );
 }
+
+/// A client that stops reading: once its queue overflows the session is cut off at once (not
+/// after the write stall limit), and a client that reads again finds whole frames, a
+/// well-formed end of the chunked body and end-of-file. Resuming from its last whole frame
+/// gives it every later event: the cut-off loses nothing.
+#[actix_web::test]
+async fn a_stream_that_falls_behind_is_cut_off_at_once_with_a_well_formed_end() {
+    let app = spawn_app_with("[sse]\nsession_queue = 4\n").await;
+    let user = "raw-slow";
+    // A small receive window, so that the kernel's buffers fill after a few frames.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let address = app.address.trim_start_matches("http://");
+    let io = socket
+        .connect(address.parse().expect("address"))
+        .await
+        .expect("connect");
+    let mut raw = Raw {
+        io,
+        buf: Vec::new(),
+    };
+    raw.send(stream_request(&app, user, "").as_bytes()).await;
+    assert_eq!(raw.head().await.status, 200);
+
+    // Publish without reading until the session is gone.
+    let mut published = Vec::new();
+    let mut cut_off = false;
+    while published.len() < 3000 && !cut_off {
+        for _ in 0..10 {
+            published.push(publish(&app, user).await);
+        }
+        let stats = app.stats().await;
+        cut_off = stats["connectionsPerUser"][user].as_u64().unwrap_or(0) == 0;
+    }
+    assert!(
+        cut_off,
+        "the session overflowed after {} events",
+        published.len()
+    );
+
+    // Read on: whole chunks up to the last one, then end-of-file.
+    let mut parser = FrameParser::new();
+    loop {
+        let chunk = raw.chunk().await;
+        if chunk.is_empty() {
+            break;
+        }
+        parser.feed(&chunk);
+    }
+    assert!(
+        raw.buf.is_empty(),
+        "bytes after the last chunk: {:?}",
+        raw.buf
+    );
+    assert!(raw.closed().await, "the connection ends after the body");
+    let mut received = Vec::new();
+    while let Some(frame) = parser.next_frame() {
+        if let (Some(id), Some(json)) = (frame.id.clone(), frame.json()) {
+            if let Some(event_id) = json["eventId"].as_str() {
+                received.push((id, event_id.to_owned()));
+            }
+        }
+    }
+    assert!(
+        received.len() < published.len(),
+        "the backlog was dropped, not written"
+    );
+    let got: Vec<&str> = received.iter().map(|(_, e)| e.as_str()).collect();
+    assert_eq!(got, published[..got.len()], "whole frames, in order");
+
+    // Resume from the last whole frame: the rest arrives, none twice.
+    let last_id = received.last().map_or("0".to_owned(), |(id, _)| id.clone());
+    let mut resumed = app.resume_stream(user, &last_id).await;
+    let mut rest = Vec::new();
+    while rest.len() < published.len() - got.len() {
+        let (_, json) = resumed.next_event().await.expect("a resumed event");
+        rest.push(json["eventId"].as_str().expect("eventId").to_owned());
+    }
+    assert_eq!(rest, published[got.len()..]);
+}
