@@ -52,6 +52,9 @@ fn serve(mut settings: Settings) -> ExitCode {
         let app = Application::build(&settings).await?;
         let base = format!("http://127.0.0.1:{}", app.port());
         log::info!("nft-event-router listening on {} (port {})", settings.http.bind, app.port());
+        if let (Some(addr), Some(port)) = (settings.http.internal_bind, app.internal_port()) {
+            log::info!("internal listener (/metrics, detailed /readyz) on {addr} (port {port})");
+        }
         println!(
             "nft-event-router is up on {base}\n  a user token:   cargo run --release -- token --user u1\n  open a stream:  curl -N -H \"Authorization: Bearer $TOKEN\" {base}/api/v1/user/nft-events\n  in a browser:   {base}/ (live events) and {base}/admin (operations)"
         );

@@ -120,6 +120,11 @@ impl Settings {
     /// secret, would hand out every role to whoever reaches it. Refused, in one line.
     fn check_exposure(&self) -> Result<(), ConfigError> {
         let bind = self.http.bind;
+        if self.http.internal_bind == Some(bind) && bind.port() != 0 {
+            return Err(ConfigError(format!(
+                "key `http.internal_bind`: must differ from `http.bind` ({bind})"
+            )));
+        }
         if bind.ip().is_loopback() {
             return Ok(());
         }
@@ -421,6 +426,16 @@ mod tests {
                 "is not `*` or an origin",
             ),
             (
+                "[http]\ninternal_bind = \"metrics\"",
+                "http.internal_bind",
+                "expected an address",
+            ),
+            (
+                "[http]\ninternal_bind = \"127.0.0.1:8080\"",
+                "http.internal_bind",
+                "must differ from `http.bind`",
+            ),
+            (
                 "[http]\nbind = \"10.1.2.3:8080\"",
                 "auth.dev_tokens",
                 "not a loopback address",
@@ -458,7 +473,7 @@ mod tests {
 
     #[test]
     fn a_missing_key_names_itself() {
-        let toml = "[http]\nbind=\"127.0.0.1:0\"\nworkers=1\nmax_body_bytes=65536\nshutdown_timeout_secs=1\nreuse_port=false\ncors_origins=[]\n";
+        let toml = "[http]\nbind=\"127.0.0.1:0\"\nworkers=1\nmax_body_bytes=65536\nshutdown_timeout_secs=1\nreuse_port=false\ncors_origins=[]\ninternal_bind=\"\"\n";
         let err = Settings::from_figment(Figment::from(Toml::string(toml)))
             .expect_err("incomplete")
             .to_string();

@@ -26,6 +26,10 @@ pub struct HttpSettings {
     pub reuse_port: bool,
     /// Other origins whose pages may call the API (`crate::cors`); empty: same origin only.
     pub cors_origins: Vec<crate::cors::AllowedOrigin>,
+    /// A second listener for `/metrics` and the detailed `/readyz` (`""`: none, both stay on
+    /// `bind`). When set, `bind` answers `/readyz` with its status only and no `/metrics`.
+    #[serde(deserialize_with = "values::optional_address")]
+    pub internal_bind: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -7,6 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 use std::fmt;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Any whole number of seconds (0 allowed).
@@ -131,6 +132,17 @@ impl std::str::FromStr for InstanceId {
         }
         Ok(InstanceId(id.to_owned()))
     }
+}
+
+/// `""` is `None` (no such listener); anything else must be `host:port` with a numeric host.
+pub fn optional_address<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.is_empty() {
+        return Ok(None);
+    }
+    s.parse()
+        .map(Some)
+        .map_err(|e| D::Error::custom(format!("{e}: expected an address like 127.0.0.1:9090")))
 }
 
 /// `""` is `None` (generate one); anything else must be a valid [`InstanceId`].

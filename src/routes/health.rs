@@ -17,6 +17,15 @@ pub struct Readiness {
     pub cache_backend: &'static str,
 }
 
+/// How much the health and metrics routes of one listener tell. With `http.internal_bind`
+/// set, the public listener answers readiness with its status only (what a load balancer
+/// needs) and has no `/metrics`; the internal listener, and a router without one, tell all
+/// (dependency addresses, latencies, the relay's role, per-partition figures).
+#[derive(Debug, Clone, Copy)]
+pub struct Disclosure {
+    pub details: bool,
+}
+
 /// Liveness: the process answers HTTP.
 #[get("/healthz")]
 pub async fn healthz() -> HttpResponse {
@@ -39,6 +48,7 @@ pub async fn readyz(
     store: web::Data<Store>,
     cache: web::Data<Arc<dyn Cache>>,
     cluster: web::Data<Arc<Cluster>>,
+    disclosure: web::Data<Disclosure>,
 ) -> HttpResponse {
     let (database, kafka, cache) = tokio::join!(
         check_database(&store),
@@ -54,12 +64,16 @@ pub async fn readyz(
         (true, true) => "ready",
         (true, false) => "degraded",
     };
-    let body = json!({
-        "status": status,
-        "instanceId": cluster.instance_id(),
-        "draining": draining,
-        "checks": { "database": database, "kafka": kafka, "cache": cache, "bus": bus },
-    });
+    let body = if !disclosure.details {
+        json!({ "status": status })
+    } else {
+        json!({
+            "status": status,
+            "instanceId": cluster.instance_id(),
+            "draining": draining,
+            "checks": { "database": database, "kafka": kafka, "cache": cache, "bus": bus },
+        })
+    };
     if serving {
         HttpResponse::Ok().json(body)
     } else {

@@ -1,11 +1,21 @@
+use super::health::Disclosure;
+use crate::error::ApiError;
 use actix_web::{get, web, HttpResponse};
 use actors::metrics::{Metrics, CONTENT_TYPE};
 
-/// Every metric of this router in the Prometheus text format. Open to anyone, like the
-/// health checks: a scraper carries no token, and the figures name no user.
+/// Every metric of this router in the Prometheus text format. Open to anyone who reaches the
+/// listener, like the health checks: a scraper carries no token, and the figures name no user.
+/// With `http.internal_bind` set it is served there only: the public listener answers 404,
+/// as for any route it does not have.
 #[get("/metrics")]
-pub async fn prometheus_metrics(metrics: web::Data<Metrics>) -> HttpResponse {
-    HttpResponse::Ok()
+pub async fn prometheus_metrics(
+    metrics: web::Data<Metrics>,
+    disclosure: web::Data<Disclosure>,
+) -> Result<HttpResponse, ApiError> {
+    if !disclosure.details {
+        return Err(ApiError::NotFound("No such route".to_owned()));
+    }
+    Ok(HttpResponse::Ok()
         .content_type(CONTENT_TYPE)
-        .body(metrics.render())
+        .body(metrics.render()))
 }

@@ -20,7 +20,7 @@ use crate::error::ApiError;
 use actix_web::web;
 
 pub use dev_token::DevTokens;
-pub use health::Readiness;
+pub use health::{Disclosure, Readiness};
 pub use portfolio::PortfolioTtl;
 pub use stream::OperationsSessions;
 
@@ -54,6 +54,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(pages::admin_page)
         .service(pages::samples)
         .service(pages::asset)
+        .default_service(web::to(not_found));
+}
+
+/// The internal listener's routes (`http.internal_bind`): health, detailed readiness and
+/// metrics, nothing that takes a token.
+pub fn configure_internal(cfg: &mut web::ServiceConfig) {
+    cfg.service(health::healthz)
+        .service(health::readyz)
+        .service(metrics::prometheus_metrics)
         .default_service(web::to(not_found));
 }
 

@@ -23,6 +23,7 @@ use std::time::Duration;
 /// A built, not yet running, router.
 pub struct Application {
     port: u16,
+    internal_port: Option<u16>,
     server: Server,
     registry: Addr<SessionRegistry>,
     operations: Addr<SessionRegistry>,
@@ -49,14 +50,33 @@ impl Application {
         listener: TcpListener,
     ) -> anyhow::Result<Application> {
         let port = listener.local_addr()?.port();
+        let internal = match settings.http.internal_bind {
+            Some(addr) => Some(listen(addr, settings.http.reuse_port).map_err(|e| {
+                anyhow::anyhow!("cannot listen on {addr} (key `http.internal_bind`): {e}")
+            })?),
+            None => None,
+        };
+        let internal_port = match &internal {
+            Some(listener) => Some(listener.local_addr()?.port()),
+            None => None,
+        };
         let base = parts::open_foundations(settings).await?;
         let registries = parts::start_registries(settings, &base);
         let delivery = parts::start_delivery(settings, &base, &registries).await?;
         let domain = parts::start_domain(settings, &base, &delivery.journal).await?;
         parts::start_housekeeping(settings, &base, &delivery.journal);
-        let server = server::serve(settings, listener, &base, &registries, &delivery, domain)?;
+        let server = server::serve(
+            settings,
+            listener,
+            internal,
+            &base,
+            &registries,
+            &delivery,
+            domain,
+        )?;
         Ok(Application {
             port,
+            internal_port,
             server,
             registry: registries.users,
             operations: registries.operations,
@@ -72,6 +92,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The internal listener's port (`http.internal_bind`), if there is one.
+    pub fn internal_port(&self) -> Option<u16> {
+        self.internal_port
     }
 
     /// The registry, for in-process inspection (tests, embedding).

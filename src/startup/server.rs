@@ -56,6 +56,9 @@ struct AppData {
     dev_tokens: web::Data<routes::DevTokens>,
     portfolio_ttl: web::Data<routes::PortfolioTtl>,
     cors: web::Data<CorsPolicy>,
+    /// What the public listener's health and metrics routes tell (all, without an internal
+    /// listener).
+    disclosure: web::Data<routes::Disclosure>,
 }
 
 impl AppData {
@@ -91,15 +94,42 @@ impl AppData {
             .app_data(self.stream_config.clone())
             .app_data(self.dev_tokens.clone())
             .app_data(self.portfolio_ttl.clone())
+            .app_data(self.disclosure.clone())
             .configure(routes::configure)
+    }
+
+    /// One worker's application on the internal listener: health, detailed readiness and
+    /// metrics only.
+    fn internal_app(
+        &self,
+    ) -> App<
+        impl ServiceFactory<
+            ServiceRequest,
+            Config = (),
+            Response = ServiceResponse<BoxBody>,
+            Error = actix_web::Error,
+            InitError = (),
+        >,
+    > {
+        App::new()
+            .wrap(actix_web::middleware::from_fn(crate::request_id::track))
+            .app_data(self.metrics.clone())
+            .app_data(self.cluster.clone())
+            .app_data(self.store.clone())
+            .app_data(self.cache.clone())
+            .app_data(self.readiness.clone())
+            .app_data(web::Data::new(routes::Disclosure { details: true }))
+            .configure(routes::configure_internal)
     }
 }
 
 /// Builds the HTTP server over everything started before it: the routes' app data, and the
-/// stream acceptor that serves `GET` streams before actix-web parses them.
+/// stream acceptor that serves `GET` streams before actix-web parses them, and the internal
+/// listener when there is one.
 pub fn serve(
     settings: &Settings,
     listener: TcpListener,
+    internal: Option<TcpListener>,
     base: &Foundations,
     registries: &Registries,
     delivery: &Delivery,
@@ -141,6 +171,9 @@ pub fn serve(
         dev_tokens: web::Data::new(routes::DevTokens::from_settings(&settings.auth)),
         portfolio_ttl: web::Data::new(routes::PortfolioTtl(settings.chain.portfolio_cache)),
         cors: web::Data::new(cors.clone()),
+        disclosure: web::Data::new(routes::Disclosure {
+            details: internal.is_none(),
+        }),
     };
     let streams = acceptor::Streams {
         cors,
@@ -150,7 +183,7 @@ pub fn serve(
         stall_limit: settings.sse.heartbeat * 2,
         send_buffer: Some(settings.sse.send_buffer_bytes).filter(|&b| b > 0),
     };
-    http_server(settings, listener, data, Arc::new(streams))
+    http_server(settings, listener, internal, data, Arc::new(streams))
 }
 
 /// actix-web's `HttpServer`, spelled out, so that each connection passes the lean stream
@@ -158,6 +191,7 @@ pub fn serve(
 fn http_server(
     settings: &Settings,
     listener: TcpListener,
+    internal: Option<TcpListener>,
     data: AppData,
     streams: Arc<acceptor::Streams>,
 ) -> std::io::Result<Server> {
@@ -169,6 +203,21 @@ fn http_server(
     let stopping = server.graceful_shutdown_signal();
     if settings.http.workers > 0 {
         server = server.workers(settings.http.workers);
+    }
+    if let Some(internal) = internal {
+        let (stopping, data) = (stopping.clone(), data.clone());
+        server = server.listen("nft-event-router-internal", internal, move || {
+            let stopping = stopping.clone();
+            HttpService::build()
+                .graceful_shutdown_signal(move || {
+                    let stopping = stopping.clone();
+                    async move { stopping.notified().await }
+                })
+                .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
+                .client_disconnect_timeout(Duration::from_secs(1))
+                .finish(map_config(data.internal_app(), |_| AppConfig::default()))
+                .tcp()
+        })?;
     }
     Ok(server
         .listen("nft-event-router", listener, move || {

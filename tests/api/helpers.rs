@@ -16,6 +16,8 @@ pub const WAIT: Duration = Duration::from_secs(5);
 
 pub struct TestApp {
     pub address: String,
+    /// The internal listener (`http.internal_bind`), when the app has one.
+    pub internal: Option<String>,
     /// The database this app stores events in; another app on the same URL sees them.
     pub store_url: String,
     /// The app's Kafka cluster (embedded: faults can be injected).
@@ -108,6 +110,9 @@ pub async fn spawn_app_on(store_url: &str, extra: &str) -> TestApp {
         .await
         .expect("application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let internal = app
+        .internal_port()
+        .map(|port| format!("http://127.0.0.1:{port}"));
     let broker = app.broker();
     let metrics = Some(app.metrics());
     let (tx, rx) = oneshot::channel::<()>();
@@ -116,6 +121,7 @@ pub async fn spawn_app_on(store_url: &str, extra: &str) -> TestApp {
     }));
     TestApp {
         address,
+        internal,
         store_url: store_url.to_owned(),
         broker,
         keys,
@@ -143,6 +149,7 @@ impl TestApp {
     pub fn remote(app: &TestApp, address: &str) -> TestApp {
         TestApp {
             address: address.to_owned(),
+            internal: None,
             store_url: app.store_url.clone(),
             broker: app.broker.clone(),
             keys: app.keys.clone(),
@@ -163,6 +170,7 @@ impl TestApp {
         .expect("repo config");
         TestApp {
             address: address.to_owned(),
+            internal: None,
             store_url: store_url.to_owned(),
             broker: std::sync::Arc::new(
                 nft_event_router::kafka::KafkaCluster::start(
