@@ -33,11 +33,18 @@ pub enum ApiError {
     Domain(DomainError),
     #[error("{0}")]
     NotFound(String),
+    /// An `Idempotency-Key` already answered a different request (422: the retry is not the
+    /// same request, and repeating it will not help).
+    #[error("Idempotency-Key {0:?} was used for a different request")]
+    IdempotencyKeyReused(String),
     #[error("{0}")]
     Unavailable(String),
     #[error("internal error")]
     Internal(String),
 }
+
+/// The header that makes a service write safe to retry (`crate::routes::publish`).
+pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 
 #[derive(Serialize)]
 struct ErrorBody<'a> {
@@ -59,6 +66,7 @@ impl ApiError {
             ApiError::InvalidRequest(_) => "INVALID_REQUEST",
             ApiError::Domain(e) => e.error_code(),
             ApiError::NotFound(_) => "NOT_FOUND",
+            ApiError::IdempotencyKeyReused(_) => "IDEMPOTENCY_KEY_REUSED",
             ApiError::Unavailable(_) => "UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL",
         }
@@ -76,7 +84,9 @@ impl ResponseError for ApiError {
             | ApiError::InvalidRequest(_)
             | ApiError::Domain(DomainError::VolumeDecreased { .. }) => StatusCode::BAD_REQUEST,
             ApiError::Domain(DomainError::FlowInProgress(_)) => StatusCode::CONFLICT,
-            ApiError::Domain(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Domain(_) | ApiError::IdempotencyKeyReused(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -91,6 +101,7 @@ impl ResponseError for ApiError {
         let field = match self {
             ApiError::InvalidEvent(e) | ApiError::InvalidRequest(e) => e.field.as_deref(),
             ApiError::InvalidParameter { name, .. } => Some(*name),
+            ApiError::IdempotencyKeyReused(_) => Some(IDEMPOTENCY_HEADER),
             _ => None,
         };
         HttpResponse::build(self.status_code()).json(ErrorBody {

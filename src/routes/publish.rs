@@ -1,11 +1,11 @@
 use super::BodyLimit;
 use crate::auth::{Principal, Role};
-use crate::error::ApiError;
+use crate::error::{ApiError, IDEMPOTENCY_HEADER};
 use crate::request_id::RequestId;
 use actix::Addr;
 use actix_web::{post, web, HttpRequest, HttpResponse};
-use actors::event::{check_id, EventError, PublishRequest};
-use actors::journal::{Append, EventJournal};
+use actors::event::{check_id, keyed_event_id, EventError, PublishRequest};
+use actors::journal::{Append, AppendOnce, Appended, EventJournal};
 use actors::Envelope;
 use futures_util::StreamExt;
 
@@ -15,10 +15,26 @@ pub const CORRELATION_HEADER: &str = "X-Correlation-Id";
 /// Header of the 202 naming the accepted event's cursor in its user's stream.
 pub const CURSOR_HEADER: &str = "X-Event-Cursor";
 
+/// Header of a 202 that answers a retry with the first attempt's event.
+pub const REPLAYED_HEADER: &str = "Idempotent-Replayed";
+
+/// Longest `Idempotency-Key` taken (as Stripe's).
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// What an idempotency key is scoped to besides its publisher.
+const PUBLISH_ROUTE: &str = "POST /api/v1/events";
+
 /// A service publishes one event. The body is typed against the event's schema before
 /// anything is stored: a request is either accepted whole or rejected with the offending field
 /// named (400 `INVALID_EVENT`). 202 means stored durably (and handed to the user's streams);
 /// when the store is down the answer is 503 and nothing was stored or delivered.
+///
+/// With an `Idempotency-Key` the event's id is derived from the publisher and the key, so a
+/// retry of the same request (after a cut connection, on any instance, after a restart) gets
+/// the first attempt's 202 again, same event id and cursor, marked `Idempotent-Replayed: true`,
+/// and nothing is stored or delivered twice. The key is remembered as long as its event is
+/// retained (`store.retention_days`). The same key with a different request is a 422
+/// `IDEMPOTENCY_KEY_REUSED`.
 #[post("/api/v1/events")]
 pub async fn publish_event(
     req: HttpRequest,
@@ -29,36 +45,93 @@ pub async fn publish_event(
     journal: web::Data<Addr<EventJournal>>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require(&[Role::Service])?;
+    let key = idempotency_key(&req)?;
     let body = read_body(payload, limit.0).await?;
     let mut request = PublishRequest::from_json(&body).map_err(ApiError::InvalidEvent)?;
     if request.correlation_id.is_none() {
         request.correlation_id = correlation_header(&req)?;
     }
 
-    let envelope = Envelope::new(
+    let keyed_id = key
+        .as_deref()
+        .map(|key| keyed_event_id(&principal.user_id, PUBLISH_ROUTE, key));
+    let mut envelope = Envelope::new(
         request.user_id,
         request.data,
         principal.user_id,
         request.correlation_id,
     );
-    let event_id = envelope.event_id.clone();
+    let event_id = keyed_id.unwrap_or_else(|| envelope.event_id.clone());
+    envelope.event_id = event_id.clone();
     let correlation_id = envelope.correlation_id.clone();
-    let appended = journal
-        .send(Append { envelope })
-        .await
-        .map_err(|_| ApiError::Unavailable("the event journal is not running".to_owned()))??;
+    let not_running = |_| ApiError::Unavailable("the event journal is not running".to_owned());
+    let (appended, replayed): (Appended, bool) = match key {
+        None => (
+            journal
+                .send(Append { envelope })
+                .await
+                .map_err(not_running)??,
+            false,
+        ),
+        Some(key) => {
+            let asked = serde_json::to_value(&envelope).unwrap_or_default();
+            let once = journal
+                .send(AppendOnce { envelope })
+                .await
+                .map_err(not_running)??;
+            if once.replayed && !same_request(&asked, &once.appended.envelope_json) {
+                return Err(ApiError::IdempotencyKeyReused(key));
+            }
+            (once.appended, once.replayed)
+        }
+    };
     log::info!(
         target: "http",
         request_id = request_id.as_str(),
         event_id = event_id.as_str(),
         correlation_id = correlation_id.as_deref().unwrap_or("-"),
         seq = appended.seq;
-        "event accepted"
+        "{}", if replayed { "event replayed for its idempotency key" } else { "event accepted" }
     );
-    Ok(HttpResponse::Accepted()
+    let mut response = HttpResponse::Accepted();
+    response
         .content_type("application/json")
-        .insert_header((CURSOR_HEADER, appended.seq.to_string()))
-        .body(appended.envelope_json))
+        .insert_header((CURSOR_HEADER, appended.seq.to_string()));
+    if replayed {
+        response.insert_header((REPLAYED_HEADER, "true"));
+    }
+    Ok(response.body(appended.envelope_json))
+}
+
+/// The `Idempotency-Key` header, if sent: 1 to 255 visible ASCII characters.
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get(IDEMPOTENCY_HEADER) else {
+        return Ok(None);
+    };
+    let bytes = value.as_bytes();
+    if bytes.is_empty()
+        || bytes.len() > MAX_IDEMPOTENCY_KEY
+        || !bytes.iter().all(|b| (0x21..=0x7e).contains(b))
+    {
+        return Err(ApiError::InvalidEvent(EventError {
+            field: Some(IDEMPOTENCY_HEADER.to_owned()),
+            message: format!(
+                "{IDEMPOTENCY_HEADER}: must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+            ),
+        }));
+    }
+    Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
+}
+
+/// Whether the stored envelope answers the same request as `asked` (the new envelope): same
+/// user, type, data, publisher and correlation id. Ids and timestamps differ by nature.
+fn same_request(asked: &serde_json::Value, stored_json: &str) -> bool {
+    let Ok(stored) = serde_json::from_str::<serde_json::Value>(stored_json) else {
+        return false;
+    };
+    ["userId", "eventType", "data", "source", "correlationId"]
+        .iter()
+        .all(|field| asked.get(field) == stored.get(field))
 }
 
 fn correlation_header(req: &HttpRequest) -> Result<Option<String>, ApiError> {

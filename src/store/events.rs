@@ -235,6 +235,19 @@ pub(crate) fn events_after(
         .collect()
 }
 
+pub(crate) fn event_by_id(
+    conn: &mut StoreConnection,
+    event_id: &str,
+) -> Result<Option<StoredEvent>, StoreError> {
+    nft_events::table
+        .filter(nft_events::event_id.eq(event_id))
+        .select(EventRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(StoredEvent::try_from)
+        .transpose()
+}
+
 pub(crate) fn stream_bounds(
     conn: &mut StoreConnection,
     user_id: &str,

@@ -158,6 +158,11 @@ impl Store {
         events::events_after(&mut *self.checkout()?, user_id, after_seq, limit)
     }
 
+    /// The retained event with this id (the unique key), if any.
+    pub fn event_by_id(&self, event_id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        events::event_by_id(&mut *self.checkout()?, event_id)
+    }
+
     /// `(lowest retained seq, last assigned seq)` for the user: `(None, 0)` for a user never
     /// seen, `(None, n)` once everything up to `n` has been pruned. A cursor below the lowest
     /// retained seq minus one has lost events, which is when a client is told to resync.

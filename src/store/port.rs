@@ -32,6 +32,10 @@ impl EventLog for Store {
         Ok(Store::append(self, events)?)
     }
 
+    fn event_by_id(&self, event_id: &str) -> Result<Option<StoredEvent>, LogError> {
+        Ok(Store::event_by_id(self, event_id)?)
+    }
+
     fn events_after(
         &self,
         user_id: &str,
@@ -152,6 +156,11 @@ const FEED_IS_READ_ONLY: &str = "the operations feed is written by its consumer 
 impl EventLog for OperationsLog {
     fn append(&self, _events: &[NewEvent]) -> Result<Vec<StoredEvent>, LogError> {
         Err(LogError::Failed(FEED_IS_READ_ONLY.into()))
+    }
+
+    fn event_by_id(&self, _event_id: &str) -> Result<Option<StoredEvent>, LogError> {
+        // Never appended to by a publisher, so there is no keyed event to find.
+        Ok(None)
     }
 
     fn events_after(

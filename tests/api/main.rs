@@ -9,6 +9,7 @@ mod cors;
 mod domain;
 mod flows;
 mod helpers;
+mod idempotency;
 mod internal;
 mod kafka;
 mod kafka_cluster;

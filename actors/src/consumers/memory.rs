@@ -163,6 +163,11 @@ impl EventLog for MemoryFeedLog {
         Err(LogError::failed(FEED_IS_READ_ONLY))
     }
 
+    fn event_by_id(&self, _event_id: &str) -> Result<Option<StoredEvent>, LogError> {
+        // Never appended to by a publisher, so there is no keyed event to find.
+        Ok(None)
+    }
+
     fn events_after(
         &self,
         _user_id: &str,

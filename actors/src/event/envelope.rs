@@ -53,6 +53,24 @@ impl Envelope {
     }
 }
 
+/// The event id of a publish that carries an idempotency key: `nft_` and 32 hex digits of
+/// SHA-256 over the publisher, the route and the key. The id *is* the request, so the store's
+/// unique event id makes a retry find the first attempt's event, on any instance and after a
+/// restart, and two publishers' keys never collide.
+pub fn keyed_event_id(publisher: &str, route: &str, key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for part in [publisher, route, key] {
+        hash.update(part.as_bytes());
+        // A separator that none of the parts may contain, so ("ab", "c") and ("a", "bc")
+        // differ.
+        hash.update([0u8]);
+    }
+    let digest = hash.finalize();
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("nft_{hex}")
+}
+
 /// `nft_` plus a UUIDv7: unique without coordination and sortable by creation time.
 pub fn new_event_id() -> String {
     format!("nft_{}", uuid::Uuid::now_v7().simple())

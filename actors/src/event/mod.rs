@@ -6,7 +6,7 @@ mod payload;
 mod samples;
 mod validate;
 
-pub use envelope::{Envelope, EVENT_VERSION};
+pub use envelope::{keyed_event_id, Envelope, EVENT_VERSION};
 pub use payload::{
     BadgeChanges, BadgeEarned, Benefits, BurnedNftRef, EventData, MetricsReport, MintedNftRef,
     NftBurned, NftMinted, NftUnlockFailed, NftUnlocked, NftUpgraded, SystemAlert,

@@ -118,6 +118,15 @@ impl EventLog for MemoryLog {
         MemoryLog::append_locked(&mut s, events)
     }
 
+    fn event_by_id(&self, event_id: &str) -> Result<Option<StoredEvent>, LogError> {
+        let s = self.lock()?;
+        Ok(s.events
+            .values()
+            .flat_map(|events| events.iter())
+            .find(|e| e.event_id == event_id)
+            .cloned())
+    }
+
     fn apply_change(
         &self,
         change: &StateChange,

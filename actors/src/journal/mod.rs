@@ -15,7 +15,7 @@ mod writer;
 
 pub use memory::MemoryLog;
 pub use pruner::{PruneNow, RetentionPruner};
-pub use writer::{Append, AppendChange, Appended, ChangeFailure, EventJournal};
+pub use writer::{Append, AppendChange, AppendOnce, Appended, ChangeFailure, EventJournal, Once};
 
 use chrono::{DateTime, Utc};
 
@@ -46,6 +46,15 @@ pub struct StoredEvent {
     pub correlation_id: Option<String>,
     pub envelope_json: String,
     pub created_at: DateTime<Utc>,
+}
+
+/// What [`EventLog::append_once`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AppendedOnce {
+    /// The event was new and is stored now.
+    Stored(StoredEvent),
+    /// An event with its id was stored before: this one, untouched.
+    Existing(StoredEvent),
 }
 
 /// Why the log (or any port of the store) could not answer. The journal answers publishers
@@ -129,6 +138,30 @@ pub trait EventLog: Send + Sync + 'static {
     /// Appends a batch in one transaction; each event gets its user's next sequence number.
     /// A reader must never observe seq N+1 before N is visible.
     fn append(&self, events: &[NewEvent]) -> Result<Vec<StoredEvent>, LogError>;
+
+    /// The retained event with this id, if there is one.
+    fn event_by_id(&self, event_id: &str) -> Result<Option<StoredEvent>, LogError>;
+
+    /// Appends `event` unless an event with its id is stored already, which it answers
+    /// instead: for ids derived from a publisher's idempotency key, where the same id means the
+    /// same request. Two writers racing with one id (a retry on another instance while the
+    /// first attempt commits) both end with the one stored event: the loser's append fails on
+    /// the unique id, and it reads the winner's.
+    fn append_once(&self, event: &NewEvent) -> Result<AppendedOnce, LogError> {
+        if let Some(existing) = self.event_by_id(&event.event_id)? {
+            return Ok(AppendedOnce::Existing(existing));
+        }
+        match self.append(std::slice::from_ref(event)) {
+            Ok(mut stored) => stored
+                .pop()
+                .map(AppendedOnce::Stored)
+                .ok_or_else(|| LogError::failed("the log stored nothing")),
+            Err(e) => match self.event_by_id(&event.event_id) {
+                Ok(Some(existing)) => Ok(AppendedOnce::Existing(existing)),
+                _ => Err(e),
+            },
+        }
+    }
 
     /// The user's events with `seq > after_seq`, oldest first, at most `limit`.
     fn events_after(

@@ -36,6 +36,22 @@ pub struct Appended {
     pub envelope_json: String,
 }
 
+/// Store an event whose id was derived from a publisher's idempotency key, unless it is stored
+/// already: then answer the stored one, and deliver nothing again. Written on its own (never
+/// batched), so that a stored twin fails no other publisher's batch.
+#[derive(Message)]
+#[rtype(result = "Result<Once, LogError>")]
+pub struct AppendOnce {
+    pub envelope: Envelope,
+}
+
+/// The answer to [`AppendOnce`]: the stored event, and whether it was stored before (a retry).
+#[derive(Debug, Clone)]
+pub struct Once {
+    pub appended: Appended,
+    pub replayed: bool,
+}
+
 /// Store a domain state change and the events it caused, in one transaction, then deliver
 /// the events. Written on its own (never batched with others), so a change whose precondition
 /// fails refuses only itself.
@@ -57,9 +73,11 @@ pub enum ChangeFailure {
 
 type Reply = oneshot::Sender<Result<Appended, LogError>>;
 type ChangeReply = oneshot::Sender<Result<Vec<Appended>, ChangeFailure>>;
+type OnceReply = oneshot::Sender<Result<Once, LogError>>;
 
 enum Pending {
     Event(NewEvent, Reply),
+    Once(NewEvent, OnceReply),
     Change(Box<StateChange>, Vec<NewEvent>, ChangeReply),
 }
 
@@ -129,6 +147,7 @@ impl EventJournal {
             Some(Pending::Change(change, events, reply)) => {
                 self.write_change(*change, events, reply, ctx)
             }
+            Some(Pending::Once(event, reply)) => self.write_once(event, reply, ctx),
             Some(Pending::Event(event, reply)) => {
                 let mut batch = vec![(event, reply)];
                 while batch.len() < MAX_BATCH {
@@ -218,6 +237,43 @@ impl EventJournal {
         ));
     }
 
+    fn write_once(&mut self, event: NewEvent, reply: OnceReply, ctx: &mut Context<Self>) {
+        self.writing = true;
+        let log = self.log.clone();
+        let written = Written::of(std::slice::from_ref(&event));
+        ctx.spawn(
+            blocking(move || log.append_once(&event))
+                .into_actor(self)
+                .map(move |result, act, ctx| {
+                    act.writing = false;
+                    let answer = match result {
+                        Ok(super::AppendedOnce::Stored(stored)) => act
+                            .delivered(vec![stored])
+                            .pop()
+                            .map(|appended| Once {
+                                appended,
+                                replayed: false,
+                            })
+                            .ok_or_else(|| LogError::failed("nothing was delivered")),
+                        Ok(super::AppendedOnce::Existing(stored)) => Ok(Once {
+                            appended: Appended {
+                                seq: stored.seq,
+                                envelope_json: stored.envelope_json,
+                            },
+                            replayed: true,
+                        }),
+                        Err(e) => {
+                            log::warn!("journal write of a keyed event failed: {e}");
+                            written.failed(&act.metrics, &e);
+                            Err(e)
+                        }
+                    };
+                    let _ = reply.send(answer);
+                    act.flush(ctx);
+                }),
+        );
+    }
+
     fn write_change(
         &mut self,
         change: StateChange,
@@ -297,6 +353,21 @@ impl Handler<Append> for EventJournal {
         let (tx, rx) = oneshot::channel();
         self.pending
             .push_back(Pending::Event(new_event(msg.envelope), tx));
+        self.flush(ctx);
+        Box::pin(async move {
+            rx.await
+                .unwrap_or_else(|_| Err(LogError::Unavailable("journal stopped".into())))
+        })
+    }
+}
+
+impl Handler<AppendOnce> for EventJournal {
+    type Result = ResponseFuture<Result<Once, LogError>>;
+
+    fn handle(&mut self, msg: AppendOnce, ctx: &mut Self::Context) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.pending
+            .push_back(Pending::Once(new_event(msg.envelope), tx));
         self.flush(ctx);
         Box::pin(async move {
             rx.await

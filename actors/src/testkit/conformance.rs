@@ -10,7 +10,7 @@ use crate::consumers::{
 };
 use crate::event::EventType;
 use crate::event::StoredType;
-use crate::journal::{EventLog, NewEvent, StoredEvent};
+use crate::journal::{AppendedOnce, EventLog, NewEvent, StoredEvent};
 use crate::outbox::Outbox;
 use chrono::{DateTime, Duration as Age, Utc};
 
@@ -21,6 +21,7 @@ pub fn event_log(log: &dyn EventLog) {
     bounds_and_heads_follow_the_stream(log);
     a_duplicate_event_id_fails_the_whole_batch(log);
     an_empty_batch_stores_nothing(log);
+    a_keyed_event_is_stored_once(log);
 }
 
 /// Every check of [`Outbox`] (with the [`EventLog`] that fills it) on `store`. Pruning deletes
@@ -153,6 +154,26 @@ pub fn a_duplicate_event_id_fails_the_whole_batch(log: &dyn EventLog) {
         [1],
         "nothing of the refused batch is stored"
     );
+}
+
+/// `append_once` stores an event the first time and answers the stored one, untouched, every
+/// later time; `event_by_id` finds it.
+pub fn a_keyed_event_is_stored_once(log: &dyn EventLog) {
+    let user = prefix("once");
+    let id = format!("{user}-k");
+    assert_eq!(log.event_by_id(&id).expect("event_by_id"), None);
+    let first = match log.append_once(&new_event(&user, &id, Utc::now())) {
+        Ok(AppendedOnce::Stored(stored)) => stored,
+        other => panic!("a first keyed append stores: {other:?}"),
+    };
+    let mut retry = new_event(&user, &id, Utc::now() + Age::seconds(5));
+    retry.envelope_json = "{}".to_owned();
+    match log.append_once(&retry) {
+        Ok(AppendedOnce::Existing(existing)) => assert_eq!(existing, first),
+        other => panic!("a repeated keyed append answers the stored event: {other:?}"),
+    }
+    assert_eq!(seqs(log, &user), [1], "stored once");
+    assert_eq!(log.event_by_id(&id).expect("event_by_id"), Some(first));
 }
 
 pub fn an_empty_batch_stores_nothing(log: &dyn EventLog) {
