@@ -60,6 +60,13 @@ wait_http() { # URL: until anything answers, at most 60 s
 
 children() { pgrep -P "$1" | paste -sd, -; }
 
+# The load generator is one address opening thousands of streams and publishing as fast as the
+# router takes: the per-address and per-service limits (`[limits]`) would measure themselves.
+# The process-wide stream cap stays, with a small reserve, as nchan and Pushpin have theirs.
+export NFT_ROUTER__LIMITS__PUBLISH_PER_SEC=0 NFT_ROUTER__LIMITS__CONNECTS_PER_ADDRESS_PER_SEC=0 \
+  NFT_ROUTER__LIMITS__CONNECTS_PER_USER_PER_SEC=0 NFT_ROUTER__LIMITS__MAX_STREAMS_PER_ADDRESS=0 \
+  NFT_ROUTER__LIMITS__RESERVED_DESCRIPTORS=64
+
 # start_SYSTEM sets PIDS (comma-separated, for --server-pid) and STOP (a command).
 start_router() {
   local dir=$WORK/router.$RANDOM

@@ -21,6 +21,18 @@ pub enum ApiError {
     ForbiddenBecause(String),
     #[error("Too many SSE connections")]
     RateLimited,
+    /// A token bucket of `crate::limits` is empty: 429 with `Retry-After`.
+    #[error("Too many requests (the {limit} limit); retry after {}s", retry_after_secs(*.retry_after))]
+    Throttled {
+        limit: &'static str,
+        retry_after: std::time::Duration,
+    },
+    /// A stream cap is reached: 503 with `Retry-After`.
+    #[error("{message}")]
+    AtCapacity {
+        message: String,
+        retry_after: std::time::Duration,
+    },
     #[error("{0}")]
     InvalidEvent(EventError),
     #[error("{name}: {reason}")]
@@ -43,6 +55,12 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// Whole seconds for `Retry-After`, rounded up and at least 1 (0 would invite an immediate
+/// retry into the same refusal).
+pub fn retry_after_secs(wait: std::time::Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
 /// The header that makes a service write safe to retry (`crate::routes::publish`).
 pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 
@@ -60,7 +78,8 @@ impl ApiError {
         match self {
             ApiError::Unauthorized(_) => "UNAUTHORIZED",
             ApiError::Forbidden | ApiError::ForbiddenBecause(_) => "FORBIDDEN",
-            ApiError::RateLimited => "RATE_LIMITED",
+            ApiError::RateLimited | ApiError::Throttled { .. } => "RATE_LIMITED",
+            ApiError::AtCapacity { .. } => "UNAVAILABLE",
             ApiError::InvalidEvent(_) => "INVALID_EVENT",
             ApiError::InvalidParameter { .. } => "INVALID_PARAMETER",
             ApiError::InvalidRequest(_) => "INVALID_REQUEST",
@@ -78,7 +97,8 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden | ApiError::ForbiddenBecause(_) => StatusCode::FORBIDDEN,
-            ApiError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited | ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::AtCapacity { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::InvalidEvent(_)
             | ApiError::InvalidParameter { .. }
             | ApiError::InvalidRequest(_)
@@ -104,7 +124,13 @@ impl ResponseError for ApiError {
             ApiError::IdempotencyKeyReused(_) => Some(IDEMPOTENCY_HEADER),
             _ => None,
         };
-        HttpResponse::build(self.status_code()).json(ErrorBody {
+        let mut response = HttpResponse::build(self.status_code());
+        if let ApiError::Throttled { retry_after, .. } | ApiError::AtCapacity { retry_after, .. } =
+            self
+        {
+            response.insert_header(("Retry-After", retry_after_secs(*retry_after).to_string()));
+        }
+        response.json(ErrorBody {
             code: self.status_code().as_u16(),
             message: self.to_string(),
             error_code: self.error_code(),

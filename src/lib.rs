@@ -41,6 +41,7 @@ pub mod error;
 #[allow(unsafe_code)]
 pub mod hangup;
 pub mod kafka;
+pub mod limits;
 pub mod logging;
 #[cfg(test)]
 mod parser_properties;

@@ -6,6 +6,8 @@
 use crate::auth::Principal;
 use crate::cluster::Leases;
 use crate::error::ApiError;
+use crate::limits::caps::StreamSlot;
+use crate::limits::Limits;
 use actix::Addr;
 use actix_web::http::header::HeaderValue;
 use actix_web::web;
@@ -14,6 +16,7 @@ use actors::registry::{Connect, SessionRegistry};
 use actors::session::ClientGone;
 use actors::supervisor::SessionHandle;
 use actors::{ConnectError, Resume};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Where the client wants to resume: the `Last-Event-ID` header that `EventSource` sends on
@@ -53,17 +56,32 @@ pub struct StreamDoor {
     pub registry: Addr<SessionRegistry>,
     pub leases: Option<Arc<Leases>>,
     pub limit: usize,
+    /// Connect rates and open-stream caps.
+    pub limits: Arc<Limits>,
     /// Where refusals are counted.
     pub metrics: Arc<Metrics>,
 }
 
+/// An open stream: its session's handle and its place under the stream caps, which the
+/// serving path holds for as long as it writes the stream.
+pub struct Opened {
+    pub handle: SessionHandle,
+    pub slot: StreamSlot,
+}
+
 impl StreamDoor {
     /// Per-instance limits only.
-    pub fn local(registry: Addr<SessionRegistry>, limit: usize, metrics: Arc<Metrics>) -> Self {
+    pub fn local(
+        registry: Addr<SessionRegistry>,
+        limit: usize,
+        limits: Arc<Limits>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         StreamDoor {
             registry,
             leases: None,
             limit,
+            limits,
             metrics,
         }
     }
@@ -82,16 +100,19 @@ impl StreamDoor {
     }
 }
 
-/// Opens a session for `user_id` through `door`: 429 at the user's connection limit (across
-/// the cluster when it has leases), 503 while shutting down. Refusals are counted in the
+/// Opens a session for `user_id`, connecting from `address`, through `door`: 429 past a
+/// connect rate (`crate::limits`) or at the user's connection limit (across the cluster when it
+/// has leases), 503 at a stream cap or while shutting down. Refusals are counted in the
 /// metrics. When the leases cannot be reached the stream is admitted on this instance's limit
 /// alone: a Redis outage degrades the limit, it does not refuse every stream.
 pub async fn connect(
     door: &StreamDoor,
     user_id: &str,
+    address: Option<IpAddr>,
     resume: Resume,
     client_gone: Option<ClientGone>,
-) -> Result<SessionHandle, ApiError> {
+) -> Result<Opened, ApiError> {
+    let slot = door.limits.open_stream(address, user_id).await?;
     let lease = match &door.leases {
         None => None,
         Some(leases) => match leases.acquire(user_id, door.limit).await {
@@ -128,5 +149,5 @@ pub async fn connect(
             }
         })?;
     log::debug!("stream {} opened for user {user_id}", handle.id);
-    Ok(handle)
+    Ok(Opened { handle, slot })
 }

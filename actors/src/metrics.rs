@@ -72,6 +72,15 @@ impl Refusal {
     }
 }
 
+/// The names [`Metrics::limited`] counts under, shown at zero from the start.
+pub const LIMITS: [&str; 5] = [
+    "publish",
+    "connect_address",
+    "connect_user",
+    "streams",
+    "streams_per_address",
+];
+
 /// A counter per event type, with the children of the known types resolved once.
 struct PerEventType {
     vec: IntCounterVec,
@@ -115,6 +124,7 @@ pub struct Metrics {
     sse_overflows: IntCounter,
     sse_sessions_closed: IntCounterVec,
     sse_connections_refused: IntCounterVec,
+    limited: IntCounterVec,
     events_accepted: PerEventType,
     events_delivered: PerEventType,
     events_failed: PerEventType,
@@ -210,6 +220,12 @@ impl Metrics {
                 "SSE sessions ended, by reason.",
                 "reason",
             )?,
+            limited: counters(
+                &r,
+                "nft_router_requests_limited_total",
+                "Requests refused by a rate limit or a stream cap, by limit.",
+                "limit",
+            )?,
             sse_connections_refused: counters(
                 &r,
                 "nft_router_sse_connections_refused_total",
@@ -261,6 +277,9 @@ impl Metrics {
                 .sse_sessions_closed
                 .with_label_values(&[reason.as_str()]);
         }
+        for limit in LIMITS {
+            metrics.limited.with_label_values(&[limit]);
+        }
         for refusal in Refusal::ALL {
             metrics
                 .sse_connections_refused
@@ -300,6 +319,12 @@ impl Metrics {
         self.sse_sessions_closed
             .with_label_values(&[reason.as_str()])
             .inc();
+    }
+
+    /// A request was refused by the limit named `limit` (`publish`, `connect_address`,
+    /// `connect_user`, `streams`, `streams_per_address`).
+    pub fn limited(&self, limit: &str) {
+        self.limited.with_label_values(&[limit]).inc();
     }
 
     pub fn connection_refused(&self, refusal: Refusal) {

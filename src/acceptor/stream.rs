@@ -56,11 +56,19 @@ pub async fn serve(io: &mut TcpStream, request: StreamRequest, streams: &Streams
     let cors = streams.cors.response_headers(request.origin.as_deref());
     drop(request);
     let opened = match principal {
-        Ok(principal) => connect(&streams.door, &principal.user_id, resume, None).await,
+        Ok(principal) => {
+            let address = io.peer_addr().ok().map(|a| a.ip());
+            connect(&streams.door, &principal.user_id, address, resume, None).await
+        }
         Err(e) => Err(e),
     };
-    let (mut frames, mut cut_off) = match opened {
-        Ok(handle) => (handle.frames, Some(handle.cut_off)),
+    // `_slot` holds the stream's place under the caps until this function returns.
+    let (mut frames, mut cut_off, _slot) = match opened {
+        Ok(opened) => (
+            opened.handle.frames,
+            Some(opened.handle.cut_off),
+            opened.slot,
+        ),
         Err(e) => {
             log_request(&id, e.status_code().as_u16());
             return write_error(io, &e, &id, &cors, keep_alive).await;

@@ -56,6 +56,9 @@ pub struct Cluster {
 
 /// What only a Redis-backed cluster has.
 struct Shared {
+    /// The one connection (multiplexed) the cluster's Redis calls share.
+    conn: ConnectionManager,
+    prefix: String,
     bus: Arc<RedisBus>,
     leases: Arc<Leases>,
     members: Arc<Members>,
@@ -118,10 +121,16 @@ impl Cluster {
             instance_id.clone(),
             settings.cluster.lease,
         );
-        let members = Arc::new(Members::new(conn, prefix, settings.cluster.heartbeat));
+        let members = Arc::new(Members::new(
+            conn.clone(),
+            prefix,
+            settings.cluster.heartbeat,
+        ));
         Ok(Cluster {
             me: me(bus.clone()),
             redis: Some(Shared {
+                conn,
+                prefix: prefix.clone(),
                 bus,
                 leases,
                 members,
@@ -150,6 +159,14 @@ impl Cluster {
 
     pub fn bus_status(&self) -> BusStatus {
         self.me.bus.status()
+    }
+
+    /// The cluster's Redis connection and key prefix, for what else is shared through it (the
+    /// rate limits).
+    pub fn redis(&self) -> Option<(ConnectionManager, &str)> {
+        self.redis
+            .as_ref()
+            .map(|r| (r.conn.clone(), r.prefix.as_str()))
     }
 
     /// The cluster-wide limit, when there is a cluster.

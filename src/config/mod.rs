@@ -9,9 +9,9 @@ mod values;
 
 pub use sections::{
     AlertSettings, AuthSettings, BadgeSetting, BenefitsSetting, BusKind, ChainAdapter,
-    ChainSettings, ClusterSettings, DomainSettings, HttpSettings, KafkaSettings, LogSettings,
-    MonitoringSettings, RedisSettings, SseSettings, StoreSettings, TierSetting, TopicSetting,
-    TopicSettings,
+    ChainSettings, ClusterSettings, DomainSettings, HttpSettings, KafkaSettings, LimitSettings,
+    LogSettings, MonitoringSettings, RedisSettings, SseSettings, StoreSettings, TierSetting,
+    TopicSetting, TopicSettings,
 };
 pub use values::InstanceId;
 
@@ -37,6 +37,7 @@ pub struct Settings {
     pub http: HttpSettings,
     pub auth: AuthSettings,
     pub sse: SseSettings,
+    pub limits: LimitSettings,
     pub store: StoreSettings,
     pub kafka: KafkaSettings,
     pub routing: HashMap<RouteKey, Vec<String>>,

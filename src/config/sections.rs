@@ -319,3 +319,43 @@ pub struct LogSettings {
     #[serde(default)]
     pub format: crate::logging::LogFormat,
 }
+
+/// `[limits]`: token buckets (a rate of 0 is no limit) and open-stream caps (`crate::limits`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    #[serde(deserialize_with = "values::non_negative")]
+    pub publish_per_sec: f64,
+    pub publish_burst: NonZeroU32,
+    #[serde(deserialize_with = "values::non_negative")]
+    pub connects_per_address_per_sec: f64,
+    pub connects_per_address_burst: NonZeroU32,
+    #[serde(deserialize_with = "values::non_negative")]
+    pub connects_per_user_per_sec: f64,
+    pub connects_per_user_burst: NonZeroU32,
+    /// 0: what the open-file limit leaves after the descriptors in use at start-up and
+    /// `reserved_descriptors`.
+    pub max_streams: usize,
+    pub reserved_descriptors: usize,
+    /// 0: no cap per address.
+    pub max_streams_per_address: usize,
+}
+
+impl LimitSettings {
+    /// The process-wide stream cap: as configured, or what the open-file limit leaves after
+    /// the descriptors open now (the store's pool, Kafka's sockets and pipes, the runtime) and
+    /// the reserve (requests other than streams, reconnecting clients), at least 1. Asked once
+    /// everything but the HTTP server has started.
+    pub fn max_streams(&self) -> usize {
+        if self.max_streams > 0 {
+            return self.max_streams;
+        }
+        crate::limits::open_file_limit()
+            .map_or(usize::MAX, |limit| {
+                limit
+                    .saturating_sub(crate::limits::open_files())
+                    .saturating_sub(self.reserved_descriptors)
+            })
+            .max(1)
+    }
+}

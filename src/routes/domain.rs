@@ -6,6 +6,7 @@ use super::publish::{read_body, CORRELATION_HEADER};
 use super::BodyLimit;
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;
+use crate::limits::Limits;
 use actix::Addr;
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use actors::domain::{
@@ -103,8 +104,10 @@ pub async fn trading_volume(
     payload: web::Payload,
     limit: web::Data<BodyLimit>,
     domain: web::Data<Addr<NftDomain>>,
+    limits: web::Data<Limits>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require(&[Role::Service])?;
+    limits.publish(&principal.user_id).await?;
     let body: VolumeBody = parse(&read_body(payload, limit.0).await?)?;
     check_id("userId", &body.user_id).map_err(invalid)?;
     if !(body.volume.is_finite() && body.volume >= 0.0) {
@@ -139,8 +142,10 @@ pub async fn award_badge(
     payload: web::Payload,
     limit: web::Data<BodyLimit>,
     domain: web::Data<Addr<NftDomain>>,
+    limits: web::Data<Limits>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require(&[Role::Admin, Role::Service])?;
+    limits.publish(&principal.user_id).await?;
     let body: BadgeBody = parse(&read_body(payload, limit.0).await?)?;
     check_id("userId", &body.user_id).map_err(invalid)?;
     check_id("badgeId", &body.badge_id).map_err(invalid)?;

@@ -1,6 +1,7 @@
 use super::BodyLimit;
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, IDEMPOTENCY_HEADER};
+use crate::limits::Limits;
 use crate::request_id::RequestId;
 use actix::Addr;
 use actix_web::{post, web, HttpRequest, HttpResponse};
@@ -43,8 +44,10 @@ pub async fn publish_event(
     payload: web::Payload,
     limit: web::Data<BodyLimit>,
     journal: web::Data<Addr<EventJournal>>,
+    limits: web::Data<Limits>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require(&[Role::Service])?;
+    limits.publish(&principal.user_id).await?;
     let key = idempotency_key(&req)?;
     let body = read_body(payload, limit.0).await?;
     let mut request = PublishRequest::from_json(&body).map_err(ApiError::InvalidEvent)?;

@@ -4,7 +4,7 @@
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;
 use crate::hangup::PeerSocket;
-use crate::streams::{connect, resume_point, StreamDoor, STREAM_HEADERS};
+use crate::streams::{connect, resume_point, Opened, StreamDoor, STREAM_HEADERS};
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use std::convert::Infallible;
@@ -48,9 +48,10 @@ async fn open_stream(
     door: &StreamDoor,
 ) -> Result<HttpResponse, ApiError> {
     let last_event_id = req.headers().get("Last-Event-ID").map(|v| v.as_bytes());
-    let handle = connect(
+    let Opened { handle, slot } = connect(
         door,
         &principal.user_id,
+        req.peer_addr().map(|a| a.ip()),
         resume_point(last_event_id, req.query_string()),
         req.conn_data::<PeerSocket>().and_then(|p| p.watch_close()),
     )
@@ -61,9 +62,13 @@ async fn open_stream(
             std::future::pending::<()>().await;
         }
     };
+    // The body holds the stream's place under the caps until actix-web drops it.
     let body = ReceiverStream::new(handle.frames)
         .take_until(cut_off)
-        .map(Ok::<_, Infallible>);
+        .map(move |frame| {
+            let _held = &slot;
+            Ok::<_, Infallible>(frame)
+        });
     let mut response = HttpResponse::Ok();
     for header in STREAM_HEADERS {
         response.insert_header(header);

@@ -7,6 +7,7 @@ use crate::auth::JwtKeys;
 use crate::cluster::Cluster;
 use crate::config::Settings;
 use crate::cors::CorsPolicy;
+use crate::limits::Limits;
 use crate::routes::{self, BodyLimit, Readiness};
 use crate::store::Store;
 use crate::streams::StreamDoor;
@@ -56,6 +57,7 @@ struct AppData {
     dev_tokens: web::Data<routes::DevTokens>,
     portfolio_ttl: web::Data<routes::PortfolioTtl>,
     cors: web::Data<CorsPolicy>,
+    limits: web::Data<Limits>,
     /// What the public listener's health and metrics routes tell (all, without an internal
     /// listener).
     disclosure: web::Data<routes::Disclosure>,
@@ -95,6 +97,7 @@ impl AppData {
             .app_data(self.dev_tokens.clone())
             .app_data(self.portfolio_ttl.clone())
             .app_data(self.disclosure.clone())
+            .app_data(self.limits.clone())
             .configure(routes::configure)
     }
 
@@ -140,10 +143,13 @@ pub fn serve(
     let keys = Arc::new(JwtKeys::new(
         settings.auth.jwt_secret.expose_secret().as_bytes(),
     ));
+    let limits = Limits::new(&settings.limits, base.cluster.redis(), base.metrics.clone());
+    forget_idle_askers(limits.clone());
     let door = StreamDoor {
         registry: registries.users.clone(),
         leases: base.cluster.leases(),
         limit,
+        limits: limits.clone(),
         metrics: base.metrics.clone(),
     };
     let data = AppData {
@@ -159,6 +165,7 @@ pub fn serve(
         operations: web::Data::new(routes::OperationsSessions(StreamDoor::local(
             registries.operations.clone(),
             limit,
+            limits.clone(),
             base.metrics.clone(),
         ))),
         journal: web::Data::new(delivery.journal.clone()),
@@ -171,6 +178,7 @@ pub fn serve(
         dev_tokens: web::Data::new(routes::DevTokens::from_settings(&settings.auth)),
         portfolio_ttl: web::Data::new(routes::PortfolioTtl(settings.chain.portfolio_cache)),
         cors: web::Data::new(cors.clone()),
+        limits: web::Data::from(limits),
         disclosure: web::Data::new(routes::Disclosure {
             details: internal.is_none(),
         }),
@@ -184,6 +192,21 @@ pub fn serve(
         send_buffer: Some(settings.sse.send_buffer_bytes).filter(|&b| b > 0),
     };
     http_server(settings, listener, internal, data, Arc::new(streams))
+}
+
+/// How often the local token buckets forget askers whose buckets are full again.
+const FORGET_IDLE_EVERY: Duration = Duration::from_secs(60);
+
+/// Keeps the buckets' maps to recent askers, so a scan from many addresses does not grow them
+/// for good.
+fn forget_idle_askers(limits: Arc<Limits>) {
+    actix_web::rt::spawn(async move {
+        let mut every = actix_web::rt::time::interval(FORGET_IDLE_EVERY);
+        loop {
+            every.tick().await;
+            limits.forget_idle();
+        }
+    });
 }
 
 /// actix-web's `HttpServer`, spelled out, so that each connection passes the lean stream

@@ -13,6 +13,7 @@ mod idempotency;
 mod internal;
 mod kafka;
 mod kafka_cluster;
+mod limits;
 mod logs;
 mod metrics;
 mod operations;
