@@ -11,7 +11,9 @@ use std::future::{ready, Ready};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What a token holder may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// An end user: their own streams and flows.

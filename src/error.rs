@@ -45,6 +45,9 @@ pub enum ApiError {
     Domain(DomainError),
     #[error("{0}")]
     NotFound(String),
+    /// The path exists under other methods (listed, for `Allow`).
+    #[error("Method not allowed; this path takes {0}")]
+    MethodNotAllowed(String),
     /// An `Idempotency-Key` already answered a different request (422: the retry is not the
     /// same request, and repeating it will not help).
     #[error("Idempotency-Key {0:?} was used for a different request")]
@@ -64,8 +67,9 @@ pub fn retry_after_secs(wait: std::time::Duration) -> u64 {
 /// The header that makes a service write safe to retry (`crate::routes::publish`).
 pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// The JSON body of every error answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ApiErrorBody<'a> {
     code: u16,
     message: String,
     error_code: &'a str,
@@ -85,6 +89,7 @@ impl ApiError {
             ApiError::InvalidRequest(_) => "INVALID_REQUEST",
             ApiError::Domain(e) => e.error_code(),
             ApiError::NotFound(_) => "NOT_FOUND",
+            ApiError::MethodNotAllowed(_) => "METHOD_NOT_ALLOWED",
             ApiError::IdempotencyKeyReused(_) => "IDEMPOTENCY_KEY_REUSED",
             ApiError::Unavailable(_) => "UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL",
@@ -101,13 +106,13 @@ impl ResponseError for ApiError {
             ApiError::AtCapacity { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::InvalidEvent(_)
             | ApiError::InvalidParameter { .. }
-            | ApiError::InvalidRequest(_)
-            | ApiError::Domain(DomainError::VolumeDecreased { .. }) => StatusCode::BAD_REQUEST,
+            | ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Domain(DomainError::FlowInProgress(_)) => StatusCode::CONFLICT,
             ApiError::Domain(_) | ApiError::IdempotencyKeyReused(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -130,7 +135,10 @@ impl ResponseError for ApiError {
         {
             response.insert_header(("Retry-After", retry_after_secs(*retry_after).to_string()));
         }
-        response.json(ErrorBody {
+        if let ApiError::MethodNotAllowed(methods) = self {
+            response.insert_header(("Allow", methods.as_str()));
+        }
+        response.json(ApiErrorBody {
             code: self.status_code().as_u16(),
             message: self.to_string(),
             error_code: self.error_code(),

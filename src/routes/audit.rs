@@ -1,7 +1,7 @@
 use super::notifications::blocking;
 use super::params::Params;
 use crate::auth::{Principal, Role};
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiErrorBody};
 use crate::store::{AuditQuery, AuditRow, Store};
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use actors::EventType;
@@ -20,6 +20,25 @@ struct AuditPage {
 
 /// The audit log written by the audit consumer, newest first, filtered by `eventType`,
 /// `userId` and the `from` (inclusive) / `to` (exclusive) times of the events.
+#[utoipa::path(
+    get, path = "/api/v1/admin/audit", tag = "admin",
+    params(
+        ("eventType" = Option<EventType>, Query, description = "Only this type"),
+        ("userId" = Option<String>, Query, format = "identifier", description = "Only this user"),
+        ("from" = Option<String>, Query, format = DateTime, description = "Events at or after (RFC 3339)"),
+        ("to" = Option<String>, Query, format = DateTime, description = "Events before (RFC 3339)"),
+        ("before" = Option<u64>, Query, description = "`nextBefore` of the previous page"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Entries per page (50)"),
+    ),
+    responses(
+        (status = 200, description = "Audit entries, newest first", body = Object),
+        (status = 400, description = "A malformed request; `field` names what is wrong", body = ApiErrorBody),
+        (status = 401, description = "No token, or one that does not verify", body = ApiErrorBody),
+        (status = 403, description = "The route requires another role", body = ApiErrorBody),
+        (status = 503, description = "The store is down, or a stream cap is reached (with `Retry-After`)", body = ApiErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 #[get("/api/v1/admin/audit")]
 pub async fn audit_log(
     req: HttpRequest,
@@ -29,7 +48,7 @@ pub async fn audit_log(
     principal.require(&[Role::Admin])?;
     let params = Params::of(&req)?;
     let event_type = params
-        .text("eventType")
+        .text("eventType")?
         .map(|t| {
             t.parse::<EventType>()
                 .map(|t| t.as_str().to_owned())
@@ -42,7 +61,17 @@ pub async fn audit_log(
     let limit = params.uint("limit", DEFAULT_LIMIT, 1..=MAX_LIMIT)? as usize;
     let query = AuditQuery {
         event_type,
-        user_id: params.text("userId").map(str::to_owned),
+        user_id: params
+            .text("userId")?
+            .map(|user| {
+                actors::event::check_id("userId", user)
+                    .map(|()| user.to_owned())
+                    .map_err(|e| ApiError::InvalidParameter {
+                        name: "userId",
+                        reason: e.message,
+                    })
+            })
+            .transpose()?,
         from: params.time("from")?,
         to: params.time("to")?,
         before_id: params.opt_uint("before")?,

@@ -1,6 +1,6 @@
 use super::params::Params;
 use crate::auth::Principal;
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiErrorBody};
 use crate::store::Store;
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use actors::frame::SNAPSHOT_URL;
@@ -14,26 +14,43 @@ pub const DEFAULT_LIMIT: usize = 100;
 /// Largest page a client may ask for.
 pub const MAX_LIMIT: usize = 1000;
 
-#[derive(Serialize)]
-struct Change<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Change<'a> {
     cursor: String,
     /// The stored envelope, byte for byte what the stream sent.
+    #[schema(value_type = actors::Envelope)]
     event: &'a RawValue,
 }
 
-#[derive(Serialize)]
+/// A page of the polling fallback.
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct ChangesPage<'a> {
+pub struct ChangesPage<'a> {
     events: Vec<Change<'a>>,
     next_cursor: String,
     has_more: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     resync: Option<serde_json::Value>,
 }
 
 /// The polling fallback (docs/DELIVERY.md): the same events and cursors as the stream, oldest
 /// first. Pass the previous page's `nextCursor` as `since`. A `since` that can no longer be resumed
 /// exactly answers `resync` (as the stream does) with `nextCursor` at the stream's head.
+#[utoipa::path(
+    get, path = "/api/v1/user/nft-portfolio-changes", tag = "user",
+    params(
+        ("since" = Option<u64>, Query, description = "The last cursor seen; 0 or absent: from the start"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Events per page (100)"),
+    ),
+    responses(
+        (status = 200, description = "The caller's events after `since`, oldest first", body = ChangesPage),
+        (status = 400, description = "A malformed request; `field` names what is wrong", body = ApiErrorBody),
+        (status = 401, description = "No token, or one that does not verify", body = ApiErrorBody),
+        (status = 503, description = "The store is down, or a stream cap is reached (with `Retry-After`)", body = ApiErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 #[get("/api/v1/user/nft-portfolio-changes")]
 pub async fn portfolio_changes(
     req: HttpRequest,
@@ -42,7 +59,7 @@ pub async fn portfolio_changes(
     streams: web::Data<StreamConfig>,
 ) -> Result<HttpResponse, ApiError> {
     let params = Params::of(&req)?;
-    let since = params.uint("since", 0, 0..=u64::MAX)?;
+    let since = params.uint("since", 0, 0..=super::params::MAX_CURSOR)?;
     let limit = params.uint("limit", DEFAULT_LIMIT as u64, 1..=MAX_LIMIT as u64)? as usize;
 
     let log = store.get_ref().clone();

@@ -19,7 +19,7 @@ use super::publish::read_body;
 use super::BodyLimit;
 use crate::auth::{JwtKeys, Role};
 use crate::config::AuthSettings;
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiErrorBody};
 use actix_web::http::header;
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use actors::event::check_id;
@@ -123,9 +123,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct TokenRequest {
+pub struct TokenRequest {
+    #[schema(format = "identifier")]
     user_id: String,
     /// `user` when absent, as with the `token` subcommand.
     #[serde(default)]
@@ -134,6 +135,17 @@ struct TokenRequest {
 
 /// Mints a token for any user and role: development only, for the router's own pages on this
 /// machine (see the module documentation).
+#[utoipa::path(
+    post, path = "/api/v1/dev/token", tag = "development",
+    request_body = TokenRequest,
+    params(("X-Dev-Token-Key" = Option<String>, Header, description = "The key the router's own pages carry")),
+    responses(
+        (status = 200, description = "A token (development only)", body = Object),
+        (status = 400, description = "A malformed request; `field` names what is wrong", body = ApiErrorBody),
+        (status = 403, description = "The route requires another role", body = ApiErrorBody),
+        (status = 404, description = "Not found", body = ApiErrorBody)
+    )
+)]
 #[post("/api/v1/dev/token")]
 pub async fn dev_token(
     req: HttpRequest,

@@ -5,7 +5,7 @@
 use super::publish::{read_body, CORRELATION_HEADER};
 use super::BodyLimit;
 use crate::auth::{Principal, Role};
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiErrorBody};
 use crate::limits::Limits;
 use actix::Addr;
 use actix_web::{post, web, HttpRequest, HttpResponse};
@@ -17,24 +17,34 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct VolumeBody {
+pub struct VolumeBody {
+    #[schema(format = "identifier")]
     user_id: String,
+    #[schema(minimum = 0)]
     volume: f64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct BadgeBody {
+pub struct BadgeBody {
+    #[schema(format = "identifier")]
     user_id: String,
+    #[schema(format = "identifier")]
     badge_id: String,
 }
 
 /// Parses a JSON body, naming the field that does not fit.
 pub(super) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::InvalidRequest(EventError {
+            message: format!("body is not valid JSON: {e}"),
+            field: None,
+        })
+    })?;
+    actors::event::whole_numbers(&mut value);
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let field = inner
@@ -97,6 +107,20 @@ fn events(outcome: &DomainOutcome) -> serde_json::Value {
 
 /// A service reports a user's new cumulative trading volume: one `volume_milestone_reached`
 /// per milestone crossed, and `tier_qualification_changed` when the qualified tiers change.
+#[utoipa::path(
+    post, path = "/api/v1/internal/trading-volume", tag = "service",
+    request_body = VolumeBody,
+    responses(
+        (status = 200, description = "The volume recorded and the events it caused", body = Object),
+        (status = 400, description = "A malformed request; `field` names what is wrong", body = ApiErrorBody),
+        (status = 401, description = "No token, or one that does not verify", body = ApiErrorBody),
+        (status = 403, description = "The route requires another role", body = ApiErrorBody),
+        (status = 422, description = "Refused by the NFT domain's rules (a volume lower than the recorded one)", body = ApiErrorBody),
+        (status = 429, description = "A rate limit of `[limits]`, with `Retry-After`", body = ApiErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The store is down, or a stream cap is reached (with `Retry-After`)", body = ApiErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 #[post("/api/v1/internal/trading-volume")]
 pub async fn trading_volume(
     req: HttpRequest,
@@ -135,6 +159,20 @@ pub async fn trading_volume(
 }
 
 /// An admin or a service awards a badge from the catalogue → `badge_earned`.
+#[utoipa::path(
+    post, path = "/api/v1/admin/badges", tag = "service",
+    request_body = BadgeBody,
+    responses(
+        (status = 200, description = "The badge awarded and the events it caused", body = Object),
+        (status = 400, description = "A malformed request; `field` names what is wrong", body = ApiErrorBody),
+        (status = 401, description = "No token, or one that does not verify", body = ApiErrorBody),
+        (status = 403, description = "The route requires another role", body = ApiErrorBody),
+        (status = 422, description = "Refused by the NFT domain's rules", body = ApiErrorBody),
+        (status = 429, description = "A rate limit of `[limits]`, with `Retry-After`", body = ApiErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The store is down, or a stream cap is reached (with `Retry-After`)", body = ApiErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 #[post("/api/v1/admin/badges")]
 pub async fn award_badge(
     req: HttpRequest,
@@ -168,6 +206,19 @@ pub async fn award_badge(
 
 /// The user activates one of their earned badges → `tier_qualification_changed` when that
 /// changes which tiers they qualify for.
+#[utoipa::path(
+    post, path = "/api/v1/user/badges/{badge_id}/activate", tag = "user",
+    params(("badge_id" = String, Path, description = "One of the caller's earned badges")),
+    responses(
+        (status = 200, description = "Activated, and the events it caused", body = Object),
+        (status = 400, description = "A malformed request; `field` names what is wrong", body = ApiErrorBody),
+        (status = 401, description = "No token, or one that does not verify", body = ApiErrorBody),
+        (status = 403, description = "The route requires another role", body = ApiErrorBody),
+        (status = 422, description = "Refused by the NFT domain's rules", body = ApiErrorBody),
+        (status = 503, description = "The store is down, or a stream cap is reached (with `Retry-After`)", body = ApiErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 #[post("/api/v1/user/badges/{badge_id}/activate")]
 pub async fn activate_badge(
     req: HttpRequest,

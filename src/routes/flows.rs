@@ -7,22 +7,22 @@ use super::domain::{command, correlation, parse};
 use super::publish::read_body;
 use super::BodyLimit;
 use crate::auth::{Principal, Role};
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiErrorBody};
 use actix::Addr;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use actors::domain::{GetOperation, NftDomain, StartUnlock, StartUpgrade};
 use serde::Deserialize;
 use serde_json::json;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct UnlockBody {
+pub struct UnlockBody {
     tier_id: u32,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct UpgradeBody {
+pub struct UpgradeBody {
     target_tier_id: u32,
 }
 
@@ -36,6 +36,21 @@ fn accepted(operation_id: String) -> HttpResponse {
 }
 
 /// Mint the caller's first NFT, of a tier they qualify for.
+#[utoipa::path(
+    post, path = "/api/v1/user/unlock-nft", tag = "user",
+    request_body = UnlockBody,
+    responses(
+        (status = 202, description = "The unlock runs; poll `Location`", body = Object,
+            headers(("Location" = String, description = "The operation's URL"))),
+        (status = 400, description = "A malformed request; `field` names what is wrong", body = ApiErrorBody),
+        (status = 401, description = "No token, or one that does not verify", body = ApiErrorBody),
+        (status = 403, description = "The route requires another role", body = ApiErrorBody),
+        (status = 409, description = "An unlock or upgrade for this user is running", body = ApiErrorBody),
+        (status = 422, description = "Refused by the NFT domain's rules", body = ApiErrorBody),
+        (status = 503, description = "The store is down, or a stream cap is reached (with `Retry-After`)", body = ApiErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 #[post("/api/v1/user/unlock-nft")]
 pub async fn unlock_nft(
     req: HttpRequest,
@@ -59,6 +74,21 @@ pub async fn unlock_nft(
 }
 
 /// Burn the caller's NFT and mint the next tier, consuming the badges it requires.
+#[utoipa::path(
+    post, path = "/api/v1/user/upgrade-nft", tag = "user",
+    request_body = UpgradeBody,
+    responses(
+        (status = 202, description = "The upgrade runs; poll `Location`", body = Object,
+            headers(("Location" = String, description = "The operation's URL"))),
+        (status = 400, description = "A malformed request; `field` names what is wrong", body = ApiErrorBody),
+        (status = 401, description = "No token, or one that does not verify", body = ApiErrorBody),
+        (status = 403, description = "The route requires another role", body = ApiErrorBody),
+        (status = 409, description = "An unlock or upgrade for this user is running", body = ApiErrorBody),
+        (status = 422, description = "Refused by the NFT domain's rules", body = ApiErrorBody),
+        (status = 503, description = "The store is down, or a stream cap is reached (with `Retry-After`)", body = ApiErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 #[post("/api/v1/user/upgrade-nft")]
 pub async fn upgrade_nft(
     req: HttpRequest,
@@ -82,6 +112,18 @@ pub async fn upgrade_nft(
 }
 
 /// One of the caller's flows: `pending | completed | failed`, with the reason of a failure.
+#[utoipa::path(
+    get, path = "/api/v1/user/operations/{operation_id}", tag = "user",
+    params(("operation_id" = String, Path, description = "From an unlock or upgrade")),
+    responses(
+        (status = 200, description = "The operation's state", body = Object),
+        (status = 400, description = "A malformed request; `field` names what is wrong", body = ApiErrorBody),
+        (status = 401, description = "No token, or one that does not verify", body = ApiErrorBody),
+        (status = 404, description = "Not found", body = ApiErrorBody),
+        (status = 503, description = "The store is down, or a stream cap is reached (with `Retry-After`)", body = ApiErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 #[get("/api/v1/user/operations/{operation_id}")]
 pub async fn operation(
     path: web::Path<String>,

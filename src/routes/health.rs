@@ -27,6 +27,10 @@ pub struct Disclosure {
 }
 
 /// Liveness: the process answers HTTP.
+#[utoipa::path(
+    get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process answers", body = Object))
+)]
 #[get("/healthz")]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
@@ -42,6 +46,13 @@ fn millis(since: Instant) -> f64 {
 /// only delays the Kafka path, counters or cross-instance delivery while publishing and local
 /// streams go on: 200 `degraded`, naming what is down, so one shared outage does not take
 /// every instance out of the load balancer at once.
+#[utoipa::path(
+    get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "`ready` or `degraded` (naming what is down)", body = Object),
+        (status = 503, description = "`not_ready`: no database, or draining", body = Object)
+    )
+)]
 #[get("/readyz")]
 pub async fn readyz(
     deps: web::Data<Readiness>,

@@ -9,6 +9,7 @@ mod flows;
 mod health;
 mod metrics;
 mod notifications;
+pub mod openapi;
 mod pages;
 mod params;
 mod portfolio;
@@ -50,11 +51,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(health::readyz)
         .service(metrics::prometheus_metrics)
         .service(dev_token::dev_token)
+        .service(openapi::openapi_document)
         .service(pages::demo_page)
         .service(pages::admin_page)
         .service(pages::samples)
         .service(pages::asset)
-        .default_service(web::to(not_found));
+        .default_service(web::to(no_route));
 }
 
 /// The internal listener's routes (`http.internal_bind`): health, detailed readiness and
@@ -64,6 +66,16 @@ pub fn configure_internal(cfg: &mut web::ServiceConfig) {
         .service(health::readyz)
         .service(metrics::prometheus_metrics)
         .default_service(web::to(not_found));
+}
+
+/// What no route answers: 405 with `Allow` for a path the API has under other methods, else
+/// 404.
+async fn no_route(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    let methods = openapi::methods_of(req.path());
+    if methods.is_empty() || req.method() == actix_web::http::Method::OPTIONS {
+        return not_found().await;
+    }
+    Err(ApiError::MethodNotAllowed(methods.join(", ")))
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {

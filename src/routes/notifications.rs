@@ -1,6 +1,6 @@
 use super::params::Params;
 use crate::auth::Principal;
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiErrorBody};
 use crate::store::{NotificationRow, Store, StoreError};
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde::Serialize;
@@ -19,6 +19,20 @@ struct NotificationsPage {
 }
 
 /// The caller's notifications, newest first, written by the notification consumer.
+#[utoipa::path(
+    get, path = "/api/v1/user/notifications", tag = "user",
+    params(
+        ("before" = Option<u64>, Query, description = "`nextBefore` of the previous page"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Notifications per page (20)"),
+    ),
+    responses(
+        (status = 200, description = "The caller's notifications, newest first", body = Object),
+        (status = 400, description = "A malformed request; `field` names what is wrong", body = ApiErrorBody),
+        (status = 401, description = "No token, or one that does not verify", body = ApiErrorBody),
+        (status = 503, description = "The store is down, or a stream cap is reached (with `Retry-After`)", body = ApiErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 #[get("/api/v1/user/notifications")]
 pub async fn list_notifications(
     req: HttpRequest,
@@ -49,6 +63,18 @@ pub async fn list_notifications(
 }
 
 /// Marks one of the caller's notifications read. 404 when it is not theirs or does not exist.
+#[utoipa::path(
+    post, path = "/api/v1/user/notifications/{id}/read", tag = "user",
+    params(("id" = i64, Path, minimum = 0, description = "The notification's id")),
+    responses(
+        (status = 200, description = "Marked read", body = Object),
+        (status = 400, description = "A malformed request; `field` names what is wrong", body = ApiErrorBody),
+        (status = 401, description = "No token, or one that does not verify", body = ApiErrorBody),
+        (status = 404, description = "Not found", body = ApiErrorBody),
+        (status = 503, description = "The store is down, or a stream cap is reached (with `Retry-After`)", body = ApiErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 #[post("/api/v1/user/notifications/{id}/read")]
 pub async fn mark_read(
     path: web::Path<String>,
@@ -58,7 +84,9 @@ pub async fn mark_read(
     let id: u64 = path
         .into_inner()
         .parse()
-        .map_err(|_| ApiError::InvalidParameter {
+        .ok()
+        .filter(|&id| id <= super::params::MAX_CURSOR)
+        .ok_or_else(|| ApiError::InvalidParameter {
             name: "id",
             reason: "must be a notification id".to_owned(),
         })?;

@@ -3,6 +3,7 @@
 //! (`include_str!`), so the pages work offline and from any build without a CDN or an asset
 //! directory to deploy. Each page learns from the server whether development tokens are on
 //! (`auth.dev_tokens`), to offer a "mint" button or ask for a token.
+use crate::error::ApiErrorBody;
 
 use super::dev_token::DevTokens;
 use actix_web::http::header;
@@ -77,12 +78,20 @@ fn page(html: &str, dev: &DevTokens, req: &HttpRequest) -> HttpResponse {
 }
 
 /// The client demo: mint or paste a token, watch the user stream.
+#[utoipa::path(
+    get, path = "/", tag = "pages",
+    responses((status = 200, description = "The live events page", content_type = "text/html", body = String))
+)]
 #[get("/")]
 pub async fn demo_page(req: HttpRequest, dev: web::Data<DevTokens>) -> HttpResponse {
     page(DEMO_HTML, &dev, &req)
 }
 
 /// The operations dashboard.
+#[utoipa::path(
+    get, path = "/admin", tag = "pages",
+    responses((status = 200, description = "The operations page", content_type = "text/html", body = String))
+)]
 #[get("/admin")]
 pub async fn admin_page(req: HttpRequest, dev: web::Data<DevTokens>) -> HttpResponse {
     page(ADMIN_HTML, &dev, &req)
@@ -90,6 +99,10 @@ pub async fn admin_page(req: HttpRequest, dev: web::Data<DevTokens>) -> HttpResp
 
 /// A valid `data` for every event type, for the demo's "publish a sample event" form. Built
 /// from the same samples the tests use, so the form never offers a payload the router refuses.
+#[utoipa::path(
+    get, path = "/assets/samples.json", tag = "pages",
+    responses((status = 200, description = "A sample `data` of each event type", body = Object))
+)]
 #[get("/assets/samples.json")]
 pub async fn samples() -> HttpResponse {
     let samples: serde_json::Map<String, serde_json::Value> = EventType::ALL
@@ -100,6 +113,14 @@ pub async fn samples() -> HttpResponse {
 }
 
 /// The stylesheet and scripts. An unknown name falls through to the JSON 404 of every route.
+#[utoipa::path(
+    get, path = "/assets/{name}", tag = "pages",
+    params(("name" = String, Path, description = "A script or style sheet of the pages")),
+    responses(
+        (status = 200, description = "The asset", content_type = "text/plain", body = String),
+        (status = 404, description = "Not found", body = ApiErrorBody)
+    )
+)]
 #[get("/assets/{name}")]
 pub async fn asset(name: web::Path<String>) -> Result<HttpResponse, crate::error::ApiError> {
     let (_, content_type, body) = ASSETS

@@ -5,6 +5,10 @@ use actix_web::{web, HttpRequest};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
+/// The largest cursor a query takes: the stores keep them as signed 64-bit numbers, and the
+/// API document says `int64`.
+pub const MAX_CURSOR: u64 = i64::MAX as u64;
+
 pub struct Params(HashMap<String, String>);
 
 impl Params {
@@ -17,9 +21,17 @@ impl Params {
             })
     }
 
-    /// A non-empty value, if given.
-    pub fn text(&self, name: &'static str) -> Option<&str> {
-        self.0.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+    /// The value, if the parameter is given; given but blank is refused (`?to=` says nothing,
+    /// and a client that sends it has a bug worth hearing about).
+    pub fn text(&self, name: &'static str) -> Result<Option<&str>, ApiError> {
+        match self.0.get(name).map(|v| v.trim()) {
+            None => Ok(None),
+            Some("") => Err(ApiError::InvalidParameter {
+                name,
+                reason: "must not be empty when given".to_owned(),
+            }),
+            Some(value) => Ok(Some(value)),
+        }
     }
 
     /// A whole number within `range`, or `default` when absent.
@@ -29,7 +41,7 @@ impl Params {
         default: u64,
         range: std::ops::RangeInclusive<u64>,
     ) -> Result<u64, ApiError> {
-        let Some(raw) = self.text(name) else {
+        let Some(raw) = self.text(name)? else {
             return Ok(default);
         };
         let n: u64 = raw.parse().map_err(|_| ApiError::InvalidParameter {
@@ -47,15 +59,15 @@ impl Params {
 
     /// An optional whole number (a cursor such as `before`).
     pub fn opt_uint(&self, name: &'static str) -> Result<Option<u64>, ApiError> {
-        match self.text(name) {
+        match self.text(name)? {
             None => Ok(None),
-            Some(_) => self.uint(name, 0, 0..=u64::MAX).map(Some),
+            Some(_) => self.uint(name, 0, 0..=MAX_CURSOR).map(Some),
         }
     }
 
     /// An optional RFC 3339 time.
     pub fn time(&self, name: &'static str) -> Result<Option<DateTime<Utc>>, ApiError> {
-        self.text(name)
+        self.text(name)?
             .map(|raw| {
                 DateTime::parse_from_rfc3339(raw)
                     .map(|t| t.with_timezone(&Utc))

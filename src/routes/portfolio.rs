@@ -5,7 +5,7 @@
 
 use super::domain::command;
 use crate::auth::Principal;
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiErrorBody};
 use actix::Addr;
 use actix_web::{get, web, HttpResponse};
 use actors::consumers::Cache;
@@ -22,6 +22,15 @@ pub struct PortfolioTtl(pub Duration);
 const CACHE_HEADER: &str = "X-Cache";
 
 /// The caller's portfolio: current NFT, badges by state, volume, qualified tiers, the tiers.
+#[utoipa::path(
+    get, path = "/api/v1/user/nfts", tag = "user",
+    responses(
+        (status = 200, description = "The caller's NFT, badges and tiers", body = Object),
+        (status = 401, description = "No token, or one that does not verify", body = ApiErrorBody),
+        (status = 503, description = "The store is down, or a stream cap is reached (with `Retry-After`)", body = ApiErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 #[get("/api/v1/user/nfts")]
 pub async fn portfolio(
     principal: Principal,

@@ -1,11 +1,11 @@
 use super::BodyLimit;
 use crate::auth::{Principal, Role};
-use crate::error::{ApiError, IDEMPOTENCY_HEADER};
+use crate::error::{ApiError, ApiErrorBody, IDEMPOTENCY_HEADER};
 use crate::limits::Limits;
 use crate::request_id::RequestId;
 use actix::Addr;
 use actix_web::{post, web, HttpRequest, HttpResponse};
-use actors::event::{check_id, keyed_event_id, EventError, PublishRequest};
+use actors::event::{check_id, keyed_event_id, EventError, PublishBody, PublishRequest};
 use actors::journal::{Append, AppendOnce, Appended, EventJournal};
 use actors::Envelope;
 use futures_util::StreamExt;
@@ -36,6 +36,25 @@ const PUBLISH_ROUTE: &str = "POST /api/v1/events";
 /// and nothing is stored or delivered twice. The key is remembered as long as its event is
 /// retained (`store.retention_days`). The same key with a different request is a 422
 /// `IDEMPOTENCY_KEY_REUSED`.
+#[utoipa::path(
+    post, path = "/api/v1/events", tag = "events",
+    request_body = PublishBody,
+    params(
+        ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "Makes a retry return the first answer (1 to 255 visible ASCII)"),
+        ("X-Correlation-Id" = Option<String>, Header, pattern = "^[ -~]*[!-~][ -~]*$", max_length = 128, description = "Fills a missing `correlationId`"),
+    ),
+    responses(
+        (status = 202, description = "Stored durably and handed to the user's streams", body = Envelope,
+            headers(("X-Event-Cursor" = u64, description = "The event's cursor in its user's stream"))),
+        (status = 400, description = "A malformed request; `field` names what is wrong", body = ApiErrorBody),
+        (status = 401, description = "No token, or one that does not verify", body = ApiErrorBody),
+        (status = 403, description = "The route requires another role", body = ApiErrorBody),
+        (status = 422, description = "Refused by the NFT domain's rules", body = ApiErrorBody),
+        (status = 429, description = "A rate limit of `[limits]`, with `Retry-After`", body = ApiErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The store is down, or a stream cap is reached (with `Retry-After`)", body = ApiErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 #[post("/api/v1/events")]
 pub async fn publish_event(
     req: HttpRequest,
@@ -51,8 +70,10 @@ pub async fn publish_event(
     let key = idempotency_key(&req)?;
     let body = read_body(payload, limit.0).await?;
     let mut request = PublishRequest::from_json(&body).map_err(ApiError::InvalidEvent)?;
+    // Checked whenever sent, even when the body's `correlationId` wins.
+    let header = correlation_header(&req)?;
     if request.correlation_id.is_none() {
-        request.correlation_id = correlation_header(&req)?;
+        request.correlation_id = header;
     }
 
     let keyed_id = key

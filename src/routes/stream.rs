@@ -2,7 +2,7 @@
 //! contract they share with the lean acceptor is in `crate::streams`.
 
 use crate::auth::{Principal, Role};
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiErrorBody};
 use crate::hangup::PeerSocket;
 use crate::streams::{connect, resume_point, Opened, StreamDoor, STREAM_HEADERS};
 use actix_web::{get, web, HttpRequest, HttpResponse};
@@ -17,6 +17,20 @@ pub struct OperationsSessions(pub StreamDoor);
 /// The user's event stream. The session actor behind it writes already-encoded frames into a
 /// bounded queue; this body only drains the queue onto the socket. When the client goes away
 /// the body (and with it the queue's receiver) is dropped, which ends the session.
+#[utoipa::path(
+    get, path = "/api/v1/user/nft-events", tag = "user",
+    params(
+        ("Last-Event-ID" = Option<String>, Header, description = "The last cursor seen: resume after it"),
+        ("lastEventId" = Option<String>, Query, description = "As `Last-Event-ID`, for clients that cannot set headers"),
+    ),
+    responses(
+        (status = 200, description = "Server-Sent Events: `id: <cursor>` and `data: <envelope>` per event, heartbeats, control frames", content_type = "text/event-stream", body = String),
+        (status = 401, description = "No token, or one that does not verify", body = ApiErrorBody),
+        (status = 429, description = "A rate limit of `[limits]`, with `Retry-After`", body = ApiErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The store is down, or a stream cap is reached (with `Retry-After`)", body = ApiErrorBody)
+    ),
+    security(("bearer" = []), ("access_token" = []))
+)]
 #[get("/api/v1/user/nft-events")]
 pub async fn user_stream(
     req: HttpRequest,
@@ -30,6 +44,18 @@ pub async fn user_stream(
 /// The operations feed (admins only): every event routed to admins, alerts and metrics
 /// reports, with the same wire format, heartbeats and `Last-Event-ID` resume as a user stream.
 /// Its ids are the feed's own cursor.
+#[utoipa::path(
+    get, path = "/api/v1/admin/operations", tag = "admin",
+    params(("Last-Event-ID" = Option<String>, Header, description = "The last feed cursor seen")),
+    responses(
+        (status = 200, description = "Server-Sent Events: every event routed to admins, alerts, metrics reports", content_type = "text/event-stream", body = String),
+        (status = 401, description = "No token, or one that does not verify", body = ApiErrorBody),
+        (status = 403, description = "The route requires another role", body = ApiErrorBody),
+        (status = 429, description = "A rate limit of `[limits]`, with `Retry-After`", body = ApiErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The store is down, or a stream cap is reached (with `Retry-After`)", body = ApiErrorBody)
+    ),
+    security(("bearer" = []), ("access_token" = []))
+)]
 #[get("/api/v1/admin/operations")]
 pub async fn operations_stream(
     req: HttpRequest,

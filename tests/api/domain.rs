@@ -81,7 +81,7 @@ async fn volume_going_down_or_not_a_number_is_400() {
     let (status, body) = volume(&app, &user, json!(400)).await;
     assert_eq!(
         (status, body["error_code"].as_str()),
-        (400, Some("VOLUME_DECREASED"))
+        (422, Some("VOLUME_DECREASED"))
     );
     for bad in [json!("lots"), json!(-1), json!(null)] {
         let (status, body) = volume(&app, &user, bad.clone()).await;

@@ -16,6 +16,7 @@ mod kafka_cluster;
 mod limits;
 mod logs;
 mod metrics;
+mod openapi;
 mod operations;
 mod pages;
 mod proxy;

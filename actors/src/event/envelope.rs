@@ -8,7 +8,7 @@ use serde::{Serialize, Serializer};
 /// Schema version of the envelope; consumers branch on it when it changes.
 pub const EVENT_VERSION: &str = "1.0.0";
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Envelope {
     pub event_id: String,
@@ -18,6 +18,7 @@ pub struct Envelope {
     pub timestamp: DateTime<Utc>,
     pub data: EventData,
     pub source: String,
+    #[schema(value_type = String, example = "1.0.0")]
     pub version: &'static str,
     pub correlation_id: Option<String>,
 }

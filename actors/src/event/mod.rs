@@ -10,17 +10,20 @@ pub use envelope::{keyed_event_id, Envelope, EVENT_VERSION};
 pub use payload::{
     BadgeChanges, BadgeEarned, Benefits, BurnedNftRef, EventData, MetricsReport, MintedNftRef,
     NftBurned, NftMinted, NftUnlockFailed, NftUnlocked, NftUpgraded, SystemAlert,
-    TierQualificationChanged, VolumeMilestoneReached,
+    TierQualificationChanged, TypedData, VolumeMilestoneReached,
 };
 pub use samples::sample_data;
-pub use validate::{check_id, is_invisible, EventError, PublishRequest, MAX_ID_LEN};
+pub use validate::{
+    check_id, id_pattern, is_invisible, whole_numbers, EventError, PublishBody, PublishRequest,
+    MAX_ID_LEN,
+};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
 /// The event types the router knows. Anything else is rejected at the edge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventType {
     NftUnlocked,

@@ -4,9 +4,10 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// Benefits a tier grants, as carried in `nft_unlocked.benefits`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Benefits {
     pub trading_fee_reduction: String,
@@ -14,7 +15,7 @@ pub struct Benefits {
     pub priority_support: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NftUnlocked {
     pub nft_id: String,
@@ -26,7 +27,7 @@ pub struct NftUnlocked {
 }
 
 /// The NFT an upgrade burned.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BurnedNftRef {
     pub nft_id: String,
@@ -35,7 +36,7 @@ pub struct BurnedNftRef {
 }
 
 /// The NFT an upgrade minted.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MintedNftRef {
     pub nft_id: String,
@@ -45,7 +46,7 @@ pub struct MintedNftRef {
     pub transaction_signature: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NftUpgraded {
     pub old_nft: BurnedNftRef,
@@ -53,7 +54,7 @@ pub struct NftUpgraded {
     pub consumed_badges: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BadgeEarned {
     pub badge_id: String,
@@ -64,7 +65,7 @@ pub struct BadgeEarned {
     pub required_for_tier: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NftMinted {
     pub nft_id: String,
@@ -75,7 +76,7 @@ pub struct NftMinted {
 }
 
 /// Mirrors `nft_minted` for the burn half of an upgrade.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NftBurned {
     pub nft_id: String,
@@ -85,17 +86,21 @@ pub struct NftBurned {
     pub burned_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VolumeMilestoneReached {
+    /// Volumes are never negative (checked on publish).
+    #[schema(minimum = 0)]
     pub previous_volume: f64,
+    #[schema(minimum = 0)]
     pub current_volume: f64,
+    #[schema(minimum = 0)]
     pub milestone: f64,
     pub tier_unlocked: u32,
 }
 
 /// Badge ids that changed state alongside a qualification change.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BadgeChanges {
     pub earned: Vec<String>,
@@ -103,7 +108,7 @@ pub struct BadgeChanges {
     pub consumed: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TierQualificationChanged {
     pub previous_qualifications: Vec<u32>,
@@ -114,7 +119,7 @@ pub struct TierQualificationChanged {
 
 /// Published as `{ error, nftDefinitionId }` when an unlock fails; `operationId` ties the
 /// failure to the flow that reported it, when there is one.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NftUnlockFailed {
     pub error: String,
@@ -125,7 +130,7 @@ pub struct NftUnlockFailed {
 
 /// `system_alert` and `system_alert_resolved`: a monitored figure, its threshold and the value
 /// that crossed it (or came back within it).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SystemAlert {
     pub name: String,
@@ -137,7 +142,7 @@ pub struct SystemAlert {
 
 /// `metrics_report`: the monitoring reporter's summary of one interval. Counts are over the
 /// interval; gauges are now.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MetricsReport {
     pub interval_secs: u64,
@@ -154,7 +159,7 @@ pub struct MetricsReport {
 
 /// The typed payload of an event. Serialized without a tag: the envelope's `eventType` says
 /// which variant it is.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum EventData {
     NftUnlocked(NftUnlocked),
@@ -186,6 +191,44 @@ impl EventData {
             EventData::SystemAlert(_) => T::SystemAlert,
             EventData::SystemAlertResolved(_) => T::SystemAlertResolved,
             EventData::MetricsReport(_) => T::MetricsReport,
+        }
+    }
+}
+
+/// `eventType` beside the `data` of that type, as a publisher sends them: the shape the API
+/// document gives the publish body, where each type's `data` has its own schema. The router
+/// reads the body through [`super::PublishRequest`]; [`From<EventData>`] keeps the variants
+/// of the two in step (a type added to one and not the other does not compile).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(tag = "eventType", content = "data", rename_all = "snake_case")]
+pub enum TypedData {
+    NftUnlocked(NftUnlocked),
+    NftUpgraded(NftUpgraded),
+    BadgeEarned(BadgeEarned),
+    NftMinted(NftMinted),
+    NftBurned(NftBurned),
+    VolumeMilestoneReached(VolumeMilestoneReached),
+    TierQualificationChanged(TierQualificationChanged),
+    NftUnlockFailed(NftUnlockFailed),
+    SystemAlert(SystemAlert),
+    SystemAlertResolved(SystemAlert),
+    MetricsReport(MetricsReport),
+}
+
+impl From<EventData> for TypedData {
+    fn from(data: EventData) -> Self {
+        match data {
+            EventData::NftUnlocked(d) => TypedData::NftUnlocked(d),
+            EventData::NftUpgraded(d) => TypedData::NftUpgraded(d),
+            EventData::BadgeEarned(d) => TypedData::BadgeEarned(d),
+            EventData::NftMinted(d) => TypedData::NftMinted(d),
+            EventData::NftBurned(d) => TypedData::NftBurned(d),
+            EventData::VolumeMilestoneReached(d) => TypedData::VolumeMilestoneReached(d),
+            EventData::TierQualificationChanged(d) => TypedData::TierQualificationChanged(d),
+            EventData::NftUnlockFailed(d) => TypedData::NftUnlockFailed(d),
+            EventData::SystemAlert(d) => TypedData::SystemAlert(d),
+            EventData::SystemAlertResolved(d) => TypedData::SystemAlertResolved(d),
+            EventData::MetricsReport(d) => TypedData::MetricsReport(d),
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use super::{EventData, EventType};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Longest accepted `userId` or `correlationId`, in bytes. Ids end up in keys, logs and
 /// headers; an unbounded one is a memory and log-injection hazard.
@@ -94,6 +94,40 @@ struct RawPublish {
     correlation_id: Option<String>,
 }
 
+/// The publish body as the API document shows it: [`RawPublish`] with `data` typed by
+/// `eventType` ([`super::TypedData`]).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishBody {
+    #[serde(flatten)]
+    typed: super::TypedData,
+    #[schema(format = "identifier")]
+    user_id: String,
+    #[schema(format = "identifier")]
+    correlation_id: Option<String>,
+}
+
+/// Numbers written with a fraction of zero (`25.0`) are whole numbers, as JSON Schema has
+/// them: read them as integers, so a field typed `u32` takes `25.0` as it takes `25`.
+pub fn whole_numbers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64() {
+                // Exactly representable, and within the integer types' range.
+                if f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 {
+                    // Truncation is exact here: the value has no fraction.
+                    #[allow(clippy::cast_possible_truncation)]
+                    let whole = f as i64;
+                    *value = serde_json::Value::from(whole);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(whole_numbers),
+        serde_json::Value::Object(map) => map.values_mut().for_each(whole_numbers),
+        _ => {}
+    }
+}
+
 /// A publish request whose every field has been checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PublishRequest {
@@ -120,7 +154,9 @@ impl PublishRequest {
         if let Some(id) = &raw.correlation_id {
             check_id("correlationId", id)?;
         }
-        let data = EventData::parse(event_type, raw.data)?;
+        let mut data = raw.data;
+        whole_numbers(&mut data);
+        let data = EventData::parse(event_type, data)?;
         Ok(PublishRequest {
             event_type,
             user_id: raw.user_id,
@@ -138,10 +174,10 @@ pub fn check_id(field: &str, id: &str) -> Result<(), EventError> {
     if id.trim().is_empty() {
         return Err(EventError::at(field, "must not be empty"));
     }
-    if id.len() > MAX_ID_LEN {
+    if id.chars().count() > MAX_ID_LEN {
         return Err(EventError::at(
             field,
-            format!("longer than {MAX_ID_LEN} bytes"),
+            format!("longer than {MAX_ID_LEN} characters"),
         ));
     }
     if let Some(c) = id.chars().find(|&c| is_invisible(c)) {
@@ -154,6 +190,42 @@ pub fn check_id(field: &str, id: &str) -> Result<(), EventError> {
         ));
     }
     Ok(())
+}
+
+/// The JSON Schema `pattern` of what [`check_id`] takes (the length is the schema's
+/// `maxLength`): some character that is not white space, and none that [`is_invisible`]
+/// refuses. Built from the same predicate, so the API document cannot drift from the check.
+pub fn id_pattern() -> String {
+    // Runs of consecutive refused characters, as (first, last).
+    let mut runs: Vec<(u32, u32)> = Vec::new();
+    for c in (0..=0x10FFFF_u32).filter_map(char::from_u32) {
+        if !is_invisible(c) {
+            continue;
+        }
+        let n = u32::from(c);
+        match runs.last_mut() {
+            Some((_, last)) if *last + 1 == n => *last = n,
+            _ => runs.push((n, n)),
+        }
+    }
+    let mut class = String::new();
+    for (first, last) in runs {
+        push_class_char(&mut class, first);
+        if last != first {
+            class.push('-');
+            push_class_char(&mut class, last);
+        }
+    }
+    format!("^(?=.*\\S)[^{class}]*$")
+}
+
+/// A character of a regex class: a `\u` escape in the BMP; beyond it the character itself,
+/// which regex engines in Unicode mode take (no `\u` escape can name it).
+fn push_class_char(class: &mut String, n: u32) {
+    match char::from_u32(n) {
+        Some(c) if n > 0xFFFF => class.push(c),
+        _ => class.push_str(&format!("\\u{n:04X}")),
+    }
 }
 
 /// Control (Cc) or format (Cf) characters: what an identifier shown to people must not hold.
