@@ -116,6 +116,20 @@ CREATE TABLE IF NOT EXISTS ledger_entries (
     KEY idx_ledger_entries_mint_address (mint_address)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
+-- Receipts of keyed domain commands: a trading-volume report or badge award sent with an
+-- Idempotency-Key stores its first answer here, in the transaction of the change it answers,
+-- so a retry (on any instance, after a restart) gets that answer back instead of a second
+-- decision. `events` is JSON, [[cursor, event id], ...]. Pruned with the events.
+CREATE TABLE IF NOT EXISTS domain_receipts (
+    receipt_key VARCHAR(64)  NOT NULL,
+    fingerprint VARCHAR(64)  NOT NULL,
+    answer      TEXT         NOT NULL,
+    events      TEXT         NOT NULL,
+    created_at  DATETIME(6)  NOT NULL,
+    PRIMARY KEY (receipt_key),
+    KEY idx_domain_receipts_created_at (created_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
 -- The NFT domain's state per user (docs/DOMAIN.md). Written only together with the events the
 -- change causes, in one transaction (through the journal), so streams and outbox agree.
 CREATE TABLE IF NOT EXISTS user_volumes (

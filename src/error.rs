@@ -175,6 +175,7 @@ impl From<DomainFailure> for ApiError {
         match e {
             DomainFailure::Refused(e) => ApiError::Domain(e),
             DomainFailure::Store(e) => e.into(),
+            DomainFailure::KeyReused(key) => ApiError::IdempotencyKeyReused(key),
         }
     }
 }

@@ -26,3 +26,8 @@ fn the_memory_feed_passes_the_operations_feed_conformance_suite() {
     let store = std::sync::Arc::new(MemoryConsumerStore::new());
     conformance::operations_feed(&*store, &actors::consumers::MemoryFeedLog(store.clone()));
 }
+
+#[test]
+fn the_memory_log_passes_the_domain_receipts_conformance_suite() {
+    conformance::domain_receipts(&MemoryLog::new());
+}

@@ -93,6 +93,7 @@ async fn volume(domain: &Addr<NftDomain>, user: &str, volume: f64) {
             user_id: user.into(),
             volume,
             correlation_id: None,
+            once: None,
         })
         .await
         .expect("delivered")
@@ -105,6 +106,7 @@ async fn earn_and_activate(domain: &Addr<NftDomain>, user: &str, badge: &str) {
             user_id: user.into(),
             badge_id: badge.into(),
             correlation_id: None,
+            once: None,
         })
         .await
         .expect("delivered")
@@ -426,7 +428,7 @@ fn interrupted_upgrade(world: &World, user: &str, op: &str, minted: bool) -> Flo
         created_at: now,
         updated_at: now,
     };
-    log.apply_change(&StateChange::StartFlow { flow: flow.clone() }, &[])
+    log.apply_change(&StateChange::StartFlow { flow: flow.clone() }, &[], None)
         .expect("started");
     if !minted {
         return flow;
@@ -449,7 +451,7 @@ fn interrupted_upgrade(world: &World, user: &str, op: &str, minted: bool) -> Flo
         gas_used: m.gas_used,
         minted_at: now,
     });
-    log.apply_change(&StateChange::AdvanceFlow { flow: next.clone() }, &[])
+    log.apply_change(&StateChange::AdvanceFlow { flow: next.clone() }, &[], None)
         .expect("advanced");
     next
 }

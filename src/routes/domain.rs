@@ -2,7 +2,7 @@
 //! and portfolio routes share. The `NftDomain` actor decides; these handlers check input and
 //! translate.
 
-use super::publish::{read_body, CORRELATION_HEADER};
+use super::publish::{idempotency_key, read_body, CORRELATION_HEADER, REPLAYED_HEADER};
 use super::BodyLimit;
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ApiErrorBody};
@@ -10,7 +10,7 @@ use crate::limits::Limits;
 use actix::Addr;
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use actors::domain::{
-    ActivateBadge, AwardBadge, DomainFailure, DomainOutcome, NftDomain, RecordVolume,
+    ActivateBadge, AwardBadge, CommandAnswer, DomainFailure, Keyed, NftDomain, RecordVolume,
 };
 use actors::event::{check_id, EventError};
 use serde::de::DeserializeOwned;
@@ -97,12 +97,36 @@ where
     Ok(ask(domain, msg).await??)
 }
 
-fn events(outcome: &DomainOutcome) -> serde_json::Value {
-    json!(outcome
+fn events(answer: &CommandAnswer) -> serde_json::Value {
+    json!(answer
         .events
         .iter()
         .map(|(cursor, id)| json!({ "cursor": cursor.to_string(), "eventId": id }))
         .collect::<Vec<_>>())
+}
+
+/// The route's answer, marked `Idempotent-Replayed: true` when it is a keyed retry's stored
+/// first answer.
+fn answered(
+    mut response: actix_web::HttpResponseBuilder,
+    answer: &CommandAnswer,
+    body: serde_json::Value,
+) -> HttpResponse {
+    if answer.replayed {
+        response.insert_header((REPLAYED_HEADER, "true"));
+    }
+    response.json(body)
+}
+
+/// The command's key, when the request carries an `Idempotency-Key`: scoped to the caller and
+/// the route, fingerprinted by `request` (the facts a retry must repeat).
+fn keyed(
+    req: &HttpRequest,
+    principal: &Principal,
+    route: &str,
+    request: &[&str],
+) -> Result<Option<Keyed>, ApiError> {
+    Ok(idempotency_key(req)?.map(|given| Keyed::new(&principal.user_id, route, given, request)))
 }
 
 /// A service reports a user's new cumulative trading volume: one `volume_milestone_reached`
@@ -110,12 +134,15 @@ fn events(outcome: &DomainOutcome) -> serde_json::Value {
 #[utoipa::path(
     post, path = "/api/v1/internal/trading-volume", tag = "service",
     request_body = VolumeBody,
+    params(
+        ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "Makes a retry return the first answer, marked `Idempotent-Replayed: true` (1 to 255 visible ASCII)"),
+    ),
     responses(
         (status = 200, description = "The volume recorded and the events it caused", body = Object),
         (status = 400, description = "A malformed request; `field` names what is wrong", body = ApiErrorBody),
         (status = 401, description = "No token, or one that does not verify", body = ApiErrorBody),
         (status = 403, description = "The route requires another role", body = ApiErrorBody),
-        (status = 422, description = "Refused by the NFT domain's rules (a volume lower than the recorded one)", body = ApiErrorBody),
+        (status = 422, description = "Refused by the NFT domain's rules (a volume lower than the recorded one), or an `Idempotency-Key` used for another request", body = ApiErrorBody),
         (status = 429, description = "A rate limit of `[limits]`, with `Retry-After`", body = ApiErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = "The store is down, or a stream cap is reached (with `Retry-After`)", body = ApiErrorBody)
     ),
@@ -140,34 +167,51 @@ pub async fn trading_volume(
             message: "volume: must be a non-negative number".into(),
         }));
     }
-    let outcome = command(
+    let correlation_id = correlation(&req);
+    let volume = body.volume.to_string();
+    let once = keyed(
+        &req,
+        &principal,
+        "POST /api/v1/internal/trading-volume",
+        &[
+            &body.user_id,
+            &volume,
+            correlation_id.as_deref().unwrap_or(""),
+        ],
+    )?;
+    let answer = command(
         &domain,
         RecordVolume {
             user_id: body.user_id.clone(),
             volume: body.volume,
-            correlation_id: correlation(&req),
+            correlation_id,
+            once,
         },
     )
     .await?;
-    Ok(HttpResponse::Ok().json(json!({
+    let body = json!({
         "userId": body.user_id,
-        "previousVolume": outcome.before.volume,
-        "currentVolume": outcome.after.volume,
-        "qualifiedTiers": outcome.qualified_tiers,
-        "events": events(&outcome),
-    })))
+        "previousVolume": answer.previous_volume,
+        "currentVolume": answer.current_volume,
+        "qualifiedTiers": answer.qualified_tiers,
+        "events": events(&answer),
+    });
+    Ok(answered(HttpResponse::Ok(), &answer, body))
 }
 
 /// An admin or a service awards a badge from the catalogue → `badge_earned`.
 #[utoipa::path(
     post, path = "/api/v1/admin/badges", tag = "service",
     request_body = BadgeBody,
+    params(
+        ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "Makes a retry return the first answer, marked `Idempotent-Replayed: true` (1 to 255 visible ASCII)"),
+    ),
     responses(
-        (status = 200, description = "The badge awarded and the events it caused", body = Object),
+        (status = 201, description = "The badge awarded and the events it caused", body = Object),
         (status = 400, description = "A malformed request; `field` names what is wrong", body = ApiErrorBody),
         (status = 401, description = "No token, or one that does not verify", body = ApiErrorBody),
         (status = 403, description = "The route requires another role", body = ApiErrorBody),
-        (status = 422, description = "Refused by the NFT domain's rules", body = ApiErrorBody),
+        (status = 422, description = "Refused by the NFT domain's rules (unknown badge, already earned), or an `Idempotency-Key` used for another request", body = ApiErrorBody),
         (status = 429, description = "A rate limit of `[limits]`, with `Retry-After`", body = ApiErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = "The store is down, or a stream cap is reached (with `Retry-After`)", body = ApiErrorBody)
     ),
@@ -187,21 +231,34 @@ pub async fn award_badge(
     let body: BadgeBody = parse(&read_body(payload, limit.0).await?)?;
     check_id("userId", &body.user_id).map_err(invalid)?;
     check_id("badgeId", &body.badge_id).map_err(invalid)?;
-    let outcome = command(
+    let correlation_id = correlation(&req);
+    let once = keyed(
+        &req,
+        &principal,
+        "POST /api/v1/admin/badges",
+        &[
+            &body.user_id,
+            &body.badge_id,
+            correlation_id.as_deref().unwrap_or(""),
+        ],
+    )?;
+    let answer = command(
         &domain,
         AwardBadge {
             user_id: body.user_id.clone(),
             badge_id: body.badge_id.clone(),
-            correlation_id: correlation(&req),
+            correlation_id,
+            once,
         },
     )
     .await?;
-    Ok(HttpResponse::Created().json(json!({
+    let body = json!({
         "userId": body.user_id,
         "badgeId": body.badge_id,
         "status": "earned",
-        "events": events(&outcome),
-    })))
+        "events": events(&answer),
+    });
+    Ok(answered(HttpResponse::Created(), &answer, body))
 }
 
 /// The user activates one of their earned badges → `tier_qualification_changed` when that
@@ -227,7 +284,7 @@ pub async fn activate_badge(
     domain: web::Data<Addr<NftDomain>>,
 ) -> Result<HttpResponse, ApiError> {
     let badge_id = path.into_inner();
-    let outcome = command(
+    let answer = command(
         &domain,
         ActivateBadge {
             user_id: principal.user_id,
@@ -239,7 +296,7 @@ pub async fn activate_badge(
     Ok(HttpResponse::Ok().json(json!({
         "badgeId": badge_id,
         "status": "activated",
-        "qualifiedTiers": outcome.qualified_tiers,
-        "events": events(&outcome),
+        "qualifiedTiers": answer.qualified_tiers,
+        "events": events(&answer),
     })))
 }

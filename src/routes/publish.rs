@@ -128,7 +128,7 @@ pub async fn publish_event(
 }
 
 /// The `Idempotency-Key` header, if sent: 1 to 255 visible ASCII characters.
-fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+pub(super) fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     let Some(value) = req.headers().get(IDEMPOTENCY_HEADER) else {
         return Ok(None);
     };

@@ -19,16 +19,22 @@ use super::connection::{write_transaction_retrying, StoreConnection};
 use super::error::{is_unique_violation, StoreError};
 use super::events::append_in_transaction;
 use super::flows::{self, NftStatus};
+use super::receipts;
 use super::schema::{nft_flows, user_badges, user_nfts, user_volumes};
 use super::Store;
-use actors::domain::{BadgeStatus, FlowRecord, FlowStatus, StateChange, UserState};
+use actors::domain::{BadgeStatus, FlowRecord, FlowStatus, Receipt, StateChange, UserState};
 use actors::journal::{NewEvent, StoredEvent};
 
 /// Width of `user_badges.badge_id` in `schema.sql`.
 pub(super) const MAX_BADGE_ID: usize = 64;
 
-/// The change could not be applied: its precondition no longer holds.
-pub(crate) struct Conflict;
+/// Why a change was not applied (nothing was written).
+pub(crate) enum Refused {
+    /// Its precondition no longer holds.
+    Conflict,
+    /// Its receipt's key is stored already: another attempt with the key committed first.
+    Receipted,
+}
 
 impl Store {
     /// The user's volume (0 when never recorded), badges, NFT and active flow, read in one
@@ -62,23 +68,40 @@ impl Store {
         })
     }
 
-    /// Applies `change` and appends `events` in one transaction; `Ok(Err(Conflict))` when the
-    /// change's precondition failed (nothing written, no event appended).
+    /// Applies `change`, appends `events` and stores `receipt` in one transaction;
+    /// `Ok(Err(refused))` when the change's precondition failed or the receipt's key is stored
+    /// already (nothing written, no event appended).
     pub(crate) fn apply_change(
         &self,
         change: &StateChange,
         events: &[NewEvent],
-    ) -> Result<Result<Vec<StoredEvent>, Conflict>, StoreError> {
+        receipt: Option<&Receipt>,
+    ) -> Result<Result<Vec<StoredEvent>, Refused>, StoreError> {
         validate(change)?;
+        let mut refused = Refused::Conflict;
         let outcome = write_transaction_retrying(&mut *self.checkout()?, |conn| {
+            refused = Refused::Conflict;
+            if let Some(receipt) = receipt {
+                if receipts::exists(conn, &receipt.key)? {
+                    refused = Refused::Receipted;
+                    return Err(refusal());
+                }
+            }
             if !apply(conn, change)? {
                 return Err(refusal());
             }
-            append_in_transaction(conn, events)
+            let stored = append_in_transaction(conn, events)?;
+            if let Some(receipt) = receipt {
+                if !receipts::insert_in_transaction(conn, receipt, &stored)? {
+                    refused = Refused::Receipted;
+                    return Err(refusal());
+                }
+            }
+            Ok(stored)
         });
         match outcome {
             Ok(stored) => Ok(Ok(stored)),
-            Err(e) if is_refusal(&e) => Ok(Err(Conflict)),
+            Err(e) if is_refusal(&e) => Ok(Err(refused)),
             Err(e) => Err(e),
         }
     }

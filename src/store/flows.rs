@@ -383,7 +383,7 @@ mod tests {
     /// Applies `change` with one event for its user.
     fn apply(store: &Store, change: StateChange) -> Result<Vec<StoredEvent>, ChangeError> {
         let events = [event(change.user_id())];
-        EventLog::apply_change(store, &change, &events)
+        EventLog::apply_change(store, &change, &events, None)
     }
 
     fn start(store: &Store, flow: &FlowRecord) -> Result<Vec<StoredEvent>, ChangeError> {
@@ -416,9 +416,9 @@ mod tests {
                 user_id: user_id.clone(),
                 badge_id: badge_id.clone(),
             };
-            EventLog::apply_change(store, &award, &[]).expect("award");
+            EventLog::apply_change(store, &award, &[], None).expect("award");
             let activate = StateChange::ActivateBadge { user_id, badge_id };
-            EventLog::apply_change(store, &activate, &[]).expect("activate");
+            EventLog::apply_change(store, &activate, &[], None).expect("activate");
         }
     }
 
@@ -581,7 +581,7 @@ mod tests {
                 user_id: user.clone(),
                 badge_id: "b2".into(),
             };
-            EventLog::apply_change(&store, &earned, &[]).expect("award");
+            EventLog::apply_change(&store, &earned, &[], None).expect("award");
             let before = (
                 store.user_state(&user).expect("state"),
                 store.stream_bounds(&user).expect("bounds"),
@@ -752,14 +752,14 @@ mod tests {
             flow.operation_id = "o".repeat(65);
             let change = StateChange::StartFlow { flow: flow.clone() };
             assert!(matches!(
-                store.apply_change(&change, &[]),
+                store.apply_change(&change, &[], None),
                 Err(StoreError::InvalidEvent(_))
             ));
             let mut flow = new_flow(&unique_user(), FlowKind::Upgrade, None);
             flow.consumed_badges = vec!["b".repeat(65)];
             let change = StateChange::StartFlow { flow };
             assert!(matches!(
-                store.apply_change(&change, &[]),
+                store.apply_change(&change, &[], None),
                 Err(StoreError::InvalidEvent(_))
             ));
         }

@@ -229,6 +229,7 @@ mod tests {
             analytics_processed,
             analytics_totals,
             audit_log,
+            domain_receipts,
             feed_counters,
             ledger_entries,
             nft_events,

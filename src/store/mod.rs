@@ -50,6 +50,7 @@ mod notifications;
 mod operations;
 mod outbox;
 mod port;
+mod receipts;
 pub mod schema;
 
 #[cfg(test)]
@@ -176,7 +177,10 @@ impl Store {
     /// Events not yet published to Kafka are kept whatever their age: the row is the outbox's
     /// only copy, so a long broker outage delays their publication instead of losing them.
     pub fn prune_older_than(&self, cutoff: DateTime<Utc>) -> Result<usize, StoreError> {
-        events::prune_older_than(&mut *self.checkout()?, cutoff)
+        let conn = &mut *self.checkout()?;
+        let events = events::prune_older_than(conn, cutoff)?;
+        receipts::prune_older_than(conn, cutoff)?;
+        Ok(events)
     }
 
     /// One round trip (`SELECT 1`), for readiness checks.

@@ -6,11 +6,14 @@
 //! [`OperationsLog`], so the session registry and the feed's tailer read it exactly as they
 //! read a user's stream.
 
+use super::domain::Refused;
 use super::{Store, StoreError};
 use actors::consumers::{
     AnalyticsStore, AuditStore, NewAuditEntry, NewNotification, NotificationStore, OperationsStore,
 };
-use actors::domain::{ChangeError, DomainState, FlowRecord, StateChange, UserState};
+use actors::domain::{
+    ChangeError, DomainState, FlowRecord, Receipt, StateChange, StoredReceipt, UserState,
+};
 use actors::journal::{Cause, EventLog, LogError, NewEvent, StoredEvent};
 use actors::outbox::{Outbox, OutboxEntry};
 use chrono::{DateTime, Utc};
@@ -57,10 +60,12 @@ impl EventLog for Store {
         &self,
         change: &StateChange,
         events: &[NewEvent],
+        receipt: Option<&Receipt>,
     ) -> Result<Vec<StoredEvent>, ChangeError> {
-        match Store::apply_change(self, change, events) {
+        match Store::apply_change(self, change, events, receipt) {
             Ok(Ok(stored)) => Ok(stored),
-            Ok(Err(_)) => Err(ChangeError::Conflict),
+            Ok(Err(Refused::Conflict)) => Err(ChangeError::Conflict),
+            Ok(Err(Refused::Receipted)) => Err(ChangeError::Receipted),
             Err(e) => Err(ChangeError::Log(e.into())),
         }
     }
@@ -77,6 +82,10 @@ impl DomainState for Store {
 
     fn pending_flows(&self) -> Result<Vec<FlowRecord>, LogError> {
         Ok(Store::pending_flows(self)?)
+    }
+
+    fn receipt(&self, key: &str) -> Result<Option<StoredReceipt>, LogError> {
+        Ok(Store::receipt(self, key)?)
     }
 }
 
@@ -184,6 +193,7 @@ impl EventLog for OperationsLog {
         &self,
         _change: &StateChange,
         _events: &[NewEvent],
+        _receipt: Option<&Receipt>,
     ) -> Result<Vec<StoredEvent>, ChangeError> {
         Err(ChangeError::Log(LogError::Failed(FEED_IS_READ_ONLY.into())))
     }

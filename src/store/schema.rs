@@ -168,4 +168,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Receipts of keyed domain commands: the first answer per idempotency key, stored with
+    /// the change it answers.
+    domain_receipts (receipt_key) {
+        receipt_key -> Text,
+        fingerprint -> Text,
+        answer -> Text,
+        events -> Text,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(nft_events, user_streams);

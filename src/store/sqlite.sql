@@ -98,6 +98,18 @@ CREATE TABLE IF NOT EXISTS ledger_entries (
 
 CREATE INDEX IF NOT EXISTS idx_ledger_entries_mint_address ON ledger_entries (mint_address);
 
+-- Receipts of keyed domain commands (see schema.sql).
+CREATE TABLE IF NOT EXISTS domain_receipts (
+    receipt_key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    answer      TEXT NOT NULL,
+    events      TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    PRIMARY KEY (receipt_key)
+);
+
+CREATE INDEX IF NOT EXISTS idx_domain_receipts_created_at ON domain_receipts (created_at);
+
 CREATE TABLE IF NOT EXISTS user_volumes (
     user_id    TEXT NOT NULL,
     volume     REAL NOT NULL,

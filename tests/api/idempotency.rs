@@ -1,5 +1,6 @@
-//! `Idempotency-Key` on `POST /api/v1/events`: a retry gets the first answer, on any instance
-//! and after a restart; nothing is stored or delivered twice.
+//! `Idempotency-Key` on the service write routes (`POST /api/v1/events`, trading volume, badge
+//! awards): a retry gets the first answer, on any instance and after a restart; nothing is stored
+//! or delivered twice.
 
 use crate::helpers::{event_body, fresh_store_url, spawn_app, spawn_app_on, unique_user, TestApp};
 use actors::EventType;
@@ -189,6 +190,167 @@ async fn concurrent_retries_store_one_event() {
         })
         .collect();
     assert_eq!(ids.len(), 1, "one event id for every attempt");
+    assert_eq!(answers.iter().filter(|a| !a.replayed).count(), 1);
+    assert_eq!(stored_ids(&apps[0], &user).await.len(), 1);
+}
+
+/// A keyed call of a service write route (`path`, `body`) as service `caller`.
+async fn command_keyed(app: &TestApp, caller: &str, path: &str, key: &str, body: &Value) -> Answer {
+    let response = app
+        .client
+        .post(app.url(path))
+        .bearer_auth(app.token(caller, Role::Service))
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .await
+        .expect("sent");
+    let replayed = response
+        .headers()
+        .get("idempotent-replayed")
+        .and_then(|v| v.to_str().ok())
+        == Some("true");
+    Answer {
+        status: response.status().as_u16(),
+        cursor: None,
+        replayed,
+        body: response.json().await.unwrap_or(Value::Null),
+    }
+}
+
+const VOLUME: &str = "/api/v1/internal/trading-volume";
+const BADGES: &str = "/api/v1/admin/badges";
+
+/// A trading-volume report retried with its key answers the first answer (its previous volume,
+/// its events), even after a later report moved the volume on; nothing is written again.
+#[actix_web::test]
+async fn a_keyed_volume_report_answers_its_first_answer_on_retry() {
+    let app = spawn_app().await;
+    let user = unique_user();
+    let report = serde_json::json!({ "userId": user, "volume": 150000 });
+    let first = command_keyed(&app, "svc", VOLUME, "vol-1", &report).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert!(!first.replayed);
+    assert_eq!(first.body["previousVolume"], 0.0);
+    assert_eq!(
+        first.body["events"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        first.body
+    );
+
+    let retry = command_keyed(&app, "svc", VOLUME, "vol-1", &report).await;
+    assert_eq!(retry.status, 200, "{}", retry.body);
+    assert!(retry.replayed, "a retry is marked as one");
+    assert_eq!(
+        retry.body, first.body,
+        "the first answer, events and cursors included"
+    );
+
+    // A later report moves the volume on; the old key still answers what it did then (not
+    // VOLUME_DECREASED).
+    let later = serde_json::json!({ "userId": user, "volume": 300000 });
+    let moved = command_keyed(&app, "svc", VOLUME, "vol-2", &later).await;
+    assert_eq!(moved.status, 200, "{}", moved.body);
+    let old = command_keyed(&app, "svc", VOLUME, "vol-1", &report).await;
+    assert_eq!(old.status, 200, "{}", old.body);
+    assert_eq!(old.body, first.body);
+
+    // The same key with another volume, user or correlation id is refused.
+    let other_volume = serde_json::json!({ "userId": user, "volume": 150001 });
+    let other_user = serde_json::json!({ "userId": unique_user(), "volume": 150000 });
+    for changed in [other_volume, other_user] {
+        let answer = command_keyed(&app, "svc", VOLUME, "vol-1", &changed).await;
+        assert_eq!(answer.status, 422, "{changed}: {}", answer.body);
+        assert_eq!(answer.body["error_code"], "IDEMPOTENCY_KEY_REUSED");
+        assert_eq!(answer.body["field"], "Idempotency-Key");
+    }
+    let response = app
+        .client
+        .post(app.url(VOLUME))
+        .bearer_auth(app.token("svc", Role::Service))
+        .header("Idempotency-Key", "vol-1")
+        .header("X-Correlation-Id", "another-flow")
+        .json(&report)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 422);
+
+    // Another caller's same key is its own.
+    let elsewhere = command_keyed(&app, "svc-other", VOLUME, "vol-1", &later).await;
+    assert_eq!(elsewhere.status, 200, "{}", elsewhere.body);
+    assert!(!elsewhere.replayed);
+
+    // Events: two for the first report (milestone, qualification), those of vol-2, nothing
+    // for any retry or refusal.
+    let ids = stored_ids(&app, &user).await;
+    let moved_events = moved.body["events"].as_array().map_or(0, Vec::len);
+    assert_eq!(ids.len(), 2 + moved_events, "{ids:?}");
+
+    let bad = command_keyed(&app, "svc", VOLUME, "two words", &report).await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.body["field"], "Idempotency-Key");
+}
+
+/// A badge award retried with its key answers 201 with the one `badge_earned`, where an
+/// unkeyed retry is refused as already earned; across instances and a restart.
+#[actix_web::test]
+async fn a_keyed_badge_award_answers_once_across_instances_and_restarts() {
+    let store = fresh_store_url();
+    let a = spawn_app_on(&store, "").await;
+    let b = spawn_app_on(&store, "").await;
+    let user = unique_user();
+    let award = serde_json::json!({ "userId": user, "badgeId": "first-trade" });
+    let first = command_keyed(&a, "svc", BADGES, "award-1", &award).await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    let on_b = command_keyed(&b, "svc", BADGES, "award-1", &award).await;
+    assert_eq!(on_b.status, 201, "{}", on_b.body);
+    assert!(on_b.replayed);
+    assert_eq!(on_b.body, first.body);
+
+    let unkeyed = b
+        .client
+        .post(b.url(BADGES))
+        .bearer_auth(b.token("svc", Role::Service))
+        .json(&award)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(
+        unkeyed.status(),
+        422,
+        "without a key the award is decided again"
+    );
+
+    a.stop().await.expect("a stops");
+    b.stop().await.expect("b stops");
+    let restarted = spawn_app_on(&store, "").await;
+    let after = command_keyed(&restarted, "svc", BADGES, "award-1", &award).await;
+    assert_eq!(after.status, 201, "{}", after.body);
+    assert!(after.replayed, "the receipt outlives the process");
+    assert_eq!(after.body, first.body);
+    assert_eq!(stored_ids(&restarted, &user).await.len(), 1);
+}
+
+/// Racing first attempts of one keyed award on two instances: all answer the one award, one
+/// of them first, and one event is stored.
+#[actix_web::test]
+async fn concurrent_keyed_awards_store_one_change() {
+    let store = fresh_store_url();
+    let apps = [
+        spawn_app_on(&store, "").await,
+        spawn_app_on(&store, "").await,
+    ];
+    let user = unique_user();
+    let award = serde_json::json!({ "userId": user, "badgeId": "weekly-streak" });
+    let attempts =
+        (0..12).map(|n| command_keyed(&apps[n % 2], "svc", BADGES, "race-award", &award));
+    let answers = futures_util::future::join_all(attempts).await;
+    for answer in &answers {
+        assert_eq!(answer.status, 201, "{}", answer.body);
+        assert_eq!(answer.body, answers[0].body);
+    }
     assert_eq!(answers.iter().filter(|a| !a.replayed).count(), 1);
     assert_eq!(stored_ids(&apps[0], &user).await.len(), 1);
 }

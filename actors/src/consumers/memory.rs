@@ -196,6 +196,7 @@ impl EventLog for MemoryFeedLog {
         &self,
         _change: &StateChange,
         _events: &[NewEvent],
+        _receipt: Option<&crate::domain::Receipt>,
     ) -> Result<Vec<StoredEvent>, ChangeError> {
         Err(ChangeError::Log(LogError::failed(FEED_IS_READ_ONLY)))
     }

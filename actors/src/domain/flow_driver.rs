@@ -325,11 +325,16 @@ impl FlowDriver {
                 .send(AppendChange {
                     change: change.clone(),
                     envelopes: envelopes.clone(),
+                    receipt: None,
                 })
                 .await;
             match sent {
                 Ok(Ok(_)) => return Ok(()),
-                Ok(Err(ChangeFailure::Conflict)) => return Err(Halt::Moved),
+                // A flow step carries no receipt, so `Receipted` cannot come back; were it to,
+                // nothing was written, as with a conflict.
+                Ok(Err(ChangeFailure::Conflict | ChangeFailure::Receipted)) => {
+                    return Err(Halt::Moved)
+                }
                 Ok(Err(ChangeFailure::Journal(e))) if e.is_unavailable() => {
                     log::warn!("flow step not stored yet: {e}");
                 }

@@ -8,6 +8,7 @@ mod flow_driver;
 mod flow_messages;
 mod flow_record;
 mod nft_domain;
+mod receipt;
 mod rules;
 mod state;
 
@@ -22,5 +23,6 @@ pub use nft_domain::{
     portfolio_key, ActivateBadge, AwardBadge, DomainFailure, DomainOutcome, GetPortfolio,
     NftDomain, Portfolio, RecordVolume, DOMAIN_SOURCE,
 };
+pub use receipt::{fingerprint, CommandAnswer, Keyed, Receipt, StoredReceipt};
 pub use rules::{BadgeRule, DomainError, DomainRules, RulesError, TierRule};
 pub use state::{BadgeStatus, ChangeError, DomainState, StateChange, UserState};

@@ -6,6 +6,7 @@
 
 use super::flow_driver::{FlowDriver, FlowPolicy};
 use super::{BadgeStatus, Chain, DomainError, DomainRules, DomainState, StateChange, UserState};
+use super::{CommandAnswer, Keyed, Receipt};
 use crate::consumers::Cache;
 use crate::event::{BadgeChanges, BadgeEarned, Envelope, EventData};
 use crate::event::{TierQualificationChanged, VolumeMilestoneReached};
@@ -34,6 +35,9 @@ pub enum DomainFailure {
     /// The store could not take it (unreachable, or a definite failure); nothing was written.
     #[error(transparent)]
     Store(#[from] LogError),
+    /// The command's idempotency key (as given) answered a different request before.
+    #[error("Idempotency-Key {0:?} was used for a different request")]
+    KeyReused(String),
 }
 
 impl From<ChangeFailure> for DomainFailure {
@@ -42,6 +46,9 @@ impl From<ChangeFailure> for DomainFailure {
             ChangeFailure::Conflict => DomainFailure::Store(LogError::failed(
                 "the user's state kept changing; try again",
             )),
+            ChangeFailure::Receipted => DomainFailure::Store(LogError::failed(
+                "a command without an idempotency key met a receipt",
+            )),
             ChangeFailure::Journal(e) => DomainFailure::Store(e),
         }
     }
@@ -49,25 +56,29 @@ impl From<ChangeFailure> for DomainFailure {
 
 /// Record a user's new cumulative trading volume.
 #[derive(Message, Debug, Clone)]
-#[rtype(result = "Result<DomainOutcome, DomainFailure>")]
+#[rtype(result = "Result<CommandAnswer, DomainFailure>")]
 pub struct RecordVolume {
     pub user_id: String,
     pub volume: f64,
     pub correlation_id: Option<String>,
+    /// With an idempotency key, a retry answers the first answer (see `receipt`).
+    pub once: Option<Keyed>,
 }
 
 /// Award a badge from the catalogue.
 #[derive(Message, Debug, Clone)]
-#[rtype(result = "Result<DomainOutcome, DomainFailure>")]
+#[rtype(result = "Result<CommandAnswer, DomainFailure>")]
 pub struct AwardBadge {
     pub user_id: String,
     pub badge_id: String,
     pub correlation_id: Option<String>,
+    /// With an idempotency key, a retry answers the first answer (see `receipt`).
+    pub once: Option<Keyed>,
 }
 
 /// Activate one of the user's earned badges.
 #[derive(Message, Debug, Clone)]
-#[rtype(result = "Result<DomainOutcome, DomainFailure>")]
+#[rtype(result = "Result<CommandAnswer, DomainFailure>")]
 pub struct ActivateBadge {
     pub user_id: String,
     pub badge_id: String,
@@ -152,46 +163,151 @@ impl NftDomain {
         user_id: String,
         decide: impl Fn(&DomainRules, &UserState) -> Result<Decision, DomainError> + Send + 'static,
     ) -> impl std::future::Future<Output = Result<DomainOutcome, DomainFailure>> {
+        let ran = self.execute(user_id, None, decide);
+        async move {
+            match ran.await? {
+                Ran::Done(outcome) => Ok(*outcome),
+                Ran::Answered(_) => Err(ChangeFailure::Receipted.into()),
+            }
+        }
+    }
+
+    /// [`run`](Self::run) for a command that answers a [`CommandAnswer`]: with a key, the
+    /// stored answer of an earlier attempt, or the first answer stored with the change.
+    fn command(
+        &self,
+        user_id: String,
+        once: Option<Keyed>,
+        decide: impl Fn(&DomainRules, &UserState) -> Result<Decision, DomainError> + Send + 'static,
+    ) -> impl std::future::Future<Output = Result<CommandAnswer, DomainFailure>> {
+        let ran = self.execute(user_id, once, decide);
+        async move {
+            Ok(match ran.await? {
+                Ran::Done(outcome) => answer(&outcome),
+                Ran::Answered(answer) => answer,
+            })
+        }
+    }
+
+    fn execute(
+        &self,
+        user_id: String,
+        once: Option<Keyed>,
+        decide: impl Fn(&DomainRules, &UserState) -> Result<Decision, DomainError> + Send + 'static,
+    ) -> impl std::future::Future<Output = Result<Ran, DomainFailure>> {
         let (rules, state, journal) =
             (self.rules.clone(), self.state.clone(), self.journal.clone());
         let cache = self.cache.clone();
         async move {
+            if let Some(keyed) = &once {
+                if let Some(answer) = stored_answer(&state, keyed).await? {
+                    return Ok(Ran::Answered(answer));
+                }
+            }
             for _ in 0..CONFLICT_ATTEMPTS {
                 let before = {
                     let (state, user) = (state.clone(), user_id.clone());
                     blocking(move || state.user_state(&user)).await?
                 };
-                let (change, envelopes) = decide(&rules, &before)?;
+                let (change, envelopes) = match (decide(&rules, &before), &once) {
+                    (Ok(decision), _) => decision,
+                    // The state read may hold a racing attempt's change (committed after the
+                    // receipt was looked up): its receipt answers, not the rules.
+                    (Err(refused), Some(keyed)) => {
+                        return match stored_answer(&state, keyed).await? {
+                            Some(answer) => Ok(Ran::Answered(answer)),
+                            None => Err(refused.into()),
+                        };
+                    }
+                    (Err(refused), None) => return Err(refused.into()),
+                };
                 let after = apply(&before, &change);
+                let qualified_tiers = rules.qualified_tiers(after.volume, after.qualifying());
+                let receipt = once.as_ref().map(|keyed| Receipt {
+                    key: keyed.key.clone(),
+                    fingerprint: keyed.fingerprint.clone(),
+                    answer: CommandAnswer {
+                        previous_volume: before.volume,
+                        current_volume: after.volume,
+                        qualified_tiers: qualified_tiers.clone(),
+                        events: Vec::new(),
+                        replayed: false,
+                    }
+                    .to_json(),
+                });
                 let written = journal
                     .send(AppendChange {
                         change: change.clone(),
                         envelopes,
+                        receipt,
                     })
                     .await
                     .map_err(|_| LogError::unavailable("journal stopped"))?;
                 match written {
                     Err(ChangeFailure::Conflict) => continue,
+                    Err(ChangeFailure::Receipted) => {
+                        // Another attempt with the key committed first: answer its receipt.
+                        let keyed = once.as_ref().ok_or(ChangeFailure::Receipted)?;
+                        return match stored_answer(&state, keyed).await? {
+                            Some(answer) => Ok(Ran::Answered(answer)),
+                            None => Err(LogError::failed("the receipt met was not found").into()),
+                        };
+                    }
                     Err(e) => return Err(e.into()),
                     Ok(appended) => {
                         if let Err(e) = cache.remove(portfolio_key(&user_id)).await {
                             log::warn!("cannot drop the cached portfolio of {user_id}: {e}");
                         }
-                        let qualified_tiers =
-                            rules.qualified_tiers(after.volume, after.qualifying());
-                        return Ok(DomainOutcome {
+                        return Ok(Ran::Done(Box::new(DomainOutcome {
                             before,
                             after,
                             qualified_tiers,
                             change,
                             events: appended.into_iter().map(cursor_and_id).collect(),
-                        });
+                        })));
                     }
                 }
             }
             Err(ChangeFailure::Conflict.into())
         }
     }
+}
+
+/// What a command did: written now, or answered from an earlier attempt's receipt.
+enum Ran {
+    Done(Box<DomainOutcome>),
+    Answered(CommandAnswer),
+}
+
+fn answer(outcome: &DomainOutcome) -> CommandAnswer {
+    CommandAnswer {
+        previous_volume: outcome.before.volume,
+        current_volume: outcome.after.volume,
+        qualified_tiers: outcome.qualified_tiers.clone(),
+        events: outcome.events.clone(),
+        replayed: false,
+    }
+}
+
+/// The stored answer for `keyed`, if an earlier attempt left one; `KeyReused` when that attempt
+/// was a different request.
+async fn stored_answer(
+    state: &Arc<dyn DomainState>,
+    keyed: &Keyed,
+) -> Result<Option<CommandAnswer>, DomainFailure> {
+    let receipt = {
+        let (state, key) = (state.clone(), keyed.key.clone());
+        blocking(move || state.receipt(&key)).await?
+    };
+    let Some(receipt) = receipt else {
+        return Ok(None);
+    };
+    if receipt.fingerprint != keyed.fingerprint {
+        return Err(DomainFailure::KeyReused(keyed.given.clone()));
+    }
+    CommandAnswer::replayed(receipt)
+        .map(Some)
+        .ok_or_else(|| LogError::failed("a stored receipt does not parse").into())
 }
 
 fn cursor_and_id(a: Appended) -> (u64, String) {
@@ -241,11 +357,12 @@ impl Actor for NftDomain {
 }
 
 impl Handler<RecordVolume> for NftDomain {
-    type Result = AtomicResponse<Self, Result<DomainOutcome, DomainFailure>>;
+    type Result = AtomicResponse<Self, Result<CommandAnswer, DomainFailure>>;
 
     fn handle(&mut self, msg: RecordVolume, _: &mut Self::Context) -> Self::Result {
         let user = msg.user_id.clone();
-        let run = self.run(user.clone(), move |rules, before| {
+        let once = msg.once.clone();
+        let run = self.command(user.clone(), once, move |rules, before| {
             let (previous, current) = (before.volume, msg.volume);
             if current < previous {
                 return Err(DomainError::VolumeDecreased {
@@ -291,11 +408,12 @@ impl Handler<RecordVolume> for NftDomain {
 }
 
 impl Handler<AwardBadge> for NftDomain {
-    type Result = AtomicResponse<Self, Result<DomainOutcome, DomainFailure>>;
+    type Result = AtomicResponse<Self, Result<CommandAnswer, DomainFailure>>;
 
     fn handle(&mut self, msg: AwardBadge, _: &mut Self::Context) -> Self::Result {
         let user = msg.user_id.clone();
-        let run = self.run(user.clone(), move |rules, before| {
+        let once = msg.once.clone();
+        let run = self.command(user.clone(), once, move |rules, before| {
             let badge = rules
                 .badge(&msg.badge_id)
                 .ok_or_else(|| DomainError::UnknownBadge(msg.badge_id.clone()))?;
@@ -321,11 +439,11 @@ impl Handler<AwardBadge> for NftDomain {
 }
 
 impl Handler<ActivateBadge> for NftDomain {
-    type Result = AtomicResponse<Self, Result<DomainOutcome, DomainFailure>>;
+    type Result = AtomicResponse<Self, Result<CommandAnswer, DomainFailure>>;
 
     fn handle(&mut self, msg: ActivateBadge, _: &mut Self::Context) -> Self::Result {
         let user = msg.user_id.clone();
-        let run = self.run(user.clone(), move |rules, before| {
+        let run = self.command(user.clone(), None, move |rules, before| {
             if rules.badge(&msg.badge_id).is_none() {
                 return Err(DomainError::UnknownBadge(msg.badge_id.clone()));
             }

@@ -4,7 +4,7 @@
 //! was computed from and is refused as a [`Conflict`](ChangeError::Conflict) when another
 //! writer got there first.
 
-use super::{FlowRecord, FlowStatus, HeldNft};
+use super::{FlowRecord, FlowStatus, HeldNft, StoredReceipt};
 use crate::journal::LogError;
 use std::collections::BTreeMap;
 
@@ -205,6 +205,10 @@ pub enum ChangeError {
     /// The precondition no longer holds; nothing was written.
     #[error("the state changed meanwhile")]
     Conflict,
+    /// The change carried a receipt whose key is stored already (a retry committed first);
+    /// nothing was written.
+    #[error("the idempotency key was answered meanwhile")]
+    Receipted,
     #[error(transparent)]
     Log(#[from] LogError),
 }
@@ -216,4 +220,6 @@ pub trait DomainState: Send + Sync + 'static {
     fn flow(&self, operation_id: &str) -> Result<Option<FlowRecord>, LogError>;
     /// Every flow still pending (a router stopped mid-flow), oldest first.
     fn pending_flows(&self) -> Result<Vec<FlowRecord>, LogError>;
+    /// The stored receipt of a keyed command, if there is one (see [`super::receipt`]).
+    fn receipt(&self, key: &str) -> Result<Option<StoredReceipt>, LogError>;
 }

@@ -2,7 +2,10 @@
 //! an unreachable database.
 
 use super::{EventLog, LogError, NewEvent, StoredEvent};
-use crate::domain::{ChangeError, DomainState, FlowRecord, FlowStatus, StateChange, UserState};
+use crate::domain::{
+    ChangeError, DomainState, FlowRecord, FlowStatus, Receipt, StateChange, StoredReceipt,
+    UserState,
+};
 use crate::outbox::{Outbox, OutboxEntry};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -21,6 +24,8 @@ struct Streams {
     users: HashMap<String, UserState>,
     /// Flow records by operation id.
     flows: BTreeMap<String, FlowRecord>,
+    /// Receipts of keyed domain commands, by key.
+    receipts: HashMap<String, StoredReceipt>,
 }
 
 /// An event as the outbox sees it.
@@ -131,8 +136,12 @@ impl EventLog for MemoryLog {
         &self,
         change: &StateChange,
         events: &[NewEvent],
+        receipt: Option<&Receipt>,
     ) -> Result<Vec<StoredEvent>, ChangeError> {
         let mut s = self.lock()?;
+        if receipt.is_some_and(|r| s.receipts.contains_key(&r.key)) {
+            return Err(ChangeError::Receipted);
+        }
         let state = s.users.get(change.user_id()).cloned().unwrap_or_default();
         let stored_flow = match change {
             StateChange::StartFlow { flow }
@@ -146,6 +155,16 @@ impl EventLog for MemoryLog {
         s.users.insert(change.user_id().to_owned(), next);
         if let Some(flow) = flow {
             s.flows.insert(flow.operation_id.clone(), flow);
+        }
+        if let Some(receipt) = receipt {
+            s.receipts.insert(
+                receipt.key.clone(),
+                StoredReceipt {
+                    fingerprint: receipt.fingerprint.clone(),
+                    answer: receipt.answer.clone(),
+                    events: stored.iter().map(|e| (e.seq, e.event_id.clone())).collect(),
+                },
+            );
         }
         Ok(stored)
     }
@@ -261,5 +280,9 @@ impl DomainState for MemoryLog {
             .collect();
         pending.sort_by_key(|f| f.created_at);
         Ok(pending)
+    }
+
+    fn receipt(&self, key: &str) -> Result<Option<StoredReceipt>, LogError> {
+        Ok(self.lock()?.receipts.get(key).cloned())
     }
 }

@@ -187,12 +187,15 @@ pub trait EventLog: Send + Sync + 'static {
     /// Deletes events created before `cutoff`; returns how many.
     fn prune_older_than(&self, cutoff: DateTime<Utc>) -> Result<usize, LogError>;
 
-    /// Applies a domain state change and appends the events it caused, in one transaction;
-    /// nothing is written when the change's precondition fails.
+    /// Applies a domain state change and appends the events it caused, and stores `receipt`
+    /// (with the events' cursors and ids) when given, in one transaction; nothing is written
+    /// when the change's precondition fails (`Conflict`) or the receipt's key is stored already
+    /// (`Receipted`).
     fn apply_change(
         &self,
         change: &crate::domain::StateChange,
         events: &[NewEvent],
+        receipt: Option<&crate::domain::Receipt>,
     ) -> Result<Vec<StoredEvent>, crate::domain::ChangeError>;
 }
 

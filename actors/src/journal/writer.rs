@@ -8,7 +8,7 @@
 
 use super::{blocking, EventLog, LogError, NewEvent};
 use crate::bus::{BusMessage, LiveBus, NoBus};
-use crate::domain::{ChangeError, StateChange};
+use crate::domain::{ChangeError, Receipt, StateChange};
 use crate::event::{Envelope, EventType};
 use crate::frame::Frame;
 use crate::metrics::Metrics;
@@ -60,6 +60,8 @@ pub struct Once {
 pub struct AppendChange {
     pub change: StateChange,
     pub envelopes: Vec<Envelope>,
+    /// Stored with the change when the command carried an idempotency key.
+    pub receipt: Option<Receipt>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -67,6 +69,9 @@ pub enum ChangeFailure {
     /// The change's precondition failed: another writer changed the state meanwhile.
     #[error("the state changed meanwhile")]
     Conflict,
+    /// The receipt's key was stored by another attempt first; nothing was written.
+    #[error("the idempotency key was answered meanwhile")]
+    Receipted,
     #[error(transparent)]
     Journal(#[from] LogError),
 }
@@ -78,7 +83,11 @@ type OnceReply = oneshot::Sender<Result<Once, LogError>>;
 enum Pending {
     Event(NewEvent, Reply),
     Once(NewEvent, OnceReply),
-    Change(Box<StateChange>, Vec<NewEvent>, ChangeReply),
+    Change(
+        Box<(StateChange, Option<Receipt>)>,
+        Vec<NewEvent>,
+        ChangeReply,
+    ),
 }
 
 pub struct EventJournal {
@@ -145,7 +154,8 @@ impl EventJournal {
         match self.pending.pop_front() {
             None => {}
             Some(Pending::Change(change, events, reply)) => {
-                self.write_change(*change, events, reply, ctx)
+                let (change, receipt) = *change;
+                self.write_change(change, receipt, events, reply, ctx)
             }
             Some(Pending::Once(event, reply)) => self.write_once(event, reply, ctx),
             Some(Pending::Event(event, reply)) => {
@@ -277,6 +287,7 @@ impl EventJournal {
     fn write_change(
         &mut self,
         change: StateChange,
+        receipt: Option<Receipt>,
         events: Vec<NewEvent>,
         reply: ChangeReply,
         ctx: &mut Context<Self>,
@@ -285,19 +296,22 @@ impl EventJournal {
         let log = self.log.clone();
         let written = Written::of(&events);
         let write = async move {
-            tokio::task::spawn_blocking(move || log.apply_change(&change, &events))
-                .await
-                .unwrap_or_else(|e| {
-                    Err(ChangeError::Log(LogError::failed(format!(
-                        "log call panicked: {e}"
-                    ))))
-                })
+            tokio::task::spawn_blocking(move || {
+                log.apply_change(&change, &events, receipt.as_ref())
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Err(ChangeError::Log(LogError::failed(format!(
+                    "log call panicked: {e}"
+                ))))
+            })
         };
         ctx.spawn(write.into_actor(self).map(move |result, act, ctx| {
             act.writing = false;
             let answer = match result {
                 Ok(stored) => Ok(act.delivered(stored)),
                 Err(ChangeError::Conflict) => Err(ChangeFailure::Conflict),
+                Err(ChangeError::Receipted) => Err(ChangeFailure::Receipted),
                 Err(ChangeError::Log(e)) => {
                     written.failed(&act.metrics, &e);
                     Err(ChangeFailure::Journal(e))
@@ -382,8 +396,11 @@ impl Handler<AppendChange> for EventJournal {
     fn handle(&mut self, msg: AppendChange, ctx: &mut Self::Context) -> Self::Result {
         let (tx, rx) = oneshot::channel();
         let events = msg.envelopes.into_iter().map(new_event).collect();
-        self.pending
-            .push_back(Pending::Change(Box::new(msg.change), events, tx));
+        self.pending.push_back(Pending::Change(
+            Box::new((msg.change, msg.receipt)),
+            events,
+            tx,
+        ));
         self.flush(ctx);
         Box::pin(async move {
             rx.await.unwrap_or_else(|_| {

@@ -8,6 +8,7 @@
 use crate::consumers::{
     AuditStore, NewAuditEntry, NewNotification, NotificationStore, OperationsStore, Priority,
 };
+use crate::domain::{ChangeError, DomainState, Receipt, StateChange};
 use crate::event::EventType;
 use crate::event::StoredType;
 use crate::journal::{AppendedOnce, EventLog, NewEvent, StoredEvent};
@@ -29,6 +30,12 @@ pub fn event_log(log: &dyn EventLog) {
 pub fn outbox<S: EventLog + Outbox>(store: &S) {
     pending_entries_are_in_commit_order_until_published(store);
     pruning_keeps_what_the_broker_has_not_acknowledged(store);
+}
+
+/// Every check of receipts of keyed domain commands, on a store that is both the log and the
+/// domain state.
+pub fn domain_receipts<S: EventLog + DomainState>(store: &S) {
+    a_receipt_is_stored_with_its_change_once(store);
 }
 
 /// Every check of the consumer stores that deduplicate by event id.
@@ -174,6 +181,78 @@ pub fn a_keyed_event_is_stored_once(log: &dyn EventLog) {
     }
     assert_eq!(seqs(log, &user), [1], "stored once");
     assert_eq!(log.event_by_id(&id).expect("event_by_id"), Some(first));
+}
+
+/// A change with a receipt stores the receipt with its events' cursors and ids; a second change
+/// with the receipt's key is refused as `Receipted` and writes nothing; a change refused on
+/// its precondition leaves no receipt.
+pub fn a_receipt_is_stored_with_its_change_once<S: EventLog + DomainState>(store: &S) {
+    let user = prefix("receipt");
+    let key = format!("{user}-key");
+    let receipt = |answer: &str| Receipt {
+        key: key.clone(),
+        fingerprint: "f".repeat(64),
+        answer: answer.to_owned(),
+    };
+    assert_eq!(store.receipt(&key).expect("receipt"), None);
+
+    // Refused on its precondition (the volume is 0, not 5): no receipt.
+    let stale = StateChange::SetVolume {
+        user_id: user.clone(),
+        expected: 5.0,
+        volume: 10.0,
+    };
+    let refused = store.apply_change(&stale, &[], Some(&receipt("{}")));
+    assert_eq!(
+        refused,
+        Err(ChangeError::Conflict),
+        "a stale change is a conflict"
+    );
+    assert_eq!(
+        store.receipt(&key).expect("receipt"),
+        None,
+        "and leaves no receipt"
+    );
+
+    let change = StateChange::SetVolume {
+        user_id: user.clone(),
+        expected: 0.0,
+        volume: 10.0,
+    };
+    let events = [
+        new_event(&user, &format!("{user}-1"), Utc::now()),
+        new_event(&user, &format!("{user}-2"), Utc::now()),
+    ];
+    let stored = store
+        .apply_change(&change, &events, Some(&receipt(r#"{"n":1}"#)))
+        .expect("a keyed change is applied");
+    let found = store.receipt(&key).expect("receipt").expect("stored");
+    assert_eq!(found.fingerprint, "f".repeat(64));
+    assert_eq!(found.answer, r#"{"n":1}"#);
+    let want: Vec<(u64, String)> = stored.iter().map(|e| (e.seq, e.event_id.clone())).collect();
+    assert_eq!(
+        found.events, want,
+        "the receipt holds the events' cursors and ids"
+    );
+
+    let again = StateChange::SetVolume {
+        user_id: user.clone(),
+        expected: 10.0,
+        volume: 20.0,
+    };
+    let third = [new_event(&user, &format!("{user}-3"), Utc::now())];
+    assert_eq!(
+        store.apply_change(&again, &third, Some(&receipt("{}"))),
+        Err(ChangeError::Receipted),
+        "a second change with the key is refused"
+    );
+    assert_eq!(seqs(store, &user), [1, 2], "and appends nothing");
+    assert_eq!(
+        store.user_state(&user).expect("state").volume,
+        10.0,
+        "nor changes state"
+    );
+    assert_eq!(store.receipt(&key).expect("receipt"), Some(found));
 }
 
 pub fn an_empty_batch_stores_nothing(log: &dyn EventLog) {

@@ -36,3 +36,11 @@ fn the_store_passes_the_operations_feed_conformance_suite() {
         conformance::operations_feed(&store, &feed);
     }
 }
+
+#[test]
+fn the_store_passes_the_domain_receipts_conformance_suite() {
+    for backend in isolated_backends() {
+        let store = connect(&backend, 4);
+        conformance::domain_receipts(&store);
+    }
+}
