@@ -254,6 +254,7 @@ mod tests {
                 "analytics_processed",
                 "analytics_totals",
                 "audit_log",
+                "domain_receipts",
                 "feed_counters",
                 "ledger_entries",
                 "nft_events",
