@@ -36,6 +36,16 @@ pub enum Command {
         #[arg(long)]
         ttl: Option<u64>,
     },
+    /// Write a self-signed TLS certificate and key for local HTTPS (development only), and
+    /// print the `[http.tls]` lines that use them.
+    DevCert {
+        /// Where `cert.pem` and `key.pem` go (created if missing).
+        #[arg(long, value_name = "DIR", default_value = "data/tls")]
+        out: PathBuf,
+        /// Names the certificate is valid for.
+        #[arg(long = "name", value_name = "NAME", default_values_t = [String::from("localhost"), String::from("127.0.0.1")])]
+        names: Vec<String>,
+    },
     /// Run an embedded Kafka cluster on its own, with the configured topics, so that several
     /// router instances on this machine can share it (`kafka.brokers` = the bound address).
     KafkaCluster {

@@ -50,3 +50,4 @@ pub mod routes;
 pub mod startup;
 pub mod store;
 pub mod streams;
+pub mod tls;

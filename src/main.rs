@@ -40,7 +40,33 @@ fn main() -> ExitCode {
             }
         }
         Command::Serve => serve(settings),
+        Command::DevCert { out, names } => dev_cert(&out, names),
         Command::KafkaCluster { bind } => kafka_cluster(&settings, &bind),
+    }
+}
+
+/// Writes a self-signed pair under `out` and prints the configuration that serves it.
+fn dev_cert(out: &std::path::Path, names: Vec<String>) -> ExitCode {
+    let written = nft_event_router::tls::self_signed(names.clone())
+        .map_err(|e| e.to_string())
+        .and_then(|(cert, key)| {
+            std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+            let (cert_path, key_path) = (out.join("cert.pem"), out.join("key.pem"));
+            std::fs::write(&cert_path, cert).map_err(|e| format!("{}: {e}", cert_path.display()))?;
+            std::fs::write(&key_path, key).map_err(|e| format!("{}: {e}", key_path.display()))?;
+            Ok((cert_path, key_path))
+        });
+    match written {
+        Ok((cert, key)) => {
+            eprintln!("self-signed certificate for {} (development only)", names.join(", "));
+            println!("[http.tls]\ncert = {:?}\nkey = {:?}", cert.display().to_string(), key.display().to_string());
+            println!("# or: NFT_ROUTER__HTTP__TLS__CERT={} NFT_ROUTER__HTTP__TLS__KEY={}", cert.display(), key.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("dev-cert: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -50,7 +76,8 @@ fn serve(mut settings: Settings) -> ExitCode {
     let result = actix_web::rt::System::new().block_on(async move {
         let shutdown = shutdown_signal()?;
         let app = Application::build(&settings).await?;
-        let base = format!("http://127.0.0.1:{}", app.port());
+        let scheme = if settings.http.tls.files.is_some() { "https" } else { "http" };
+        let base = format!("{scheme}://localhost:{}", app.port());
         log::info!("nft-event-router listening on {} (port {})", settings.http.bind, app.port());
         if let (Some(addr), Some(port)) = (settings.http.internal_bind, app.internal_port()) {
             log::info!("internal listener (/metrics, detailed /readyz) on {addr} (port {port})");

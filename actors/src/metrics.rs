@@ -134,6 +134,7 @@ pub struct Metrics {
     consumer_processing: HistogramVec,
     consumer_lag: IntGaugeVec,
     dead_lettered: IntCounterVec,
+    tls_handshake_failures: IntCounter,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(
@@ -208,6 +209,11 @@ impl Metrics {
                 &r,
                 "nft_router_sse_connections_opened_total",
                 "SSE sessions started.",
+            )?,
+            tls_handshake_failures: counter(
+                &r,
+                "nft_router_tls_handshake_failures_total",
+                "TLS handshakes that failed or timed out (each ends only its own connection).",
             )?,
             sse_overflows: counter(
                 &r,
@@ -325,6 +331,11 @@ impl Metrics {
     /// `connect_user`, `streams`, `streams_per_address`).
     pub fn limited(&self, limit: &str) {
         self.limited.with_label_values(&[limit]).inc();
+    }
+
+    /// A TLS handshake failed or timed out.
+    pub fn tls_handshake_failed(&self) {
+        self.tls_handshake_failures.inc();
     }
 
     pub fn connection_refused(&self, refusal: Refusal) {

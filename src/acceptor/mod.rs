@@ -15,6 +15,7 @@
 
 pub mod head;
 mod stream;
+pub mod tls;
 
 use crate::auth::JwtKeys;
 use actix_http::error::DispatchError;

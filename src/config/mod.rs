@@ -11,7 +11,7 @@ pub use sections::{
     AlertSettings, AuthSettings, BadgeSetting, BenefitsSetting, BusKind, ChainAdapter,
     ChainSettings, ClusterSettings, DomainSettings, HttpSettings, KafkaSettings, LimitSettings,
     LogSettings, MonitoringSettings, RedisSettings, SseSettings, StoreSettings, TierSetting,
-    TopicSetting, TopicSettings,
+    TlsSettings, TopicSetting, TopicSettings,
 };
 pub use values::InstanceId;
 

@@ -8,6 +8,7 @@ use actors::EventType;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::num::{NonZeroU16, NonZeroU32, NonZeroUsize};
 use std::time::Duration;
 
@@ -30,6 +31,47 @@ pub struct HttpSettings {
     /// `bind`). When set, `bind` answers `/readyz` with its status only and no `/metrics`.
     #[serde(deserialize_with = "values::optional_address")]
     pub internal_bind: Option<SocketAddr>,
+    /// TLS on `bind` (HTTP/2 and HTTP/1.1 by ALPN); without it, plain HTTP/1.1 and h2c.
+    pub tls: TlsSettings,
+}
+
+/// `[http.tls]`: a PEM certificate chain and key, both or neither.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "RawTls")]
+pub struct TlsSettings {
+    /// The certificate and key files; `None`: no TLS.
+    pub files: Option<(PathBuf, PathBuf)>,
+    /// How often the files are checked for a change (they are reloaded on SIGHUP too).
+    pub reload_check: Duration,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: PathBuf,
+    key: PathBuf,
+    reload_check_secs: u64,
+}
+
+impl TryFrom<RawTls> for TlsSettings {
+    type Error = String;
+
+    fn try_from(raw: RawTls) -> Result<Self, Self::Error> {
+        let empty = |p: &PathBuf| p.as_os_str().is_empty();
+        let files = match (empty(&raw.cert), empty(&raw.key)) {
+            (true, true) => None,
+            (false, false) => Some((raw.cert, raw.key)),
+            (false, true) => return Err("`http.tls.key` is empty but `cert` is set".to_owned()),
+            (true, false) => return Err("`http.tls.cert` is empty but `key` is set".to_owned()),
+        };
+        if raw.reload_check_secs == 0 {
+            return Err("`http.tls.reload_check_secs` must be at least 1".to_owned());
+        }
+        Ok(TlsSettings {
+            files,
+            reload_check: Duration::from_secs(raw.reload_check_secs),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

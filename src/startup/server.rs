@@ -17,6 +17,7 @@ use actix_service::map_config;
 use actix_web::body::BoxBody;
 use actix_web::dev::{AppConfig, Server, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::rt::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 use actix_web::{web, App};
 use actors::consumers::Cache;
 use actors::domain::{DomainRules, NftDomain};
@@ -191,7 +192,16 @@ pub fn serve(
         stall_limit: settings.sse.heartbeat * 2,
         send_buffer: Some(settings.sse.send_buffer_bytes).filter(|&b| b > 0),
     };
-    http_server(settings, listener, internal, data, Arc::new(streams))
+    let tls = match &settings.http.tls.files {
+        None => None,
+        Some((cert, key)) => {
+            let store = crate::tls::CertificateStore::open(cert, key)
+                .map_err(std::io::Error::other)?;
+            store.clone().watch(settings.http.tls.reload_check);
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(store.server_config())))
+        }
+    };
+    http_server(settings, listener, internal, data, Arc::new(streams), tls)
 }
 
 /// How often the local token buckets forget askers whose buckets are full again.
@@ -217,6 +227,7 @@ fn http_server(
     internal: Option<TcpListener>,
     data: AppData,
     streams: Arc<acceptor::Streams>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) -> std::io::Result<Server> {
     let mut server = actix_server::Server::build()
         .disable_signals()
@@ -242,9 +253,30 @@ fn http_server(
                 .tcp()
         })?;
     }
+    if let Some(tls) = tls {
+        let metrics = data.metrics.clone().into_inner();
+        return Ok(server
+            .listen("nft-event-router", listener, move || {
+                let stopping = stopping.clone();
+                let http = HttpService::build()
+                    .graceful_shutdown_signal(move || {
+                        let stopping = stopping.clone();
+                        async move { stopping.notified().await }
+                    })
+                    .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
+                    .client_disconnect_timeout(Duration::from_secs(1))
+                    .on_connect_ext(|io: &TlsStream<TcpStream>, ext: &mut Extensions| {
+                        crate::hangup::remember_socket(io.get_ref().0, ext)
+                    })
+                    .finish(map_config(data.app(), |_| AppConfig::default()));
+                acceptor::tls::service(http, tls.clone(), metrics.clone())
+            })?
+            .run());
+    }
     Ok(server
         .listen("nft-event-router", listener, move || {
             let stopping = stopping.clone();
+            // Plain connections: HTTP/1.1, or HTTP/2 with prior knowledge (h2c).
             let http = HttpService::build()
                 .graceful_shutdown_signal(move || {
                     let stopping = stopping.clone();
@@ -256,7 +288,7 @@ fn http_server(
                     crate::hangup::remember_socket(io, ext)
                 })
                 .finish(map_config(data.app(), |_| AppConfig::default()))
-                .tcp();
+                .tcp_auto_h2c();
             acceptor::service(http, streams.clone())
         })?
         .run())

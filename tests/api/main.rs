@@ -24,3 +24,4 @@ mod publish;
 mod replay;
 mod stats;
 mod stream;
+mod tls;
