@@ -36,6 +36,8 @@ pub struct Claims {
 pub struct Principal {
     pub user_id: String,
     pub role: Role,
+    /// The token's `exp`: a stream it opened ends then.
+    pub expires_at: SystemTime,
 }
 
 impl Principal {
@@ -104,6 +106,7 @@ impl JwtKeys {
         Ok(Principal {
             user_id: data.claims.sub,
             role: data.claims.role,
+            expires_at: UNIX_EPOCH + std::time::Duration::from_secs(data.claims.exp),
         })
     }
 }

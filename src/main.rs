@@ -52,15 +52,27 @@ fn dev_cert(out: &std::path::Path, names: Vec<String>) -> ExitCode {
         .and_then(|(cert, key)| {
             std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
             let (cert_path, key_path) = (out.join("cert.pem"), out.join("key.pem"));
-            std::fs::write(&cert_path, cert).map_err(|e| format!("{}: {e}", cert_path.display()))?;
+            std::fs::write(&cert_path, cert)
+                .map_err(|e| format!("{}: {e}", cert_path.display()))?;
             std::fs::write(&key_path, key).map_err(|e| format!("{}: {e}", key_path.display()))?;
             Ok((cert_path, key_path))
         });
     match written {
         Ok((cert, key)) => {
-            eprintln!("self-signed certificate for {} (development only)", names.join(", "));
-            println!("[http.tls]\ncert = {:?}\nkey = {:?}", cert.display().to_string(), key.display().to_string());
-            println!("# or: NFT_ROUTER__HTTP__TLS__CERT={} NFT_ROUTER__HTTP__TLS__KEY={}", cert.display(), key.display());
+            eprintln!(
+                "self-signed certificate for {} (development only)",
+                names.join(", ")
+            );
+            println!(
+                "[http.tls]\ncert = {:?}\nkey = {:?}",
+                cert.display().to_string(),
+                key.display().to_string()
+            );
+            println!(
+                "# or: NFT_ROUTER__HTTP__TLS__CERT={} NFT_ROUTER__HTTP__TLS__KEY={}",
+                cert.display(),
+                key.display()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -100,18 +100,20 @@ impl StreamDoor {
     }
 }
 
-/// Opens a session for `user_id`, connecting from `address`, through `door`: 429 past a
+/// Opens a session for `principal`, connecting from `address`, through `door`, to end when
+/// the principal's token expires: 429 past a
 /// connect rate (`crate::limits`) or at the user's connection limit (across the cluster when it
 /// has leases), 503 at a stream cap or while shutting down. Refusals are counted in the
 /// metrics. When the leases cannot be reached the stream is admitted on this instance's limit
 /// alone: a Redis outage degrades the limit, it does not refuse every stream.
 pub async fn connect(
     door: &StreamDoor,
-    user_id: &str,
+    principal: &Principal,
     address: Option<IpAddr>,
     resume: Resume,
     client_gone: Option<ClientGone>,
 ) -> Result<Opened, ApiError> {
+    let user_id = principal.user_id.as_str();
     let slot = door.limits.open_stream(address, user_id).await?;
     let lease = match &door.leases {
         None => None,
@@ -135,6 +137,7 @@ pub async fn connect(
             client_gone,
             home: actix::Arbiter::try_current(),
             lease,
+            expires_at: Some(principal.expires_at),
         })
         .await
         .map_err(|_| ApiError::Unavailable("session registry is not running".to_owned()))?

@@ -76,17 +76,16 @@ impl CertificateStore {
     // price is no post-quantum key exchange, which rustls marks by deprecating the constructor.
     #[allow(deprecated)]
     pub fn server_config(self: &Arc<Self>) -> ServerConfig {
-        let mut config = ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map(|b| b.with_no_client_auth())
-        // The ring provider supports the default versions; this cannot fail.
-        .unwrap_or_else(|_| {
-            ServerConfig::builder_with_protocol_versions(rustls::DEFAULT_VERSIONS)
-                .with_no_client_auth()
-        })
-        .with_cert_resolver(self.clone());
+        let mut config =
+            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .map(|b| b.with_no_client_auth())
+                // The ring provider supports the default versions; this cannot fail.
+                .unwrap_or_else(|_| {
+                    ServerConfig::builder_with_protocol_versions(rustls::DEFAULT_VERSIONS)
+                        .with_no_client_auth()
+                })
+                .with_cert_resolver(self.clone());
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         config
     }
@@ -165,7 +164,8 @@ fn load(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, TlsError> {
         .map_err(|e| key_error(format!("not a PEM private key: {e}")))?;
     let signer = any_supported_type(&key).map_err(|e| key_error(e.to_string()))?;
     let pair = CertifiedKey::new(chain, signer);
-    pair.keys_match().map_err(|e| key_error(format!("does not match the certificate: {e}")))?;
+    pair.keys_match()
+        .map_err(|e| key_error(format!("does not match the certificate: {e}")))?;
     Ok(pair)
 }
 

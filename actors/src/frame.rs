@@ -102,6 +102,17 @@ impl Frame {
         Frame::raw(Bytes::from(format!("retry: {millis}\n\n")))
     }
 
+    /// The last frame of a stream whose token expired: reconnect with a fresh token, resuming
+    /// with `Last-Event-ID`.
+    pub fn token_expired() -> Self {
+        let json = serde_json::json!({
+            "type": "token_expired",
+            "timestamp": now_rfc3339(),
+            "message": "the stream's token expired: reconnect with a fresh token",
+        });
+        Frame::data(&json.to_string())
+    }
+
     /// The first frame on every stream.
     pub fn connection_established(user_id: &str) -> Self {
         let json = serde_json::json!({

@@ -26,7 +26,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// Open a stream for `user_id`.
 #[derive(Message)]
@@ -43,6 +43,9 @@ pub struct Connect {
     pub home: Option<ArbiterHandle>,
     /// The slot of the cluster-wide limit this stream took, if the limit is cluster-wide.
     pub lease: Option<Lease>,
+    /// When the token that opened the stream expires: the session ends then, with a
+    /// `token_expired` frame.
+    pub expires_at: Option<SystemTime>,
 }
 
 /// Deliver an encoded frame to every open session of `user_id` (none open: nothing to do).
@@ -237,6 +240,7 @@ impl Handler<OpenAt> for SessionRegistry {
                     client_gone: msg.client_gone,
                     home: msg.home,
                     lease: msg.lease,
+                    expires_at: msg.expires_at,
                 })
                 .into_actor(self)
                 .map(|res, _, _| res.unwrap_or(Err(ConnectError::Unavailable))),

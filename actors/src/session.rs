@@ -84,6 +84,8 @@ pub enum EndReason {
     ReplayFailed,
     /// The router is shutting down.
     Shutdown,
+    /// The token that opened the stream expired; its last frame said so.
+    TokenExpired,
 }
 
 impl EndReason {
@@ -93,6 +95,7 @@ impl EndReason {
             EndReason::QueueOverflow => "queue_overflow",
             EndReason::ReplayFailed => "replay_failed",
             EndReason::Shutdown => "shutdown",
+            EndReason::TokenExpired => "token_expired",
         }
     }
 }
@@ -144,6 +147,8 @@ pub struct SessionParts {
     pub log: Arc<dyn EventLog>,
     pub resume: Resume,
     pub client_gone: Option<ClientGone>,
+    /// When the stream's token expires (see [`crate::registry::Connect::expires_at`]).
+    pub expires_at: Option<std::time::SystemTime>,
     /// Where the session counts its deliveries and its end.
     pub metrics: Arc<Metrics>,
     /// Fired if the session is cut off for falling behind (see [`CutOff`]).
@@ -190,6 +195,7 @@ pub struct SseSession {
     log: Arc<dyn EventLog>,
     resume: Resume,
     client_gone: Option<ClientGone>,
+    expires_at: Option<std::time::SystemTime>,
     /// Cursor of the last stored event sent; live frames at or below it are duplicates.
     last_seq: Option<u64>,
     reason: EndReason,
@@ -211,6 +217,7 @@ impl SseSession {
             log: parts.log,
             resume: parts.resume,
             client_gone: parts.client_gone,
+            expires_at: parts.expires_at,
             last_seq: None,
             reason: EndReason::ClientGone,
             cut_off: Some(parts.cut_off),
@@ -411,6 +418,18 @@ impl Actor for SseSession {
         self.push(Frame::connection_established(&self.user_id), ctx);
         self.push(Frame::retry(self.config.retry.as_millis() as u64), ctx);
         self.catch_up(self.resume, None, ctx);
+
+        if let Some(at) = self.expires_at {
+            // The token's own end, not the next heartbeat's: a client learns at once that it
+            // must reconnect with a fresh token (and resumes with `Last-Event-ID`).
+            let left = at
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
+            ctx.run_later(left, |act, ctx| {
+                act.push(Frame::token_expired(), ctx);
+                act.end(EndReason::TokenExpired, ctx);
+            });
+        }
 
         ctx.run_interval(self.config.heartbeat, |act, ctx| {
             act.push(Frame::heartbeat(), ctx);

@@ -51,6 +51,8 @@ pub struct OpenSession {
     pub home: Option<actix::dev::ArbiterHandle>,
     /// The session's share of a cluster-wide limit, held while it runs (see [`Lease`]).
     pub lease: Option<Lease>,
+    /// See [`crate::registry::Connect::expires_at`].
+    pub expires_at: Option<std::time::SystemTime>,
 }
 
 /// A slot of the cluster-wide per-user connection limit, taken before the session opens.
@@ -197,6 +199,7 @@ impl Handler<OpenSession> for UserSupervisor {
                 log: self.log.clone(),
                 resume: msg.resume,
                 client_gone: msg.client_gone,
+                expires_at: msg.expires_at,
                 metrics: self.metrics.clone(),
                 cut_off,
             },

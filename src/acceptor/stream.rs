@@ -61,14 +61,7 @@ pub async fn serve(io: &mut TcpStream, request: StreamRequest, streams: &Streams
             // Boxed: opening awaits the limits, the leases and the registry, whose futures
             // are large; inline they would size this task for as long as the stream is open
             // (about 1 KiB of every idle stream).
-            Box::pin(connect(
-                &streams.door,
-                &principal.user_id,
-                address,
-                resume,
-                None,
-            ))
-            .await
+            Box::pin(connect(&streams.door, &principal, address, resume, None)).await
         }
         Err(e) => Err(e),
     };

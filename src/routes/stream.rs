@@ -76,7 +76,7 @@ async fn open_stream(
     let last_event_id = req.headers().get("Last-Event-ID").map(|v| v.as_bytes());
     let Opened { handle, slot } = connect(
         door,
-        &principal.user_id,
+        principal,
         req.peer_addr().map(|a| a.ip()),
         resume_point(last_event_id, req.query_string()),
         req.conn_data::<PeerSocket>().and_then(|p| p.watch_close()),

@@ -17,7 +17,6 @@ use actix_service::map_config;
 use actix_web::body::BoxBody;
 use actix_web::dev::{AppConfig, Server, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::rt::net::TcpStream;
-use tokio_rustls::server::TlsStream;
 use actix_web::{web, App};
 use actors::consumers::Cache;
 use actors::domain::{DomainRules, NftDomain};
@@ -30,6 +29,7 @@ use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_rustls::server::TlsStream;
 
 /// How long a client may take to send a request head (actix-web's default).
 const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -195,10 +195,12 @@ pub fn serve(
     let tls = match &settings.http.tls.files {
         None => None,
         Some((cert, key)) => {
-            let store = crate::tls::CertificateStore::open(cert, key)
-                .map_err(std::io::Error::other)?;
+            let store =
+                crate::tls::CertificateStore::open(cert, key).map_err(std::io::Error::other)?;
             store.clone().watch(settings.http.tls.reload_check);
-            Some(tokio_rustls::TlsAcceptor::from(Arc::new(store.server_config())))
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(
+                store.server_config(),
+            )))
         }
     };
     http_server(settings, listener, internal, data, Arc::new(streams), tls)

@@ -68,7 +68,12 @@ async fn over_tls_h2_many_streams_share_one_connection_and_all_get_the_event() {
     let cert = write_pair(dir.path());
     let app = spawn_tls_app(dir.path(), &cert, &[b"h2", b"http/1.1"]).await;
 
-    let health = app.client.get(app.url("/healthz")).send().await.expect("healthz");
+    let health = app
+        .client
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("healthz");
     assert_eq!(health.status(), 200);
     assert_eq!(health.version(), Version::HTTP_2, "ALPN chose h2");
 
@@ -90,7 +95,11 @@ async fn over_tls_h2_many_streams_share_one_connection_and_all_get_the_event() {
         for (cursor, id) in &published {
             let (got_cursor, envelope) = stream.next_event().await.expect("an event");
             assert_eq!(&got_cursor, cursor, "stream {i}");
-            assert_eq!(envelope["eventId"].as_str(), Some(id.as_str()), "stream {i}");
+            assert_eq!(
+                envelope["eventId"].as_str(),
+                Some(id.as_str()),
+                "stream {i}"
+            );
         }
     }
 
@@ -166,7 +175,11 @@ async fn a_renewed_certificate_is_served_without_a_restart_and_open_streams_stay
     assert!(served, "the renewed certificate was never served");
     // A client that trusts only the old certificate cannot make a new connection.
     let trusting_first = client_trusting(&first, &[b"h2", b"http/1.1"]);
-    assert!(trusting_first.get(app.url("/healthz")).send().await.is_err());
+    assert!(trusting_first
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .is_err());
 
     // The stream opened on the old certificate still delivers.
     let published = app.publish_n("tls-reload", 1).await;
@@ -225,7 +238,10 @@ async fn a_failed_handshake_is_counted_and_disturbs_no_one() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(counted, 4, "three plain-text requests and one refused certificate");
+    assert_eq!(
+        counted, 4,
+        "three plain-text requests and one refused certificate"
+    );
 
     let published = app.publish_n("tls-bad", 1).await;
     assert_eq!(stream.next_event().await.expect("event").0, published[0].0);
@@ -239,7 +255,11 @@ fn a_bad_certificate_or_key_fails_start_up_with_one_line_naming_it() {
     let exe = env!("CARGO_BIN_EXE_nft-event-router");
     for (cert, key, named) in [
         (missing.clone(), dir.path().join("key.pem"), "nope.pem"),
-        (dir.path().join("cert.pem"), dir.path().join("cert.pem"), "TLS key"),
+        (
+            dir.path().join("cert.pem"),
+            dir.path().join("cert.pem"),
+            "TLS key",
+        ),
     ] {
         let out = std::process::Command::new(exe)
             .env("NFT_ROUTER__HTTP__BIND", "127.0.0.1:0")
@@ -279,10 +299,91 @@ fn dev_cert_writes_a_pair_the_router_serves() {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("the binary runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("[http.tls]"), "{stdout}");
     let cert = dir.path().join("cert.pem");
     let key = dir.path().join("key.pem");
     nft_event_router::tls::CertificateStore::open(&cert, &key).expect("the pair loads");
+}
+
+/// A stream opened with a token that expires in `ttl` seconds ends then, with a
+/// `token_expired` frame; a reconnect with a fresh token resumes from the last cursor and
+/// misses nothing.
+async fn a_stream_ends_at_its_tokens_expiry(app: &TestApp, user: &str) {
+    let token = app.keys.mint(user, Role::User, 2).expect("mint");
+    let response = app
+        .client
+        .get(app.url("/api/v1/user/nft-events"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(response.status(), 200);
+    let mut stream = SseClient::new(response);
+    let first = app.publish_n(user, 1).await;
+    assert_eq!(stream.next_event().await.expect("event").0, first[0].0);
+    let ended = loop {
+        let frame = stream
+            .next_frame_within(Duration::from_secs(6))
+            .await
+            .expect("a frame before the stream ends");
+        if frame.control_type().as_deref() == Some("token_expired") {
+            break frame;
+        }
+        assert_eq!(frame.id, None, "no event was published: {frame:?}");
+    };
+    assert_eq!(ended.id, None, "the final frame carries no cursor");
+    assert!(
+        stream
+            .next_frame_within(Duration::from_secs(3))
+            .await
+            .is_none(),
+        "the stream ended after its token_expired frame"
+    );
+    // Published while the client had no stream: the resume with a fresh token delivers it.
+    let missed = app.publish_n(user, 1).await;
+    let resumed = app
+        .client
+        .get(app.url("/api/v1/user/nft-events"))
+        .bearer_auth(app.token(user, Role::User))
+        .header("Last-Event-ID", &first[0].0)
+        .send()
+        .await
+        .expect("resume");
+    let mut resumed = SseClient::new(resumed);
+    assert_eq!(
+        resumed.next_event().await.expect("missed event").0,
+        missed[0].0
+    );
+}
+
+#[actix_web::test]
+async fn streams_end_when_their_token_expires_on_every_path() {
+    // The lean HTTP/1.1 path.
+    let plain = spawn_app_with("").await;
+    a_stream_ends_at_its_tokens_expiry(&plain, "exp-plain").await;
+    // actix-web's HTTP/2 path, over TLS.
+    let dir = temp_dir();
+    let cert = write_pair(dir.path());
+    let tls = spawn_tls_app(dir.path(), &cert, &[b"h2"]).await;
+    a_stream_ends_at_its_tokens_expiry(&tls, "exp-h2").await;
+    let metrics = tls
+        .client
+        .get(tls.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics");
+    let text = metrics.text().await.expect("text");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("nft_router_sse_sessions_closed_total{")
+                && l.contains("reason=\"token_expired\"")
+                && l.ends_with(" 1")),
+        "{text}"
+    );
 }

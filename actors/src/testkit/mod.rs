@@ -425,6 +425,7 @@ async fn connect(
             user_id: user_id.to_owned(),
             resume,
             client_gone: None,
+            expires_at: None,
         })
         .await
         .map_err(|_| ConnectError::Unavailable)??;
