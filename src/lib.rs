@@ -45,6 +45,7 @@ pub mod limits;
 pub mod logging;
 #[cfg(test)]
 mod parser_properties;
+pub mod reload;
 pub mod request_id;
 pub mod routes;
 pub mod startup;

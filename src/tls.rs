@@ -6,8 +6,9 @@
 //! certbot, cert-manager, a secret mount) must reach new connections without dropping the
 //! open streams, so the config asks [`CertificateStore`] for the current pair on every
 //! handshake, and a reload swaps the pair behind it. A pair that does not load leaves the old
-//! one serving, and says why in the log.
+//! one serving, and says why in the log ([`crate::reload`]).
 
+use crate::reload::{FileStamps, Reloadable};
 use rustls::crypto::ring::sign::any_supported_type;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -16,7 +17,6 @@ use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
 
 /// A certificate or key that cannot be used, naming the file.
 #[derive(Debug, thiserror::Error)]
@@ -34,40 +34,31 @@ pub struct CertificateStore {
     key_path: PathBuf,
     current: RwLock<Arc<CertifiedKey>>,
     /// The files' modification times at the last load, to notice a change.
-    loaded: RwLock<(Option<SystemTime>, Option<SystemTime>)>,
+    stamps: FileStamps,
 }
 
 impl CertificateStore {
     /// Loads the pair once; a file that is missing or does not parse fails here.
     pub fn open(cert_path: &Path, key_path: &Path) -> Result<Arc<Self>, TlsError> {
-        let stamps = stamps(cert_path, key_path);
+        let stamps = FileStamps::new(&[cert_path, key_path]);
         let pair = load(cert_path, key_path)?;
         Ok(Arc::new(CertificateStore {
             cert_path: cert_path.to_owned(),
             key_path: key_path.to_owned(),
             current: RwLock::new(Arc::new(pair)),
-            loaded: RwLock::new(stamps),
+            stamps,
         }))
     }
 
     /// Loads the pair again and serves it from the next handshake on; on failure the previous
     /// pair stays.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let stamps = stamps(&self.cert_path, &self.key_path);
+        self.stamps.mark();
         let pair = load(&self.cert_path, &self.key_path)?;
         if let Ok(mut current) = self.current.write() {
             *current = Arc::new(pair);
         }
-        if let Ok(mut loaded) = self.loaded.write() {
-            *loaded = stamps;
-        }
         Ok(())
-    }
-
-    /// Whether either file changed since the last load.
-    pub fn changed(&self) -> bool {
-        let now = stamps(&self.cert_path, &self.key_path);
-        self.loaded.read().map(|l| *l != now).unwrap_or(false)
     }
 
     /// The rustls configuration over this store: TLS 1.2 and 1.3, ALPN `h2` before `http/1.1`.
@@ -89,45 +80,19 @@ impl CertificateStore {
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         config
     }
+}
 
-    /// Reloads on SIGHUP and whenever either file changes (checked every `every`), logging each
-    /// reload and each failed one.
-    pub fn watch(self: Arc<Self>, every: Duration) {
-        actix_web::rt::spawn(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            let mut hangup = match signal(SignalKind::hangup()) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    log::warn!("TLS: no SIGHUP reload ({e}); file changes still reload");
-                    None
-                }
-            };
-            let mut tick = actix_web::rt::time::interval(every);
-            tick.tick().await;
-            loop {
-                let why = tokio::select! {
-                    _ = tick.tick() => {
-                        if !self.changed() {
-                            continue;
-                        }
-                        "file change"
-                    }
-                    Some(()) = async {
-                        match hangup.as_mut() {
-                            Some(h) => h.recv().await,
-                            None => std::future::pending().await,
-                        }
-                    } => "SIGHUP",
-                };
-                match self.reload() {
-                    Ok(()) => log::info!(
-                        "TLS certificate reloaded from {} ({why})",
-                        self.cert_path.display()
-                    ),
-                    Err(e) => log::warn!("TLS reload ({why}) failed, the previous pair stays: {e}"),
-                }
-            }
-        });
+impl Reloadable for CertificateStore {
+    fn describe(&self) -> String {
+        format!("TLS certificate {}", self.cert_path.display())
+    }
+
+    fn stamps(&self) -> &FileStamps {
+        &self.stamps
+    }
+
+    fn reload(&self) -> Result<(), String> {
+        CertificateStore::reload(self).map_err(|e| e.to_string())
     }
 }
 
@@ -135,11 +100,6 @@ impl ResolvesServerCert for CertificateStore {
     fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         self.current.read().ok().map(|c| c.clone())
     }
-}
-
-fn stamps(cert: &Path, key: &Path) -> (Option<SystemTime>, Option<SystemTime>) {
-    let stamp = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    (stamp(cert), stamp(key))
 }
 
 /// Reads a PEM chain and key into a pair rustls can present.
@@ -192,7 +152,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = write_pair(dir.path(), &["localhost"]);
         let store = CertificateStore::open(&cert, &key).expect("loads");
-        assert!(!store.changed());
+        assert!(!store.stamps.changed());
         assert_eq!(
             store.server_config().alpn_protocols,
             vec![b"h2".to_vec(), b"http/1.1".to_vec()]

@@ -86,6 +86,21 @@ pub struct AuthSettings {
     pub dev_token_ttl: Duration,
     /// `POST /api/v1/dev/token` exists (and the pages offer to mint): development only.
     pub dev_tokens: bool,
+    /// RS256/ES256 public keys (a PEM key or a JWKS file); `None`: HS256 tokens only.
+    #[serde(deserialize_with = "values::optional_text")]
+    pub jwt_public_keys: Option<String>,
+    /// The `iss` RS256/ES256 tokens must carry; `None`: not checked.
+    #[serde(deserialize_with = "values::optional_text")]
+    pub jwt_issuer: Option<String>,
+    /// The `aud` RS256/ES256 tokens must carry; `None`: not checked.
+    #[serde(deserialize_with = "values::optional_text")]
+    pub jwt_audience: Option<String>,
+    /// How often the public keys file is checked for a change (it reloads on SIGHUP too).
+    #[serde(
+        rename = "jwt_keys_reload_check_secs",
+        deserialize_with = "values::secs_at_least::<_, 1>"
+    )]
+    pub jwt_keys_reload_check: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]

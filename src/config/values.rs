@@ -145,6 +145,13 @@ pub fn optional_address<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Socket
         .map_err(|e| D::Error::custom(format!("{e}: expected an address like 127.0.0.1:9090")))
 }
 
+/// `""` (or only spaces) is `None`; anything else is the text, trimmed.
+pub fn optional_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let s = String::deserialize(d)?;
+    let s = s.trim();
+    Ok((!s.is_empty()).then(|| s.to_owned()))
+}
+
 /// `""` is `None` (generate one); anything else must be a valid [`InstanceId`].
 pub fn optional_instance_id<'de, D: Deserializer<'de>>(
     d: D,

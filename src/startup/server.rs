@@ -141,9 +141,7 @@ pub fn serve(
 ) -> std::io::Result<Server> {
     let limit = settings.sse.max_connections_per_user.get();
     let cors = CorsPolicy::new(&settings.http.cors_origins);
-    let keys = Arc::new(JwtKeys::new(
-        settings.auth.jwt_secret.expose_secret().as_bytes(),
-    ));
+    let keys = Arc::new(jwt_keys(settings)?);
     let limits = Limits::new(&settings.limits, base.cluster.redis(), base.metrics.clone());
     forget_idle_askers(limits.clone());
     let door = StreamDoor {
@@ -197,13 +195,31 @@ pub fn serve(
         Some((cert, key)) => {
             let store =
                 crate::tls::CertificateStore::open(cert, key).map_err(std::io::Error::other)?;
-            store.clone().watch(settings.http.tls.reload_check);
+            crate::reload::watch(store.clone(), settings.http.tls.reload_check);
             Some(tokio_rustls::TlsAcceptor::from(Arc::new(
                 store.server_config(),
             )))
         }
     };
     http_server(settings, listener, internal, data, Arc::new(streams), tls)
+}
+
+/// The JWT keys: the HS256 secret, and the public keys when configured (watched for a
+/// rotation). A keys file that does not load fails start-up, naming it.
+fn jwt_keys(settings: &Settings) -> std::io::Result<JwtKeys> {
+    let auth = &settings.auth;
+    let keys = JwtKeys::new(auth.jwt_secret.expose_secret().as_bytes());
+    let Some(path) = &auth.jwt_public_keys else {
+        return Ok(keys);
+    };
+    let public = crate::auth::keyset::PublicKeys::open(std::path::Path::new(path))
+        .map_err(std::io::Error::other)?;
+    crate::reload::watch(public.clone(), auth.jwt_keys_reload_check);
+    Ok(keys.with_public_keys(
+        public,
+        auth.jwt_issuer.as_deref(),
+        auth.jwt_audience.as_deref(),
+    ))
 }
 
 /// How often the local token buckets forget askers whose buckets are full again.

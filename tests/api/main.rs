@@ -11,6 +11,7 @@ mod flows;
 mod helpers;
 mod idempotency;
 mod internal;
+mod jwt;
 mod kafka;
 mod kafka_cluster;
 mod limits;

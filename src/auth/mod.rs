@@ -1,22 +1,41 @@
-//! JWT (HS256) authentication: minting development tokens and turning a request's token into
-//! a [`Principal`]. Browsers' `EventSource` cannot set headers, so the stream also accepts the
+//! JWT authentication: minting development tokens (HS256) and turning a request's token into
+//! a [`Principal`]. Besides the router's own HS256 secret, RS256 and ES256 tokens that other
+//! services issue verify against public keys ([`keyset`]), with `iss` and `aud` checked when
+//! configured. Browsers' `EventSource` cannot set headers, so the stream also accepts the
 //! token as `?access_token=`.
+
+pub mod keyset;
 
 use crate::error::ApiError;
 use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpRequest};
-use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{
+    decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation,
+};
+use keyset::{NoKey, PublicKeys};
 use serde::{Deserialize, Serialize};
 use std::future::{ready, Ready};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What a token holder may do.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
-    /// An end user: their own streams and flows.
+    /// An end user: their own streams and flows (also a token without a `role` claim, as an
+    /// identity provider issues them).
+    #[default]
     User,
     /// An operator: the operations feed, statistics, badges.
     Admin,
@@ -27,6 +46,7 @@ pub enum Role {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,
+    #[serde(default)]
     pub role: Role,
     pub exp: u64,
 }
@@ -51,27 +71,96 @@ impl Principal {
     }
 }
 
-/// Signing and verification keys, built once from the configured secret.
+/// Signing and verification keys, built once from the configured secret and, when
+/// configured, an identity provider's public keys.
 #[derive(Clone)]
 pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
-    validation: Validation,
+    hs256: Validation,
+    /// RS256/ES256 keys; `None`: only HS256 tokens verify.
+    public: Option<Arc<PublicKeys>>,
+    rs256: Validation,
+    es256: Validation,
+}
+
+/// The checks of one algorithm: `exp` and `sub` always, `iss` and `aud` when given (and then
+/// required: a token without them is refused).
+fn validation(algorithm: Algorithm, issuer: Option<&str>, audience: Option<&str>) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.leeway = LEEWAY_SECS;
+    let mut required = vec!["exp", "sub"];
+    if let Some(issuer) = issuer {
+        validation.set_issuer(&[issuer]);
+        required.push("iss");
+    }
+    match audience {
+        Some(audience) => {
+            validation.set_audience(&[audience]);
+            required.push("aud");
+        }
+        // Without a configured audience there is nothing to match an `aud` against.
+        None => validation.validate_aud = false,
+    }
+    validation.set_required_spec_claims(&required);
+    validation
 }
 
 /// Clock skew tolerated on `exp`, in seconds.
 const LEEWAY_SECS: u64 = 5;
 
 impl JwtKeys {
+    /// HS256 with `secret` only.
     pub fn new(secret: &[u8]) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = LEEWAY_SECS;
-        validation.set_required_spec_claims(&["exp", "sub"]);
         JwtKeys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
-            validation,
+            hs256: validation(Algorithm::HS256, None, None),
+            public: None,
+            rs256: validation(Algorithm::RS256, None, None),
+            es256: validation(Algorithm::ES256, None, None),
         }
+    }
+
+    /// Also accepts RS256 and ES256 tokens signed by `public`'s keys, whose `iss` and `aud`
+    /// must be `issuer` and `audience` when given. The router's own HS256 tokens (development
+    /// tokens) carry neither and are not held to them.
+    pub fn with_public_keys(
+        mut self,
+        public: Arc<PublicKeys>,
+        issuer: Option<&str>,
+        audience: Option<&str>,
+    ) -> Self {
+        self.public = Some(public);
+        self.rs256 = validation(Algorithm::RS256, issuer, audience);
+        self.es256 = validation(Algorithm::ES256, issuer, audience);
+        self
+    }
+
+    /// The key and checks for a token, by its header: the secret for HS256, a public key of
+    /// the same algorithm for RS256/ES256, nothing for any other algorithm.
+    fn key_for(&self, token: &str) -> Result<(DecodingKey, &Validation), ApiError> {
+        let header = decode_header(token)
+            .map_err(|_| ApiError::Unauthorized("token is invalid".to_owned()))?;
+        let refused = |why: &str| ApiError::Unauthorized(why.to_owned());
+        let validation = match header.alg {
+            Algorithm::HS256 => return Ok((self.decoding.clone(), &self.hs256)),
+            Algorithm::RS256 => &self.rs256,
+            Algorithm::ES256 => &self.es256,
+            _ => return Err(refused("token algorithm is not accepted")),
+        };
+        let public = self
+            .public
+            .as_ref()
+            .ok_or_else(|| refused("token algorithm is not accepted"))?;
+        let key = public
+            .find(header.kid.as_deref(), header.alg)
+            .map_err(|e| match e {
+                NoKey::KidRequired => refused("token is invalid: kid required"),
+                NoKey::UnknownKid => refused("token is invalid: unknown kid"),
+                NoKey::WrongAlgorithm => refused("token algorithm is not accepted"),
+            })?;
+        Ok((key, validation))
     }
 
     /// A signed token for `user_id` with `role`, valid for `ttl_secs`.
@@ -86,11 +175,17 @@ impl JwtKeys {
     }
 
     pub fn verify(&self, token: &str) -> Result<Principal, ApiError> {
-        let data = decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
+        let (key, validation) = self.key_for(token)?;
+        let data = decode::<Claims>(token, &key, validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind;
             let why = match e.kind() {
                 ErrorKind::ExpiredSignature => "token expired",
                 ErrorKind::InvalidSignature => "token signature is invalid",
+                ErrorKind::InvalidIssuer => "token is invalid: wrong issuer",
+                ErrorKind::InvalidAudience => "token is invalid: wrong audience",
+                ErrorKind::MissingRequiredClaim(_) => {
+                    "token is invalid: a required claim is missing"
+                }
                 _ => "token is invalid",
             };
             ApiError::Unauthorized(why.to_owned())
