@@ -34,6 +34,8 @@ pub struct StreamRequest {
     /// Whether the connection may carry another request once this one is answered.
     pub keep_alive: bool,
     pub authorization: Option<Vec<u8>>,
+    /// The `Cookie` header (the stream cookie, `crate::auth::STREAM_COOKIE`).
+    pub cookie: Option<Vec<u8>>,
     pub last_event_id: Option<Vec<u8>>,
     /// The caller's `X-Request-Id`, if any.
     pub request_id: Option<Vec<u8>>,
@@ -82,6 +84,7 @@ pub fn classify(buf: &[u8], exhausted: bool) -> Head {
     };
     let mut keep_alive = !http10;
     let mut authorization = None;
+    let mut cookie = None;
     let mut last_event_id = None;
     let mut request_id = None;
     let mut origin = None;
@@ -109,6 +112,8 @@ pub fn classify(buf: &[u8], exhausted: bool) -> Head {
             }
         } else if name.eq_ignore_ascii_case("authorization") {
             authorization.get_or_insert_with(|| header.value.to_vec());
+        } else if name.eq_ignore_ascii_case("cookie") {
+            cookie.get_or_insert_with(|| header.value.to_vec());
         } else if name.eq_ignore_ascii_case("last-event-id") {
             last_event_id.get_or_insert_with(|| header.value.to_vec());
         } else if name.eq_ignore_ascii_case("x-request-id") {
@@ -122,6 +127,7 @@ pub fn classify(buf: &[u8], exhausted: bool) -> Head {
         http10,
         keep_alive,
         authorization,
+        cookie,
         last_event_id,
         request_id,
         origin,

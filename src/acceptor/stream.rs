@@ -47,8 +47,12 @@ pub async fn serve(io: &mut TcpStream, request: StreamRequest, streams: &Streams
     let (http10, keep_alive) = (request.http10, request.keep_alive);
     let principal = streams.door.count_unauthorized(auth::authenticate(
         &streams.keys,
-        request.authorization.as_deref(),
-        &request.query,
+        auth::Credentials {
+            authorization: request.authorization.as_deref(),
+            cookie: request.cookie.as_deref(),
+            query: &request.query,
+        },
+        true,
     ));
     let resume = resume_point(request.last_event_id.as_deref(), &request.query);
     let id = RequestId::from_header(request.request_id.as_deref());

@@ -82,6 +82,8 @@ pub struct JwtKeys {
     public: Option<Arc<PublicKeys>>,
     rs256: Validation,
     es256: Validation,
+    /// Whether `?access_token=` is accepted (`auth.query_tokens`).
+    query_tokens: bool,
 }
 
 /// The checks of one algorithm: `exp` and `sub` always, `iss` and `aud` when given (and then
@@ -119,7 +121,14 @@ impl JwtKeys {
             public: None,
             rs256: validation(Algorithm::RS256, None, None),
             es256: validation(Algorithm::ES256, None, None),
+            query_tokens: true,
         }
+    }
+
+    /// Whether `?access_token=` is accepted at all (`auth.query_tokens`).
+    pub fn with_query_tokens(mut self, accepted: bool) -> Self {
+        self.query_tokens = accepted;
+        self
     }
 
     /// Also accepts RS256 and ES256 tokens signed by `public`'s keys, whose `iss` and `aud`
@@ -165,10 +174,15 @@ impl JwtKeys {
 
     /// A signed token for `user_id` with `role`, valid for `ttl_secs`.
     pub fn mint(&self, user_id: &str, role: Role, ttl_secs: u64) -> Result<String, ApiError> {
+        self.mint_until(user_id, role, unix_now() + ttl_secs)
+    }
+
+    /// A signed token for `user_id` with `role` that expires at `exp` (Unix seconds).
+    pub fn mint_until(&self, user_id: &str, role: Role, exp: u64) -> Result<String, ApiError> {
         let claims = Claims {
             sub: user_id.to_owned(),
             role,
-            exp: unix_now() + ttl_secs,
+            exp,
         };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| ApiError::Internal(format!("signing a token failed: {e}")))
@@ -213,32 +227,78 @@ fn unix_now() -> u64 {
         .unwrap_or_default()
 }
 
-/// The bearer token of a request: the `Authorization` header, else `?access_token=` in its
-/// query string. A present header that is not a bearer token wins over the query (no token).
-pub fn bearer_token(authorization: Option<&[u8]>, query: &str) -> Option<String> {
-    if let Some(value) = authorization {
-        let value = std::str::from_utf8(value).ok()?;
-        let (scheme, token) = value.split_once(' ')?;
-        return scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| token.trim().to_owned());
+/// The cookie a browser's streams authenticate with (`POST /api/v1/user/stream-cookie` sets
+/// it), so that no token travels in a URL.
+pub const STREAM_COOKIE: &str = "nftr_stream";
+
+/// What a request may carry a token in.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Credentials<'a> {
+    pub authorization: Option<&'a [u8]>,
+    /// The `Cookie` header; read only where the route accepts the stream cookie.
+    pub cookie: Option<&'a [u8]>,
+    pub query: &'a str,
+}
+
+/// The token of a request: the `Authorization` header; else, on a stream route
+/// (`stream_route`), the stream cookie; else `?access_token=` in the query string, unless
+/// `auth.query_tokens` turned that off. A present header that is not a bearer token wins over
+/// the rest (no token).
+fn token_of(
+    keys: &JwtKeys,
+    credentials: Credentials<'_>,
+    stream_route: bool,
+) -> Result<Option<String>, ApiError> {
+    if let Some(value) = credentials.authorization {
+        let bearer = std::str::from_utf8(value)
+            .ok()
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim().to_owned());
+        return Ok(bearer);
+    }
+    if stream_route {
+        if let Some(token) = credentials.cookie.and_then(stream_cookie) {
+            return Ok(Some(token));
+        }
     }
     #[derive(Deserialize)]
     struct Query {
         access_token: Option<String>,
     }
-    web::Query::<Query>::from_query(query)
+    let query = web::Query::<Query>::from_query(credentials.query)
         .ok()
-        .and_then(|q| q.into_inner().access_token)
+        .and_then(|q| q.into_inner().access_token);
+    match query {
+        Some(_) if !keys.query_tokens => Err(ApiError::Unauthorized(
+            "tokens in the URL are turned off (auth.query_tokens = false): send the \
+             Authorization header, or use the stream cookie"
+                .to_owned(),
+        )),
+        other => Ok(other),
+    }
+}
+
+/// The stream cookie's value in a `Cookie` header.
+fn stream_cookie(header: &[u8]) -> Option<String> {
+    std::str::from_utf8(header)
+        .ok()?
+        .split(';')
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == STREAM_COOKIE)
+        .map(|(_, value)| value.trim_matches('"').to_owned())
+        .filter(|value| !value.is_empty())
 }
 
 /// Who the request's token says it comes from: 401 without a token or with a bad one.
+/// `stream_route`: the route serves a stream, which also accepts the stream cookie (a stream
+/// only reads, so a cookie sent along cannot make it do anything for another site).
 pub fn authenticate(
     keys: &JwtKeys,
-    authorization: Option<&[u8]>,
-    query: &str,
+    credentials: Credentials<'_>,
+    stream_route: bool,
 ) -> Result<Principal, ApiError> {
-    match bearer_token(authorization, query) {
+    match token_of(keys, credentials, stream_route)? {
         None => Err(ApiError::Unauthorized(
             "Authentication required: send a bearer token".to_owned(),
         )),
@@ -246,22 +306,47 @@ pub fn authenticate(
     }
 }
 
+/// The principal of a stream route: as [`Principal`], plus the stream cookie.
+pub struct StreamPrincipal(pub Principal);
+
+fn from_request(req: &HttpRequest, stream_route: bool) -> Result<Principal, ApiError> {
+    let keys = req
+        .app_data::<web::Data<JwtKeys>>()
+        .ok_or_else(|| ApiError::Internal("JWT keys are not configured".to_owned()))?;
+    let authorization = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    // HTTP/2 may split the cookies over several headers.
+    let cookies: Vec<&[u8]> = req
+        .headers()
+        .get_all(actix_web::http::header::COOKIE)
+        .map(|v| v.as_bytes())
+        .collect();
+    let joined = (cookies.len() > 1).then(|| cookies.join(&b"; "[..]));
+    let credentials = Credentials {
+        authorization,
+        cookie: joined.as_deref().or(cookies.first().copied()),
+        query: req.query_string(),
+    };
+    authenticate(keys, credentials, stream_route)
+}
+
 impl FromRequest for Principal {
     type Error = ApiError;
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let result = match req.app_data::<web::Data<JwtKeys>>() {
-            None => Err(ApiError::Internal("JWT keys are not configured".to_owned())),
-            Some(keys) => {
-                let authorization = req
-                    .headers()
-                    .get(actix_web::http::header::AUTHORIZATION)
-                    .map(|v| v.as_bytes());
-                authenticate(keys, authorization, req.query_string())
-            }
-        };
-        ready(result)
+        ready(from_request(req, false))
+    }
+}
+
+impl FromRequest for StreamPrincipal {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(from_request(req, true).map(StreamPrincipal))
     }
 }
 

@@ -86,6 +86,9 @@ pub struct AuthSettings {
     pub dev_token_ttl: Duration,
     /// `POST /api/v1/dev/token` exists (and the pages offer to mint): development only.
     pub dev_tokens: bool,
+    /// Whether `?access_token=` is accepted (it lands in proxies' access logs; browsers can use
+    /// the stream cookie instead).
+    pub query_tokens: bool,
     /// RS256/ES256 public keys (a PEM key or a JWKS file); `None`: HS256 tokens only.
     #[serde(deserialize_with = "values::optional_text")]
     pub jwt_public_keys: Option<String>,

@@ -23,7 +23,7 @@ use actix_web::web;
 pub use dev_token::DevTokens;
 pub use health::{Disclosure, Readiness};
 pub use portfolio::PortfolioTtl;
-pub use stream::OperationsSessions;
+pub use stream::{OperationsSessions, Transport};
 
 /// Request-size limits shared by the handlers that read a body.
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +32,8 @@ pub struct BodyLimit(pub usize);
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(stream::user_stream)
         .service(stream::operations_stream)
+        .service(stream::set_stream_cookie)
+        .service(stream::clear_stream_cookie)
         .service(publish::publish_event)
         .service(stats::sse_stats)
         .service(stats::instances)

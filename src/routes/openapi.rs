@@ -21,6 +21,8 @@ use utoipa::{Modify, OpenApi};
         publish::publish_event,
         stream::user_stream,
         stream::operations_stream,
+        stream::set_stream_cookie,
+        stream::clear_stream_cookie,
         changes::portfolio_changes,
         notifications::list_notifications,
         notifications::mark_read,

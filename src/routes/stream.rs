@@ -1,7 +1,7 @@
 //! The stream routes on actix-web: the user's stream and the admins' operations feed. The
 //! contract they share with the lean acceptor is in `crate::streams`.
 
-use crate::auth::{Principal, Role};
+use crate::auth::{JwtKeys, Principal, Role, StreamPrincipal, STREAM_COOKIE};
 use crate::error::{ApiError, ApiErrorBody};
 use crate::hangup::PeerSocket;
 use crate::streams::{connect, resume_point, Opened, StreamDoor, STREAM_HEADERS};
@@ -34,10 +34,10 @@ pub struct OperationsSessions(pub StreamDoor);
 #[get("/api/v1/user/nft-events")]
 pub async fn user_stream(
     req: HttpRequest,
-    principal: Result<Principal, ApiError>,
+    principal: Result<StreamPrincipal, ApiError>,
     door: web::Data<StreamDoor>,
 ) -> Result<HttpResponse, ApiError> {
-    let principal = door.count_unauthorized(principal)?;
+    let principal = door.count_unauthorized(principal.map(|p| p.0))?;
     open_stream(&req, &principal, &door).await
 }
 
@@ -59,10 +59,10 @@ pub async fn user_stream(
 #[get("/api/v1/admin/operations")]
 pub async fn operations_stream(
     req: HttpRequest,
-    principal: Result<Principal, ApiError>,
+    principal: Result<StreamPrincipal, ApiError>,
     sessions: web::Data<OperationsSessions>,
 ) -> Result<HttpResponse, ApiError> {
-    let principal = sessions.0.count_unauthorized(principal)?;
+    let principal = sessions.0.count_unauthorized(principal.map(|p| p.0))?;
     principal.require(&[Role::Admin])?;
     open_stream(&req, &principal, &sessions.0).await
 }
@@ -100,4 +100,69 @@ async fn open_stream(
         response.insert_header(header);
     }
     Ok(response.streaming(body))
+}
+
+/// Whether the listener is TLS, so cookies it sets carry `Secure`.
+#[derive(Debug, Clone, Copy)]
+pub struct Transport {
+    pub tls: bool,
+}
+
+/// Sets the stream cookie for the caller's token, so a browser opens its streams (the user's
+/// and, for an admin, the operations feed) without a token in the URL: `HttpOnly` (scripts
+/// cannot read it), `SameSite=Strict` (other sites' pages do not send it), `Secure` on TLS,
+/// scoped to `/api/v1/` and read only by the stream routes. It holds a token of the router's
+/// own that ends when the caller's does, so the stream still ends at the token's expiry.
+#[utoipa::path(
+    post, path = "/api/v1/user/stream-cookie", tag = "user",
+    responses(
+        (status = 204, description = "The stream cookie is set (`Set-Cookie`)"),
+        (status = 401, description = "No token, or one that does not verify", body = ApiErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+#[actix_web::post("/api/v1/user/stream-cookie")]
+pub async fn set_stream_cookie(
+    principal: Principal,
+    keys: web::Data<JwtKeys>,
+    transport: web::Data<Transport>,
+) -> Result<HttpResponse, ApiError> {
+    let exp = principal
+        .expires_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let token = keys.mint_until(&principal.user_id, principal.role, exp)?;
+    let max_age = principal
+        .expires_at
+        .duration_since(std::time::SystemTime::now())
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    Ok(HttpResponse::NoContent()
+        .insert_header((
+            actix_web::http::header::SET_COOKIE,
+            stream_cookie(&token, max_age, transport.tls),
+        ))
+        .finish())
+}
+
+/// Clears the stream cookie (signing out); open streams end at their token's expiry or when
+/// closed.
+#[utoipa::path(
+    delete, path = "/api/v1/user/stream-cookie", tag = "user",
+    responses((status = 204, description = "The stream cookie is cleared"))
+)]
+#[actix_web::delete("/api/v1/user/stream-cookie")]
+pub async fn clear_stream_cookie(transport: web::Data<Transport>) -> HttpResponse {
+    HttpResponse::NoContent()
+        .insert_header((
+            actix_web::http::header::SET_COOKIE,
+            stream_cookie("", 0, transport.tls),
+        ))
+        .finish()
+}
+
+fn stream_cookie(value: &str, max_age: u64, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{STREAM_COOKIE}={value}; Path=/api/v1/; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}")
 }

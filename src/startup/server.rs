@@ -65,9 +65,10 @@ struct AppData {
 }
 
 impl AppData {
-    /// One worker's actix-web application.
+    /// One worker's actix-web application; `tls`: served over TLS (cookies get `Secure`).
     fn app(
         &self,
+        tls: bool,
     ) -> App<
         impl ServiceFactory<
             ServiceRequest,
@@ -99,6 +100,7 @@ impl AppData {
             .app_data(self.portfolio_ttl.clone())
             .app_data(self.disclosure.clone())
             .app_data(self.limits.clone())
+            .app_data(web::Data::new(routes::Transport { tls }))
             .configure(routes::configure)
     }
 
@@ -208,7 +210,8 @@ pub fn serve(
 /// rotation). A keys file that does not load fails start-up, naming it.
 fn jwt_keys(settings: &Settings) -> std::io::Result<JwtKeys> {
     let auth = &settings.auth;
-    let keys = JwtKeys::new(auth.jwt_secret.expose_secret().as_bytes());
+    let keys = JwtKeys::new(auth.jwt_secret.expose_secret().as_bytes())
+        .with_query_tokens(auth.query_tokens);
     let Some(path) = &auth.jwt_public_keys else {
         return Ok(keys);
     };
@@ -286,7 +289,7 @@ fn http_server(
                     .on_connect_ext(|io: &TlsStream<TcpStream>, ext: &mut Extensions| {
                         crate::hangup::remember_socket(io.get_ref().0, ext)
                     })
-                    .finish(map_config(data.app(), |_| AppConfig::default()));
+                    .finish(map_config(data.app(true), |_| AppConfig::default()));
                 acceptor::tls::service(http, tls.clone(), metrics.clone())
             })?
             .run());
@@ -305,7 +308,7 @@ fn http_server(
                 .on_connect_ext(|io: &TcpStream, ext: &mut Extensions| {
                     crate::hangup::remember_socket(io, ext)
                 })
-                .finish(map_config(data.app(), |_| AppConfig::default()))
+                .finish(map_config(data.app(false), |_| AppConfig::default()))
                 .tcp_auto_h2c();
             acceptor::service(http, streams.clone())
         })?

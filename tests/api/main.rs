@@ -25,4 +25,5 @@ mod publish;
 mod replay;
 mod stats;
 mod stream;
+mod stream_cookie;
 mod tls;

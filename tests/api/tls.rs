@@ -115,6 +115,31 @@ async fn over_tls_h2_many_streams_share_one_connection_and_all_get_the_event() {
         .expect("resume");
     let mut resumed = SseClient::new(resumed);
     assert_eq!(resumed.next_event().await.expect("resumed").0, later[0].0);
+
+    // Over TLS the stream cookie is `Secure`, and opens the stream over h2.
+    let set = app
+        .client
+        .post(app.url("/api/v1/user/stream-cookie"))
+        .bearer_auth(app.token("tls-u1", Role::User))
+        .send()
+        .await
+        .expect("cookie");
+    assert_eq!(set.status(), 204);
+    let set = set.headers()["set-cookie"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(set.contains("; Secure"), "{set}");
+    let pair = set.split(';').next().expect("pair");
+    let by_cookie = app
+        .client
+        .get(app.url("/api/v1/user/nft-events"))
+        .header("Cookie", pair)
+        .send()
+        .await
+        .expect("stream by cookie");
+    assert_eq!(by_cookie.status(), 200);
+    assert_eq!(by_cookie.version(), Version::HTTP_2);
 }
 
 #[actix_web::test]
