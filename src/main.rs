@@ -88,8 +88,13 @@ fn serve(mut settings: Settings) -> ExitCode {
     let result = actix_web::rt::System::new().block_on(async move {
         let shutdown = shutdown_signal()?;
         let app = Application::build(&settings).await?;
-        let scheme = if settings.http.tls.files.is_some() { "https" } else { "http" };
-        let base = format!("{scheme}://localhost:{}", app.port());
+        // A certificate names `localhost` rather than an address.
+        let host = if settings.http.tls.files.is_some() {
+            "https://localhost"
+        } else {
+            "http://127.0.0.1"
+        };
+        let base = format!("{host}:{}", app.port());
         log::info!("nft-event-router listening on {} (port {})", settings.http.bind, app.port());
         if let (Some(addr), Some(port)) = (settings.http.internal_bind, app.internal_port()) {
             log::info!("internal listener (/metrics, detailed /readyz) on {addr} (port {port})");

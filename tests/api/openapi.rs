@@ -40,6 +40,8 @@ async fn the_document_is_served_and_lists_every_route() {
         ("/api/v1/admin/audit", "get"),
         ("/api/v1/admin/analytics", "get"),
         ("/api/v1/dev/token", "post"),
+        ("/api/v1/user/stream-cookie", "post"),
+        ("/api/v1/user/stream-cookie", "delete"),
         ("/api/v1/openapi.json", "get"),
         ("/healthz", "get"),
         ("/readyz", "get"),
@@ -56,7 +58,7 @@ async fn the_document_is_served_and_lists_every_route() {
     }
     assert_eq!(
         paths.len(),
-        26,
+        27,
         "no route undocumented, none documented twice"
     );
     let schemas = &doc["components"]["schemas"];
