@@ -99,9 +99,13 @@ fn serve(mut settings: Settings) -> ExitCode {
         if let (Some(addr), Some(port)) = (settings.http.internal_bind, app.internal_port()) {
             log::info!("internal listener (/metrics, detailed /readyz) on {addr} (port {port})");
         }
-        println!(
-            "nft-event-router is up on {base}\n  a user token:   cargo run --release -- token --user u1\n  open a stream:  curl -N -H \"Authorization: Bearer $TOKEN\" {base}/api/v1/user/nft-events\n  in a browser:   {base}/ (live events) and {base}/admin (operations)"
+        let banner = format!(
+            "nft-event-router is up on {base}\n  a user token:   cargo run --release -- token --user u1\n  open a stream:  curl -N -H \"Authorization: Bearer $TOKEN\" {base}/api/v1/user/nft-events\n  in a browser:   {base}/ (live events) and {base}/admin (operations)\n"
         );
+        // One write, and a reader that stops after the first line (or no reader) is not
+        // fatal: `println!` would panic on the closed pipe and take the router down with it.
+        let _ = std::io::stdout().lock().write_all(banner.as_bytes());
+        let _ = std::io::stdout().flush();
         app.run_until_stopped(shutdown).await?;
         anyhow::Ok(())
     });
