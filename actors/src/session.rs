@@ -302,6 +302,45 @@ impl SseSession {
         );
     }
 
+    /// Arms the session's one timer: the next heartbeat, or the token's expiry if that comes
+    /// first. One timer rather than a heartbeat interval beside an expiry timer: every idle
+    /// stream holds it, and a second one measurably grew each stream's memory.
+    fn schedule_tick(&mut self, ctx: &mut Context<Self>) {
+        let heartbeat = self.config.heartbeat;
+        let next = match self.expires_at {
+            Some(at) => at
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default()
+                .min(heartbeat),
+            None => heartbeat,
+        };
+        ctx.run_later(next, |act, ctx| act.tick(ctx));
+    }
+
+    /// At the token's expiry the stream ends with a `token_expired` frame (the client
+    /// reconnects with a fresh token and resumes with `Last-Event-ID`); otherwise a heartbeat.
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        let expired = self
+            .expires_at
+            .is_some_and(|at| at <= std::time::SystemTime::now());
+        if expired {
+            self.push(Frame::token_expired(), ctx);
+            self.end(EndReason::TokenExpired, ctx);
+            return;
+        }
+        // A tick a moment before the expiry (timer granularity) only re-arms for it.
+        let early = self.expires_at.is_some_and(|at| {
+            at.duration_since(std::time::SystemTime::now())
+                .is_ok_and(|left| left < Duration::from_millis(50))
+        });
+        if !early {
+            self.push(Frame::heartbeat(), ctx);
+        }
+        if ctx.state() == ActorState::Running {
+            self.schedule_tick(ctx);
+        }
+    }
+
     /// Writes a stored event's frame in cursor order: a duplicate is dropped, a jump past the
     /// next cursor is filled from the journal first (`may_fill`), a hidden type only moves the
     /// cursor. A frame still ahead of the journal right after a fill is not one of this
@@ -419,21 +458,7 @@ impl Actor for SseSession {
         self.push(Frame::retry(self.config.retry.as_millis() as u64), ctx);
         self.catch_up(self.resume, None, ctx);
 
-        if let Some(at) = self.expires_at {
-            // The token's own end, not the next heartbeat's: a client learns at once that it
-            // must reconnect with a fresh token (and resumes with `Last-Event-ID`).
-            let left = at
-                .duration_since(std::time::SystemTime::now())
-                .unwrap_or_default();
-            ctx.run_later(left, |act, ctx| {
-                act.push(Frame::token_expired(), ctx);
-                act.end(EndReason::TokenExpired, ctx);
-            });
-        }
-
-        ctx.run_interval(self.config.heartbeat, |act, ctx| {
-            act.push(Frame::heartbeat(), ctx);
-        });
+        self.schedule_tick(ctx);
 
         // The body stream drops its receiver when the client disconnects.
         let queue = self.frames.tx.clone();
