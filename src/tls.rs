@@ -25,6 +25,8 @@ pub enum TlsError {
     Certificate { path: PathBuf, why: String },
     #[error("TLS key {path}: {why}")]
     Key { path: PathBuf, why: String },
+    #[error("TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
 }
 
 /// The certificate chain and key the listener presents, reloadable.
@@ -66,19 +68,14 @@ impl CertificateStore {
     // cmake), which keeps `cargo run` working on a machine with only the Rust toolchain. The
     // price is no post-quantum key exchange, which rustls marks by deprecating the constructor.
     #[allow(deprecated)]
-    pub fn server_config(self: &Arc<Self>) -> ServerConfig {
+    pub fn server_config(self: &Arc<Self>) -> Result<ServerConfig, TlsError> {
         let mut config =
             ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .map(|b| b.with_no_client_auth())
-                // The ring provider supports the default versions; this cannot fail.
-                .unwrap_or_else(|_| {
-                    ServerConfig::builder_with_protocol_versions(rustls::DEFAULT_VERSIONS)
-                        .with_no_client_auth()
-                })
+                .with_safe_default_protocol_versions()?
+                .with_no_client_auth()
                 .with_cert_resolver(self.clone());
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        config
+        Ok(config)
     }
 }
 
@@ -140,21 +137,22 @@ mod tests {
     use super::*;
 
     fn write_pair(dir: &Path, names: &[&str]) -> (PathBuf, PathBuf) {
-        let (cert, key) = self_signed(names.iter().map(|n| n.to_string()).collect()).unwrap();
+        let (cert, key) =
+            self_signed(names.iter().map(|n| n.to_string()).collect()).expect("a pair");
         let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
-        std::fs::write(&c, cert).unwrap();
-        std::fs::write(&k, key).unwrap();
+        std::fs::write(&c, cert).expect("cert written");
+        std::fs::write(&k, key).expect("key written");
         (c, k)
     }
 
     #[test]
     fn a_self_signed_pair_loads_and_bad_files_are_named() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("temp dir");
         let (cert, key) = write_pair(dir.path(), &["localhost"]);
         let store = CertificateStore::open(&cert, &key).expect("loads");
         assert!(!store.stamps.changed());
         assert_eq!(
-            store.server_config().alpn_protocols,
+            store.server_config().expect("a config").alpn_protocols,
             vec![b"h2".to_vec(), b"http/1.1".to_vec()]
         );
 
@@ -165,7 +163,7 @@ mod tests {
         assert!(e.to_string().starts_with("TLS key"), "{e}");
 
         // A key of another certificate does not match.
-        let other = tempfile::tempdir().unwrap();
+        let other = tempfile::tempdir().expect("temp dir");
         let (_, other_key) = write_pair(other.path(), &["localhost"]);
         let e = CertificateStore::open(&cert, &other_key).unwrap_err();
         assert!(e.to_string().contains("does not match"), "{e}");
@@ -173,15 +171,15 @@ mod tests {
 
     #[test]
     fn a_failed_reload_keeps_the_previous_pair() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("temp dir");
         let (cert, key) = write_pair(dir.path(), &["localhost"]);
-        let store = CertificateStore::open(&cert, &key).unwrap();
-        let before = store.current.read().unwrap().cert[0].clone();
-        std::fs::write(&cert, "garbage").unwrap();
+        let store = CertificateStore::open(&cert, &key).expect("loads");
+        let before = store.current.read().expect("not poisoned").cert[0].clone();
+        std::fs::write(&cert, "garbage").expect("overwritten");
         assert!(store.reload().is_err());
-        assert_eq!(store.current.read().unwrap().cert[0], before);
+        assert_eq!(store.current.read().expect("not poisoned").cert[0], before);
         write_pair(dir.path(), &["localhost"]);
         store.reload().expect("reloads");
-        assert_ne!(store.current.read().unwrap().cert[0], before);
+        assert_ne!(store.current.read().expect("not poisoned").cert[0], before);
     }
 }

@@ -12,7 +12,7 @@ use crate::routes::{self, BodyLimit, Readiness};
 use crate::store::Store;
 use crate::streams::StreamDoor;
 use actix::Addr;
-use actix_http::{Extensions, HttpService};
+use actix_http::{Extensions, HttpServiceBuilder};
 use actix_service::map_config;
 use actix_web::body::BoxBody;
 use actix_web::dev::{AppConfig, Server, ServiceFactory, ServiceRequest, ServiceResponse};
@@ -198,9 +198,8 @@ pub fn serve(
             let store =
                 crate::tls::CertificateStore::open(cert, key).map_err(std::io::Error::other)?;
             crate::reload::watch(store.clone(), settings.http.tls.reload_check);
-            Some(tokio_rustls::TlsAcceptor::from(Arc::new(
-                store.server_config(),
-            )))
+            let config = store.server_config().map_err(std::io::Error::other)?;
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
         }
     };
     http_server(settings, listener, internal, data, Arc::new(streams), tls)
@@ -262,14 +261,7 @@ fn http_server(
     if let Some(internal) = internal {
         let (stopping, data) = (stopping.clone(), data.clone());
         server = server.listen("nft-event-router-internal", internal, move || {
-            let stopping = stopping.clone();
-            HttpService::build()
-                .graceful_shutdown_signal(move || {
-                    let stopping = stopping.clone();
-                    async move { stopping.notified().await }
-                })
-                .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
-                .client_disconnect_timeout(Duration::from_secs(1))
+            http_builder(stopping.clone())
                 .finish(map_config(data.internal_app(), |_| AppConfig::default()))
                 .tcp()
         })?;
@@ -278,14 +270,7 @@ fn http_server(
         let metrics = data.metrics.clone().into_inner();
         return Ok(server
             .listen("nft-event-router", listener, move || {
-                let stopping = stopping.clone();
-                let http = HttpService::build()
-                    .graceful_shutdown_signal(move || {
-                        let stopping = stopping.clone();
-                        async move { stopping.notified().await }
-                    })
-                    .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
-                    .client_disconnect_timeout(Duration::from_secs(1))
+                let http = http_builder(stopping.clone())
                     .on_connect_ext(|io: &TlsStream<TcpStream>, ext: &mut Extensions| {
                         crate::hangup::remember_socket(io.get_ref().0, ext)
                     })
@@ -296,15 +281,8 @@ fn http_server(
     }
     Ok(server
         .listen("nft-event-router", listener, move || {
-            let stopping = stopping.clone();
             // Plain connections: HTTP/1.1, or HTTP/2 with prior knowledge (h2c).
-            let http = HttpService::build()
-                .graceful_shutdown_signal(move || {
-                    let stopping = stopping.clone();
-                    async move { stopping.notified().await }
-                })
-                .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
-                .client_disconnect_timeout(Duration::from_secs(1))
+            let http = http_builder(stopping.clone())
                 .on_connect_ext(|io: &TcpStream, ext: &mut Extensions| {
                     crate::hangup::remember_socket(io, ext)
                 })
@@ -313,6 +291,25 @@ fn http_server(
             acceptor::service(http, streams.clone())
         })?
         .run())
+}
+
+/// The settings every listener's HTTP service shares, as `HttpServer` would set them: idle
+/// keep-alive connections close when the server stops, and the request-head and disconnect
+/// timeouts.
+fn http_builder<T, S>(stopping: actix_server::GracefulShutdownSignal) -> HttpServiceBuilder<T, S>
+where
+    S: actix_service::ServiceFactory<actix_http::Request, Config = ()>,
+    S::Error: Into<actix_http::Response<BoxBody>> + 'static,
+    S::InitError: std::fmt::Debug,
+    <S::Service as actix_service::Service<actix_http::Request>>::Future: 'static,
+{
+    HttpServiceBuilder::default()
+        .graceful_shutdown_signal(move || {
+            let stopping = stopping.clone();
+            async move { stopping.notified().await }
+        })
+        .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
+        .client_disconnect_timeout(Duration::from_secs(1))
 }
 
 /// Binds `addr`; with `reuse_port`, other processes may bind it too (SO_REUSEPORT), and the

@@ -477,3 +477,22 @@ pub async fn accepted(response: reqwest::Response) -> (String, String) {
     let envelope: serde_json::Value = response.json().await.expect("json");
     (cursor, envelope["eventId"].as_str().expect("id").to_owned())
 }
+
+/// Runs the router binary on a loopback port and a fresh SQLite store in `dir`, with `env`
+/// overrides, expecting start-up to fail; returns what it wrote to stderr.
+pub fn failed_start(dir: &std::path::Path, env: &[(&str, &std::ffi::OsStr)]) -> String {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_nft-event-router"));
+    command
+        .env("NFT_ROUTER__HTTP__BIND", "127.0.0.1:0")
+        .env(
+            "NFT_ROUTER__STORE__URL",
+            format!("sqlite://{}", dir.join("s.db").display()),
+        )
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let out = command.output().expect("the binary runs");
+    assert!(!out.status.success(), "the router started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

@@ -2,7 +2,7 @@
 //! from `tests/fixtures/jwt`), `kid` selection, `iss`/`aud`, leeway, rotation without a
 //! restart, and algorithm confusion refused. Over real sockets, on the stream route.
 
-use crate::helpers::{spawn_app_with, TestApp};
+use crate::helpers::{failed_start, spawn_app_with, TestApp};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -339,7 +339,6 @@ async fn a_pem_public_key_verifies_tokens_without_a_kid_and_bad_files_fail_start
         "an ES256 token against an RSA key"
     );
 
-    let exe = env!("CARGO_BIN_EXE_nft-event-router");
     let dir = tempfile::tempdir().expect("dir");
     let secret_jwks = dir.path().join("oct.json");
     std::fs::write(
@@ -351,18 +350,10 @@ async fn a_pem_public_key_verifies_tokens_without_a_kid_and_bad_files_fail_start
         (dir.path().join("missing.json"), "missing.json"),
         (secret_jwks, "symmetric"),
     ] {
-        let out = std::process::Command::new(exe)
-            .env("NFT_ROUTER__HTTP__BIND", "127.0.0.1:0")
-            .env("NFT_ROUTER__AUTH__JWT_PUBLIC_KEYS", &path)
-            .env(
-                "NFT_ROUTER__STORE__URL",
-                format!("sqlite://{}", dir.path().join("s.db").display()),
-            )
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .expect("the binary runs");
-        assert!(!out.status.success());
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = failed_start(
+            dir.path(),
+            &[("NFT_ROUTER__AUTH__JWT_PUBLIC_KEYS", path.as_os_str())],
+        );
         assert!(
             stderr
                 .lines()

@@ -2,7 +2,7 @@
 //! certificate reloaded without a restart, and failed handshakes counted, all over real
 //! sockets with a rustls client.
 
-use crate::helpers::{spawn_app_with, SseClient, TestApp};
+use crate::helpers::{failed_start, spawn_app_with, SseClient, TestApp};
 use nft_event_router::auth::Role;
 use reqwest::Version;
 use rustls::pki_types::pem::PemObject;
@@ -286,19 +286,13 @@ fn a_bad_certificate_or_key_fails_start_up_with_one_line_naming_it() {
             "TLS key",
         ),
     ] {
-        let out = std::process::Command::new(exe)
-            .env("NFT_ROUTER__HTTP__BIND", "127.0.0.1:0")
-            .env("NFT_ROUTER__HTTP__TLS__CERT", &cert)
-            .env("NFT_ROUTER__HTTP__TLS__KEY", &key)
-            .env(
-                "NFT_ROUTER__STORE__URL",
-                format!("sqlite://{}", dir.path().join("s.db").display()),
-            )
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .expect("the binary runs");
-        assert!(!out.status.success());
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = failed_start(
+            dir.path(),
+            &[
+                ("NFT_ROUTER__HTTP__TLS__CERT", cert.as_os_str()),
+                ("NFT_ROUTER__HTTP__TLS__KEY", key.as_os_str()),
+            ],
+        );
         let line = stderr
             .lines()
             .find(|l| l.contains(named))
