@@ -125,11 +125,23 @@ pub async fn spawn_app_on(store_url: &str, extra: &str) -> TestApp {
         store_url: store_url.to_owned(),
         broker,
         keys,
-        client: reqwest::Client::new(),
+        client: test_client(),
         metrics,
         shutdown: Some(tx),
         stopped: Some(stopped),
     }
+}
+
+/// A client whose pooled connections are dropped after 2 s idle, below the router's 5 s
+/// keep-alive: a request never goes out on a connection the router is closing at that very
+/// moment (hyper's `IncompleteMessage`).
+pub fn test_client() -> reqwest::Client {
+    test_client_builder().build().expect("client")
+}
+
+/// [`test_client`]'s settings, for a test that adds its own.
+pub fn test_client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(2))
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -153,7 +165,7 @@ impl TestApp {
             store_url: app.store_url.clone(),
             broker: app.broker.clone(),
             keys: app.keys.clone(),
-            client: reqwest::Client::new(),
+            client: test_client(),
             metrics: None,
             shutdown: None,
             stopped: None,
@@ -179,7 +191,7 @@ impl TestApp {
                 .expect("a bootstrap list"),
             ),
             keys: JwtKeys::new(settings.auth.jwt_secret.expose_secret().as_bytes()),
-            client: reqwest::Client::new(),
+            client: test_client(),
             metrics: None,
             shutdown: None,
             stopped: None,

@@ -2,7 +2,7 @@
 //! certificate reloaded without a restart, and failed handshakes counted, all over real
 //! sockets with a rustls client.
 
-use crate::helpers::{failed_start, spawn_app_with, SseClient, TestApp};
+use crate::helpers::{failed_start, spawn_app_with, test_client_builder, SseClient, TestApp};
 use nft_event_router::auth::Role;
 use reqwest::Version;
 use rustls::pki_types::pem::PemObject;
@@ -35,7 +35,7 @@ fn client_trusting(cert_pem: &str, alpn: &[&[u8]]) -> reqwest::Client {
     .with_root_certificates(roots)
     .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let builder = reqwest::Client::builder().tls_backend_preconfigured(config);
+    let builder = test_client_builder().tls_backend_preconfigured(config);
     let builder = if alpn == [b"http/1.1".as_slice()] {
         builder.http1_only()
     } else {
@@ -156,7 +156,7 @@ async fn over_tls_http1_streams_work_and_h2c_works_in_the_clear() {
 
     // A plain listener answers HTTP/2 with prior knowledge, streams included.
     let mut plain = spawn_app_with("").await;
-    plain.client = reqwest::Client::builder()
+    plain.client = test_client_builder()
         .http2_prior_knowledge()
         .build()
         .expect("client");
