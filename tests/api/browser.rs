@@ -7,6 +7,7 @@ use crate::helpers::{accepted, event_body, spawn_app, unique_user, TestApp};
 use actors::EventType;
 use fantoccini::{Client, ClientBuilder, Locator};
 use futures_util::FutureExt;
+use nft_event_router::auth::Role;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -64,6 +65,11 @@ struct Browser {
 
 impl Browser {
     async fn start() -> Browser {
+        Browser::start_with(&[]).await
+    }
+
+    /// A browser started with `flags` beside [`CHROMIUM_FLAGS`].
+    async fn start_with(flags: &[&str]) -> Browser {
         let chromedriver = find_program("CHROMEDRIVER", "chromedriver");
         let chromium = find_program("CHROME_BIN", "chromium");
         let mut driver = Command::new(&chromedriver)
@@ -84,7 +90,11 @@ impl Browser {
 
         let profile =
             std::env::temp_dir().join(format!("nftr-chromium-{}", uuid::Uuid::new_v4().simple()));
-        let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|f| (*f).to_owned()).collect();
+        let mut args: Vec<String> = CHROMIUM_FLAGS
+            .iter()
+            .chain(flags)
+            .map(|f| (*f).to_owned())
+            .collect();
         args.push(format!("--user-data-dir={}", profile.display()));
         let mut capabilities = serde_json::Map::new();
         capabilities.insert(
@@ -421,8 +431,8 @@ async fn cross_origin_calls(client: &Client, app: &TestApp, user: &str) -> serde
             SCRIPT,
             vec![
                 app.address.clone().into(),
-                app.token("ops", nft_event_router::auth::Role::Admin).into(),
-                app.token(user, nft_event_router::auth::Role::User).into(),
+                app.token("ops", Role::Admin).into(),
+                app.token(user, Role::User).into(),
             ],
         )
         .await
@@ -456,6 +466,162 @@ async fn a_page_of_another_origin_is_served_only_when_its_origin_is_allowed() {
             let outcome = cross_origin_calls(client, &app, &user).await;
             assert_eq!(outcome["fetch"], "served", "{outcome}");
             assert_eq!(outcome["stream"], "served", "{outcome}");
+        })
+        .await;
+}
+
+/// Opens `count` EventSources on the user stream from the page now open, authenticated by the
+/// stream cookie (minted with `token`, as the pages do), each counting the events it receives
+/// in `window.streams`.
+async fn open_event_sources(client: &Client, token: &str, count: usize) {
+    const SCRIPT: &str = r#"
+        const [token, count, done] = arguments;
+        (async () => {
+          const minted = await fetch('/api/v1/user/stream-cookie',
+                                     { method: 'POST', headers: { Authorization: 'Bearer ' + token } });
+          if (minted.status !== 204) { done('stream cookie: ' + minted.status); return; }
+          window.streams = [];
+          for (let i = 0; i < count; i++) {
+            const stream = { opened: false, events: [] };
+            stream.source = new EventSource('/api/v1/user/nft-events');
+            stream.source.onopen = () => { stream.opened = true; };
+            stream.source.onmessage = (message) => {
+              try {
+                if (JSON.parse(message.data).eventType) stream.events.push(message.lastEventId);
+              } catch {}
+            };
+            window.streams.push(stream);
+          }
+          done('ok');
+        })();
+    "#;
+    let outcome = client
+        .execute_async(SCRIPT, vec![token.into(), count.into()])
+        .await
+        .expect("the script ran");
+    assert_eq!(outcome, "ok", "{outcome}");
+}
+
+/// `window.streams` as the page sees it: how many opened, how many are still connecting
+/// (`readyState` 0), and which cursors each received.
+async fn streams_seen(client: &Client) -> (usize, usize, Vec<Vec<String>>) {
+    const SCRIPT: &str = r#"
+        return {
+          opened: window.streams.filter((s) => s.opened).length,
+          connecting: window.streams.filter((s) => s.source.readyState === 0).length,
+          events: window.streams.map((s) => s.events),
+        };
+    "#;
+    let seen = client
+        .execute(SCRIPT, vec![])
+        .await
+        .expect("the script ran");
+    let events: Vec<Vec<String>> =
+        serde_json::from_value(seen["events"].clone()).expect("events as lists of cursors");
+    let count = |key: &str| seen[key].as_u64().unwrap_or_default() as usize;
+    (count("opened"), count("connecting"), events)
+}
+
+/// The page's own protocol, as the browser negotiated it (`h2`, `http/1.1`).
+async fn page_protocol(client: &Client) -> String {
+    let protocol = client
+        .execute(
+            "return performance.getEntriesByType('navigation')[0].nextHopProtocol;",
+            vec![],
+        )
+        .await
+        .expect("the script ran");
+    protocol.as_str().unwrap_or_default().to_owned()
+}
+
+/// Ten tabs' worth of streams to one origin: over TLS the browser speaks HTTP/2 and all ten
+/// run on one connection; over HTTP/1.1 it opens six connections per origin, so four streams
+/// wait and miss the event (what HTTP/2 buys).
+#[actix_web::test]
+#[ignore = "needs chromium and chromedriver (Debian packages); .ci/run installs and runs it"]
+async fn ten_streams_from_one_browser_all_run_over_h2_and_stall_at_six_over_http1() {
+    const STREAMS: usize = 10;
+    const HTTP1_CONNECTIONS_PER_ORIGIN: usize = 6;
+    // The certificate is made for the test, so the browser is told to accept it.
+    let browser = Browser::start_with(&["--ignore-certificate-errors"]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cert = crate::tls::write_pair(dir.path());
+    let tls = crate::tls::spawn_tls_app(dir.path(), &cert, &[b"h2"]).await;
+    let plain = crate::helpers::spawn_app_with("[sse]\nmax_connections_per_user = 20\n").await;
+    let (h2_user, h1_user) = (unique_user(), unique_user());
+    browser
+        .run(|client| async move {
+            let client = &client;
+            client
+                .goto(&tls.url("/healthz"))
+                .await
+                .expect("open over TLS");
+            assert_eq!(page_protocol(client).await, "h2");
+            open_event_sources(client, &tls.token(&h2_user, Role::User), STREAMS).await;
+            let opened = poll(|| async move {
+                let (opened, ..) = streams_seen(client).await;
+                (opened == STREAMS).then_some(opened)
+            })
+            .await;
+            let (opened_now, ..) = streams_seen(client).await;
+            assert!(
+                opened.is_some(),
+                "over h2 only {opened_now} of {STREAMS} opened"
+            );
+            let published = tls.publish_n(&h2_user, 1).await;
+            let cursor = published[0].0.clone();
+            let all = poll(|| {
+                let cursor = cursor.clone();
+                async move {
+                    let (.., events) = streams_seen(client).await;
+                    events.iter().all(|e| e == &[cursor.clone()]).then_some(())
+                }
+            })
+            .await;
+            let (.., events) = streams_seen(client).await;
+            assert!(
+                all.is_some(),
+                "over h2 every stream gets {cursor}: {events:?}"
+            );
+
+            client
+                .goto(&plain.url("/healthz"))
+                .await
+                .expect("open over HTTP/1.1");
+            assert_eq!(page_protocol(client).await, "http/1.1");
+            open_event_sources(client, &plain.token(&h1_user, Role::User), STREAMS).await;
+            let six = poll(|| async move {
+                let (opened, ..) = streams_seen(client).await;
+                (opened == HTTP1_CONNECTIONS_PER_ORIGIN).then_some(())
+            })
+            .await;
+            let (opened_now, ..) = streams_seen(client).await;
+            assert!(six.is_some(), "over HTTP/1.1 {opened_now} streams opened");
+            let published = plain.publish_n(&h1_user, 1).await;
+            let cursor = published[0].0.clone();
+            let got = poll(|| {
+                let cursor = cursor.clone();
+                async move {
+                    let (.., events) = streams_seen(client).await;
+                    let got = events.iter().filter(|e| *e == &[cursor.clone()]).count();
+                    (got == HTTP1_CONNECTIONS_PER_ORIGIN).then_some(())
+                }
+            })
+            .await;
+            let (opened, connecting, events) = streams_seen(client).await;
+            assert!(got.is_some(), "six streams get {cursor}: {events:?}");
+            // Still stalled: the browser has no connection left for the other four.
+            assert_eq!(opened, HTTP1_CONNECTIONS_PER_ORIGIN, "{events:?}");
+            assert_eq!(
+                connecting,
+                STREAMS - HTTP1_CONNECTIONS_PER_ORIGIN,
+                "{events:?}"
+            );
+            assert_eq!(
+                events.iter().filter(|e| e.is_empty()).count(),
+                STREAMS - HTTP1_CONNECTIONS_PER_ORIGIN,
+                "{events:?}"
+            );
         })
         .await;
 }

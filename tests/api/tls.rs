@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 /// Writes a fresh self-signed pair for localhost into `dir`; returns the certificate's PEM.
-fn write_pair(dir: &Path) -> String {
+pub(crate) fn write_pair(dir: &Path) -> String {
     let (cert, key) = nft_event_router::tls::self_signed(vec!["localhost".into()]).expect("pair");
     std::fs::write(dir.join("cert.pem"), &cert).expect("cert written");
     std::fs::write(dir.join("key.pem"), key).expect("key written");
@@ -46,7 +46,7 @@ fn client_trusting(cert_pem: &str, alpn: &[&[u8]]) -> reqwest::Client {
 
 /// An app serving TLS from `dir`, reached at `https://localhost:PORT` through a client that
 /// trusts the pair in `dir`.
-async fn spawn_tls_app(dir: &Path, cert_pem: &str, alpn: &[&[u8]]) -> TestApp {
+pub(crate) async fn spawn_tls_app(dir: &Path, cert_pem: &str, alpn: &[&[u8]]) -> TestApp {
     let extra = format!(
         "[http.tls]\ncert = {:?}\nkey = {:?}\nreload_check_secs = 1\n[sse]\nmax_connections_per_user = 20\n",
         dir.join("cert.pem").display().to_string(),
