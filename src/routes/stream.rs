@@ -108,25 +108,66 @@ pub struct Transport {
     pub tls: bool,
 }
 
-/// Sets the stream cookie for the caller's token, so a browser opens its streams (the user's
-/// and, for an admin, the operations feed) without a token in the URL: `HttpOnly` (scripts
-/// cannot read it), `SameSite=Strict` (other sites' pages do not send it), `Secure` on TLS,
-/// scoped to `/api/v1/` and read only by the stream routes. It holds a token of the router's
-/// own that ends when the caller's does, so the stream still ends at the token's expiry.
+/// Which stream a cookie is for. Each has its own cookie, scoped to that stream's path, so a
+/// browser with the demo page and the dashboard open keeps both: the admin's token does not
+/// replace the user's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CookieStream {
+    /// `GET /api/v1/user/nft-events`.
+    User,
+    /// `GET /api/v1/admin/operations` (admins only).
+    Operations,
+}
+
+impl CookieStream {
+    /// `?stream=` of `req`: `user` (also when absent) or `operations`.
+    fn of(req: &HttpRequest) -> Result<CookieStream, ApiError> {
+        match super::params::Params::of(req)?.text("stream")? {
+            None | Some("user") => Ok(CookieStream::User),
+            Some("operations") => Ok(CookieStream::Operations),
+            Some(_) => Err(ApiError::InvalidParameter {
+                name: "stream",
+                reason: "must be `user` or `operations`".to_owned(),
+            }),
+        }
+    }
+
+    /// The path the cookie is scoped to: the only one it is sent on.
+    fn path(self) -> &'static str {
+        match self {
+            CookieStream::User => "/api/v1/user/nft-events",
+            CookieStream::Operations => "/api/v1/admin/operations",
+        }
+    }
+}
+
+/// Sets the stream cookie for the caller's token, so a browser opens a stream (the user's, or
+/// for an admin the operations feed) without a token in the URL: `HttpOnly` (scripts cannot
+/// read it), `SameSite=Strict` (other sites' pages do not send it), `Secure` on TLS, scoped to
+/// that stream's path alone. It holds a token of the router's own that ends when the caller's
+/// does, so the stream still ends at the token's expiry.
 #[utoipa::path(
     post, path = "/api/v1/user/stream-cookie", tag = "user",
+    params(("stream" = Option<String>, Query, description = "The stream the cookie is for: `user` (default) or `operations` (admins)")),
     responses(
         (status = 204, description = "The stream cookie is set (`Set-Cookie`)"),
-        (status = 401, description = "No token, or one that does not verify", body = ApiErrorBody)
+        (status = 400, description = "An unknown `stream`", body = ApiErrorBody),
+        (status = 401, description = "No token, or one that does not verify", body = ApiErrorBody),
+        (status = 403, description = "`stream=operations` with a token that is not an admin's", body = ApiErrorBody)
     ),
     security(("bearer" = []))
 )]
 #[actix_web::post("/api/v1/user/stream-cookie")]
 pub async fn set_stream_cookie(
+    req: HttpRequest,
     principal: Principal,
     keys: web::Data<JwtKeys>,
     transport: web::Data<Transport>,
 ) -> Result<HttpResponse, ApiError> {
+    let stream = CookieStream::of(&req)?;
+    if stream == CookieStream::Operations {
+        principal.require(&[Role::Admin])?;
+    }
     let exp = principal
         .expires_at
         .duration_since(std::time::UNIX_EPOCH)
@@ -141,28 +182,37 @@ pub async fn set_stream_cookie(
     Ok(HttpResponse::NoContent()
         .insert_header((
             actix_web::http::header::SET_COOKIE,
-            stream_cookie(&token, max_age, transport.tls),
+            stream_cookie(stream, &token, max_age, transport.tls),
         ))
         .finish())
 }
 
-/// Clears the stream cookie (signing out); open streams end at their token's expiry or when
+/// Clears a stream cookie (signing out); open streams end at their token's expiry or when
 /// closed.
 #[utoipa::path(
     delete, path = "/api/v1/user/stream-cookie", tag = "user",
-    responses((status = 204, description = "The stream cookie is cleared"))
+    params(("stream" = Option<String>, Query, description = "The stream the cookie is for: `user` (default) or `operations` (admins)")),
+    responses(
+        (status = 204, description = "The stream cookie is cleared"),
+        (status = 400, description = "An unknown `stream`", body = ApiErrorBody)
+    )
 )]
 #[actix_web::delete("/api/v1/user/stream-cookie")]
-pub async fn clear_stream_cookie(transport: web::Data<Transport>) -> HttpResponse {
-    HttpResponse::NoContent()
+pub async fn clear_stream_cookie(
+    req: HttpRequest,
+    transport: web::Data<Transport>,
+) -> Result<HttpResponse, ApiError> {
+    let stream = CookieStream::of(&req)?;
+    Ok(HttpResponse::NoContent()
         .insert_header((
             actix_web::http::header::SET_COOKIE,
-            stream_cookie("", 0, transport.tls),
+            stream_cookie(stream, "", 0, transport.tls),
         ))
-        .finish()
+        .finish())
 }
 
-fn stream_cookie(value: &str, max_age: u64, secure: bool) -> String {
+fn stream_cookie(stream: CookieStream, value: &str, max_age: u64, secure: bool) -> String {
     let secure = if secure { "; Secure" } else { "" };
-    format!("{STREAM_COOKIE}={value}; Path=/api/v1/; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}")
+    let path = stream.path();
+    format!("{STREAM_COOKIE}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}")
 }

@@ -6,9 +6,14 @@ use nft_event_router::auth::Role;
 
 /// `POST /api/v1/user/stream-cookie` as `user`: the `Set-Cookie` header and the cookie pair.
 async fn stream_cookie(app: &TestApp, token: &str) -> (String, String) {
+    stream_cookie_for(app, token, "").await
+}
+
+/// As [`stream_cookie`], with `query` (`?stream=…`).
+async fn stream_cookie_for(app: &TestApp, token: &str, query: &str) -> (String, String) {
     let response = app
         .client
-        .post(app.url("/api/v1/user/stream-cookie"))
+        .post(app.url(&format!("/api/v1/user/stream-cookie{query}")))
         .bearer_auth(token)
         .send()
         .await
@@ -30,7 +35,11 @@ fn with_cookie(app: &TestApp, path: &str, cookie: &str) -> reqwest::RequestBuild
 async fn a_browser_opens_its_stream_with_the_cookie_and_no_token_in_the_url() {
     let app = spawn_app_with("").await;
     let (set, pair) = stream_cookie(&app, &app.token("ck-u1", Role::User)).await;
-    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/api/v1/"] {
+    for attribute in [
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/api/v1/user/nft-events;",
+    ] {
         assert!(set.contains(attribute), "{set}");
     }
     assert!(!set.contains("Secure"), "plain HTTP: no Secure: {set}");
@@ -66,8 +75,11 @@ async fn a_browser_opens_its_stream_with_the_cookie_and_no_token_in_the_url() {
         .expect("notifications");
     assert_eq!(other.status(), 401);
 
-    // An admin's cookie opens the operations feed (actix-web route).
-    let (_, admin) = stream_cookie(&app, &app.token("ck-ops", Role::Admin)).await;
+    // An admin's cookie opens the operations feed (actix-web route). It is a cookie of its
+    // own, scoped to the feed's path, so it does not replace the user stream's.
+    let admin_token = app.token("ck-ops", Role::Admin);
+    let (set, admin) = stream_cookie_for(&app, &admin_token, "?stream=operations").await;
+    assert!(set.contains("Path=/api/v1/admin/operations;"), "{set}");
     let feed = with_cookie(&app, "/api/v1/admin/operations", &admin)
         .send()
         .await
@@ -79,6 +91,25 @@ async fn a_browser_opens_its_stream_with_the_cookie_and_no_token_in_the_url() {
         .await
         .expect("feed");
     assert_eq!(feed.status(), 403);
+    // Nor can a user have a cookie for the feed; an unknown stream is a bad request.
+    let refused = app
+        .client
+        .post(app.url("/api/v1/user/stream-cookie?stream=operations"))
+        .bearer_auth(app.token("ck-u1", Role::User))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(refused.status(), 403);
+    let unknown = app
+        .client
+        .post(app.url("/api/v1/user/stream-cookie?stream=everything"))
+        .bearer_auth(&admin_token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(unknown.status(), 400);
+    let body: serde_json::Value = unknown.json().await.expect("json");
+    assert_eq!(body["error_code"], "INVALID_PARAMETER", "{body}");
 
     // A forged cookie is refused, and clearing answers an expired, empty cookie.
     let forged = with_cookie(&app, "/api/v1/user/nft-events", "nftr_stream=abc.def.ghi")

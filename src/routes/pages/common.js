@@ -91,9 +91,17 @@ export function clearEmpty(list) {
   for (const el of list.querySelectorAll(':scope > .empty')) el.remove();
 }
 
+/** The stream cookie (`POST /api/v1/user/stream-cookie?stream=…`) each stream path needs. */
+const COOKIE_STREAM = {
+  '/api/v1/user/nft-events': 'user',
+  '/api/v1/admin/operations': 'operations',
+};
+
 /**
- * An SSE stream of the router (`path`, token as `?access_token=` since EventSource cannot set
- * headers). The browser reconnects by itself and sends `Last-Event-ID`; this tells
+ * An SSE stream of the router (`path`). EventSource cannot set headers, so the token goes
+ * into the stream cookie first (HttpOnly, scoped to `path`), never into the URL, where
+ * proxies and access logs would keep it. The browser reconnects by itself, sending the
+ * cookie and `Last-Event-ID`; this tells
  * `onState(state, detail)` about every step: `connecting`, `open` (detail.reconnect,
  * detail.resumedFrom), `reconnecting`, `closed` (detail.reason), `idle`. Frames with an
  * `eventType` are events (`onEvent(envelope, id)`); the rest are control frames
@@ -105,14 +113,22 @@ export class RouterStream {
     this.source = null;
     this.opens = 0;
     this.lastId = '';
+    this.generation = 0;
   }
 
-  open() {
+  async open() {
     this.close(false);
-    const url = `${this.path}?access_token=${encodeURIComponent(this.token)}`;
-    const source = new EventSource(url);
-    this.source = source;
+    const generation = ++this.generation;
     this.onState('connecting', {});
+    const refused = await this.setCookie();
+    // A later open() or close() took over while the cookie was being set.
+    if (generation !== this.generation) return;
+    if (refused) {
+      this.onState('closed', { reason: refused });
+      return;
+    }
+    const source = new EventSource(this.path);
+    this.source = source;
     source.onopen = () => {
       this.opens += 1;
       this.onState('open', { reconnect: this.opens > 1, resumedFrom: this.lastId });
@@ -143,6 +159,20 @@ export class RouterStream {
     };
   }
 
+  /** Sets the stream cookie for this token; what went wrong, or null. */
+  async setCookie() {
+    const stream = COOKIE_STREAM[this.path] || 'user';
+    try {
+      const response = await fetch(`/api/v1/user/stream-cookie?stream=${stream}`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${this.token}` },
+      });
+      return response.ok ? null : `${response.status}: ${await errorOf(response)}`;
+    } catch {
+      return 'the router cannot be reached';
+    }
+  }
+
   /**
    * EventSource gives up on an HTTP error without saying which. Ask the same URL once with
    * fetch to show the router's message (401, 403, 404, 429); a stream that opens is dropped.
@@ -166,6 +196,7 @@ export class RouterStream {
   }
 
   close(report = true) {
+    this.generation += 1;
     if (this.source) this.source.close();
     this.source = null;
     if (report) this.onState('idle', {});
