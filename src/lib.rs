@@ -38,6 +38,7 @@ pub mod cluster;
 pub mod config;
 pub mod cors;
 pub mod error;
+pub mod forwarded;
 #[allow(unsafe_code)]
 pub mod hangup;
 pub mod kafka;

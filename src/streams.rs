@@ -6,6 +6,7 @@
 use crate::auth::Principal;
 use crate::cluster::Leases;
 use crate::error::ApiError;
+use crate::forwarded::TrustedProxies;
 use crate::limits::caps::StreamSlot;
 use crate::limits::Limits;
 use actix::Addr;
@@ -60,6 +61,8 @@ pub struct StreamDoor {
     pub limits: Arc<Limits>,
     /// Where refusals are counted.
     pub metrics: Arc<Metrics>,
+    /// Whose `X-Forwarded-For` names the client the per-address limits count.
+    pub proxies: Arc<TrustedProxies>,
 }
 
 /// An open stream: its session's handle and its place under the stream caps, which the
@@ -70,20 +73,23 @@ pub struct Opened {
 }
 
 impl StreamDoor {
-    /// Per-instance limits only.
-    pub fn local(
-        registry: Addr<SessionRegistry>,
-        limit: usize,
-        limits: Arc<Limits>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    /// The same door, on `registry`'s sessions, with per-instance limits only.
+    pub fn local(&self, registry: Addr<SessionRegistry>) -> Self {
         StreamDoor {
             registry,
             leases: None,
-            limit,
-            limits,
-            metrics,
+            ..self.clone()
         }
+    }
+
+    /// The address a stream from `peer` counts against: the peer, or behind a trusted proxy
+    /// the client its `X-Forwarded-For` names (`crate::forwarded`).
+    pub fn client_address<'a>(
+        &self,
+        peer: Option<IpAddr>,
+        forwarded_for: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Option<IpAddr> {
+        peer.map(|peer| self.proxies.client(peer, forwarded_for))
     }
 
     /// Passes the principal through, counting a refused (401) stream; the handlers take the

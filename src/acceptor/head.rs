@@ -41,6 +41,9 @@ pub struct StreamRequest {
     pub request_id: Option<Vec<u8>>,
     /// The page's `Origin`, for cross-origin access (`crate::cors`).
     pub origin: Option<Vec<u8>>,
+    /// Every `X-Forwarded-For` value, in order (read only from trusted proxies,
+    /// `crate::forwarded`); empty, without an allocation, when there is none.
+    pub forwarded_for: Vec<Vec<u8>>,
     /// The query string, without the `?`.
     pub query: String,
 }
@@ -88,6 +91,7 @@ pub fn classify(buf: &[u8], exhausted: bool) -> Head {
     let mut last_event_id = None;
     let mut request_id = None;
     let mut origin = None;
+    let mut forwarded_for = Vec::new();
     for header in request.headers.iter() {
         let name = header.name;
         if name.eq_ignore_ascii_case("content-length") {
@@ -120,6 +124,8 @@ pub fn classify(buf: &[u8], exhausted: bool) -> Head {
             request_id.get_or_insert_with(|| header.value.to_vec());
         } else if name.eq_ignore_ascii_case("origin") {
             origin.get_or_insert_with(|| header.value.to_vec());
+        } else if name.eq_ignore_ascii_case(crate::forwarded::FORWARDED_FOR) {
+            forwarded_for.push(header.value.to_vec());
         }
     }
     Head::Stream(StreamRequest {
@@ -131,6 +137,7 @@ pub fn classify(buf: &[u8], exhausted: bool) -> Head {
         last_event_id,
         request_id,
         origin,
+        forwarded_for,
         query: query.to_owned(),
     })
 }
@@ -210,6 +217,19 @@ mod tests {
         assert_eq!(r.authorization.as_deref(), Some(&b"Bearer t0k"[..]));
         assert_eq!(r.last_event_id.as_deref(), Some(&b"7"[..]));
         assert_eq!(r.query, "access_token=abc&lastEventId=4");
+        assert!(r.forwarded_for.is_empty());
+    }
+
+    #[test]
+    fn every_forwarded_for_header_is_kept_in_order() {
+        let r = stream(
+            "GET /api/v1/user/nft-events HTTP/1.1\r\nX-Forwarded-For: 1.2.3.4, 10.0.0.1\r\n\
+             x-forwarded-for: 10.0.0.2\r\n\r\n",
+        );
+        assert_eq!(
+            r.forwarded_for,
+            vec![b"1.2.3.4, 10.0.0.1".to_vec(), b"10.0.0.2".to_vec()]
+        );
     }
 
     #[test]

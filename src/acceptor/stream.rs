@@ -58,10 +58,13 @@ pub async fn serve(io: &mut TcpStream, request: StreamRequest, streams: &Streams
     let id = RequestId::from_header(request.request_id.as_deref());
     // Empty (no allocation) unless the request comes from an allowed other origin.
     let cors = streams.cors.response_headers(request.origin.as_deref());
+    let address = streams.door.client_address(
+        io.peer_addr().ok().map(|a| a.ip()),
+        request.forwarded_for.iter().map(Vec::as_slice),
+    );
     drop(request);
     let opened = match principal {
         Ok(principal) => {
-            let address = io.peer_addr().ok().map(|a| a.ip());
             // Boxed: opening awaits the limits, the leases and the registry, whose futures
             // are large; inline they would size this task for as long as the stream is open
             // (about 1 KiB of every idle stream).

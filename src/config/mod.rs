@@ -474,7 +474,7 @@ mod tests {
 
     #[test]
     fn a_missing_key_names_itself() {
-        let toml = "[http]\nbind=\"127.0.0.1:0\"\nworkers=1\nmax_body_bytes=65536\nshutdown_timeout_secs=1\nreuse_port=false\ncors_origins=[]\ninternal_bind=\"\"\n[http.tls]\ncert=\"\"\nkey=\"\"\nreload_check_secs=5\n";
+        let toml = "[http]\nbind=\"127.0.0.1:0\"\nworkers=1\nmax_body_bytes=65536\nshutdown_timeout_secs=1\nreuse_port=false\ncors_origins=[]\ninternal_bind=\"\"\ntrusted_proxies=[]\n[http.tls]\ncert=\"\"\nkey=\"\"\nreload_check_secs=5\n";
         let err = Settings::from_figment(Figment::from(Toml::string(toml)))
             .expect_err("incomplete")
             .to_string();

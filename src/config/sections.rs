@@ -33,6 +33,8 @@ pub struct HttpSettings {
     pub internal_bind: Option<SocketAddr>,
     /// TLS on `bind` (HTTP/2 and HTTP/1.1 by ALPN); without it, plain HTTP/1.1 and h2c.
     pub tls: TlsSettings,
+    /// Proxies whose `X-Forwarded-For` names the client (`crate::forwarded`); empty: none.
+    pub trusted_proxies: Vec<crate::forwarded::TrustedProxy>,
 }
 
 /// `[http.tls]`: a PEM certificate chain and key, both or neither.

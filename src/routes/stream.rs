@@ -77,7 +77,12 @@ async fn open_stream(
     let Opened { handle, slot } = connect(
         door,
         principal,
-        req.peer_addr().map(|a| a.ip()),
+        door.client_address(
+            req.peer_addr().map(|a| a.ip()),
+            req.headers()
+                .get_all(crate::forwarded::FORWARDED_FOR)
+                .map(|v| v.as_bytes()),
+        ),
         resume_point(last_event_id, req.query_string()),
         req.conn_data::<PeerSocket>().and_then(|p| p.watch_close()),
     )

@@ -7,6 +7,7 @@ use crate::auth::JwtKeys;
 use crate::cluster::Cluster;
 use crate::config::Settings;
 use crate::cors::CorsPolicy;
+use crate::forwarded::TrustedProxies;
 use crate::limits::Limits;
 use crate::routes::{self, BodyLimit, Readiness};
 use crate::store::Store;
@@ -152,6 +153,7 @@ pub fn serve(
         limit,
         limits: limits.clone(),
         metrics: base.metrics.clone(),
+        proxies: Arc::new(TrustedProxies::new(&settings.http.trusted_proxies)),
     };
     let data = AppData {
         metrics: web::Data::from(base.metrics.clone()),
@@ -163,12 +165,9 @@ pub fn serve(
         registry: web::Data::new(registries.users.clone()),
         door: web::Data::new(door.clone()),
         cluster: web::Data::new(base.cluster.clone()),
-        operations: web::Data::new(routes::OperationsSessions(StreamDoor::local(
-            registries.operations.clone(),
-            limit,
-            limits.clone(),
-            base.metrics.clone(),
-        ))),
+        operations: web::Data::new(routes::OperationsSessions(
+            door.local(registries.operations.clone()),
+        )),
         journal: web::Data::new(delivery.journal.clone()),
         domain: web::Data::new(domain.actor),
         rules: web::Data::new(domain.rules),

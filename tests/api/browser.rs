@@ -574,7 +574,10 @@ async fn ten_streams_from_one_browser_all_run_over_h2_and_stall_at_six_over_http
                 let cursor = cursor.clone();
                 async move {
                     let (.., events) = streams_seen(client).await;
-                    events.iter().all(|e| e == &[cursor.clone()]).then_some(())
+                    events
+                        .iter()
+                        .all(|e| e == std::slice::from_ref(&cursor))
+                        .then_some(())
                 }
             })
             .await;
@@ -603,7 +606,10 @@ async fn ten_streams_from_one_browser_all_run_over_h2_and_stall_at_six_over_http
                 let cursor = cursor.clone();
                 async move {
                     let (.., events) = streams_seen(client).await;
-                    let got = events.iter().filter(|e| *e == &[cursor.clone()]).count();
+                    let got = events
+                        .iter()
+                        .filter(|e| *e == std::slice::from_ref(&cursor))
+                        .count();
                     (got == HTTP1_CONNECTIONS_PER_ORIGIN).then_some(())
                 }
             })

@@ -191,3 +191,58 @@ async fn with_redis_the_publish_rate_holds_across_instances() {
         "one burst for the cluster, not one per instance"
     );
 }
+
+/// A stream for a new user, from a client `X-Forwarded-For` names.
+async fn stream_forwarded_for(
+    app: &TestApp,
+    client: &reqwest::Client,
+    forwarded_for: &str,
+) -> Response {
+    client
+        .get(app.url("/api/v1/user/nft-events"))
+        .bearer_auth(app.token(&unique_user(), Role::User))
+        .header("X-Forwarded-For", forwarded_for)
+        .send()
+        .await
+        .expect("sent")
+}
+
+/// Behind a trusted proxy every client it forwards has its own per-address cap; what a client
+/// writes into the header itself does not count, and from an untrusted peer the header is not
+/// read at all.
+#[actix_web::test]
+async fn behind_a_trusted_proxy_the_forwarded_client_is_the_address_counted() {
+    let app = spawn_app_with(
+        "[http]\ntrusted_proxies = [\"127.0.0.0/8\"]\n[limits]\nmax_streams_per_address = 1\n",
+    )
+    .await;
+    let h1 = crate::helpers::test_client();
+    let h2 = crate::helpers::test_client_builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client");
+    // Both stream paths: the lean HTTP/1.1 acceptor and actix-web (h2c).
+    for (client, a, b) in [
+        (&h1, "203.0.113.1", "203.0.113.2"),
+        (&h2, "203.0.113.3", "203.0.113.4"),
+    ] {
+        let first = stream_forwarded_for(&app, client, a).await;
+        assert_eq!(first.status(), 200, "{a}");
+        let other = stream_forwarded_for(&app, client, b).await;
+        assert_eq!(other.status(), 200, "{b} is another client");
+        // The same client again, once with a forged entry in front: at its cap.
+        for header in [a.to_owned(), format!("198.51.100.9, {a}")] {
+            let (status, _, code) =
+                refusal(stream_forwarded_for(&app, client, &header).await).await;
+            assert_eq!((status, code.as_str()), (503, "UNAVAILABLE"), "{header}");
+        }
+        drop((first, other));
+    }
+
+    // Without trusted proxies the header is ignored: every stream comes from 127.0.0.1.
+    let plain = spawn_app_with("[limits]\nmax_streams_per_address = 1\n").await;
+    let first = stream_forwarded_for(&plain, &h1, "203.0.113.1").await;
+    assert_eq!(first.status(), 200);
+    let (status, _, _) = refusal(stream_forwarded_for(&plain, &h1, "203.0.113.2").await).await;
+    assert_eq!(status, 503, "a client cannot name itself another address");
+}
