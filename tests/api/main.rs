@@ -17,6 +17,7 @@ mod kafka_cluster;
 mod limits;
 mod logs;
 mod metrics;
+mod nginx;
 mod openapi;
 mod operations;
 mod pages;

@@ -22,7 +22,7 @@ pub(crate) fn write_pair(dir: &Path) -> String {
 
 /// A client that trusts only `cert_pem` and offers `alpn`.
 #[allow(deprecated)] // the ring provider, as the router uses (src/tls.rs)
-fn client_trusting(cert_pem: &str, alpn: &[&[u8]]) -> reqwest::Client {
+pub(crate) fn client_trusting(cert_pem: &str, alpn: &[&[u8]]) -> reqwest::Client {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(cert_pem.as_bytes()) {
         roots.add(cert.expect("PEM")).expect("a root");
