@@ -57,6 +57,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(pages::demo_page)
         .service(pages::admin_page)
         .service(pages::samples)
+        .service(pages::client_module)
         .service(pages::asset)
         .default_service(web::to(no_route));
 }

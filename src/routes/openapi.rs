@@ -44,6 +44,7 @@ use utoipa::{Modify, OpenApi};
         pages::demo_page,
         pages::admin_page,
         pages::samples,
+        pages::client_module,
         pages::asset,
         openapi_document,
     ),

@@ -19,6 +19,7 @@ const DEV_KEY_SLOT: &str = "__DEV_KEY__";
 
 const DEMO_HTML: &str = include_str!("pages/demo.html");
 const ADMIN_HTML: &str = include_str!("pages/admin.html");
+const CLIENT_JS: &str = include_str!("pages/client.js");
 
 /// `/assets/{name}`: name, content type, body.
 const ASSETS: &[(&str, &str, &str)] = &[
@@ -110,6 +111,18 @@ pub async fn samples() -> HttpResponse {
         .map(|t| (t.as_str().to_owned(), sample_data(*t)))
         .collect();
     static_response("application/json").json(samples)
+}
+
+/// The browser client: one stream per browser, shared by its tabs (a leader tab holds it and
+/// hands its cursor on when it closes). An ES module for any page of the router's origin, the
+/// demo page included: `import { SharedStream } from '/client.js'`.
+#[utoipa::path(
+    get, path = "/client.js", tag = "pages",
+    responses((status = 200, description = "The client module", content_type = "text/javascript", body = String))
+)]
+#[get("/client.js")]
+pub async fn client_module() -> HttpResponse {
+    static_response("text/javascript; charset=utf-8").body(CLIENT_JS)
 }
 
 /// The stylesheet and scripts. An unknown name falls through to the JSON 404 of every route.

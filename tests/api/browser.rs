@@ -631,3 +631,136 @@ async fn ten_streams_from_one_browser_all_run_over_h2_and_stall_at_six_over_http
         })
         .await;
 }
+
+/// On the demo page now open: mints a token for `user` and waits until the stream is open.
+async fn connect_demo(client: &Client, app: &TestApp, user: &str) {
+    client.goto(&app.url("/")).await.expect("open /");
+    let input = client
+        .wait()
+        .at_most(PAGE_WAIT)
+        .for_element(Locator::Css("#user-id"))
+        .await
+        .expect("user id field");
+    input.clear().await.expect("clear");
+    input.send_keys(user).await.expect("type the user id");
+    click(client, "#mint").await;
+    wait_connected(client, "#state").await;
+}
+
+/// The cursors the demo page lists, oldest first.
+async fn listed_cursors(client: &Client) -> Vec<String> {
+    let listed = client
+        .execute(
+            "return [...document.querySelectorAll('#events li.event')]\
+               .map((li) => li.dataset.cursor).reverse();",
+            vec![],
+        )
+        .await
+        .expect("the script ran");
+    serde_json::from_value(listed).expect("a list of cursors")
+}
+
+/// Waits until the page lists exactly `cursors`, each once, in order.
+async fn wait_listed(client: &Client, cursors: &[String], tab: usize) {
+    let listed = poll(|| async move {
+        let listed = listed_cursors(client).await;
+        (listed == cursors).then_some(())
+    })
+    .await;
+    let shown = listed_cursors(client).await;
+    assert!(
+        listed.is_some(),
+        "tab {tab} lists {shown:?}, not every event once: {cursors:?}"
+    );
+}
+
+/// The open stream count at the router.
+async fn streams_at_router(app: &TestApp, expected: u64) -> Option<u64> {
+    poll(|| async move {
+        let open = app.stats().await["totalConnections"].as_u64()?;
+        (open == expected).then_some(open)
+    })
+    .await
+}
+
+/// Four tabs of one user share one stream (`/client.js`): one leader holds the only
+/// connection and passes events on. The leader closes mid-stream; another tab takes over from
+/// the cursor the tabs stand at, and every tab still open has every event exactly once.
+#[actix_web::test]
+#[ignore = "needs chromium and chromedriver (Debian packages); .ci/run installs and runs it"]
+async fn four_tabs_share_one_stream_and_a_closing_leader_hands_its_cursor_on() {
+    const TABS: usize = 4;
+    let browser = Browser::start().await;
+    let app = spawn_app().await;
+    let user = unique_user();
+    browser
+        .run(|client| async move {
+            let client = &client;
+            let mut tabs = vec![client.window().await.expect("the first tab")];
+            for _ in 1..TABS {
+                tabs.push(client.new_window(true).await.expect("a new tab").handle);
+            }
+            for tab in &tabs {
+                client.switch_to_window(tab.clone()).await.expect("switch");
+                connect_demo(client, &app, &user).await;
+            }
+            let open = app.stats().await["totalConnections"].clone();
+            assert!(
+                streams_at_router(&app, 1).await.is_some(),
+                "{TABS} tabs, one stream at the router; it has {open}"
+            );
+
+            let mut cursors: Vec<String> = app
+                .publish_n(&user, 3)
+                .await
+                .into_iter()
+                .map(|(cursor, _)| cursor)
+                .collect();
+            let mut leaders = Vec::new();
+            for (i, tab) in tabs.iter().enumerate() {
+                client.switch_to_window(tab.clone()).await.expect("switch");
+                wait_listed(client, &cursors, i).await;
+                if attr(client, "#role", "data-role").await.as_deref() == Some("leader") {
+                    leaders.push(i);
+                }
+            }
+            assert_eq!(leaders.len(), 1, "one leader: {leaders:?}");
+
+            // The leader goes, and events go on: some may come while no tab streams.
+            client
+                .switch_to_window(tabs[leaders[0]].clone())
+                .await
+                .expect("switch");
+            client.close_window().await.expect("close the leader's tab");
+            let rest: Vec<_> = tabs
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != leaders[0])
+                .collect();
+            cursors.extend(
+                app.publish_n(&user, 3)
+                    .await
+                    .into_iter()
+                    .map(|(cursor, _)| cursor),
+            );
+            let mut leaders = Vec::new();
+            for (i, tab) in &rest {
+                client
+                    .switch_to_window((*tab).clone())
+                    .await
+                    .expect("switch");
+                wait_listed(client, &cursors, *i).await;
+                if attr(client, "#role", "data-role").await.as_deref() == Some("leader") {
+                    leaders.push(*i);
+                }
+            }
+            assert_eq!(leaders.len(), 1, "one new leader: {leaders:?}");
+            let open = app.stats().await["totalConnections"].clone();
+            assert!(
+                streams_at_router(&app, 1).await.is_some(),
+                "still one stream at the router; it has {open}"
+            );
+            screenshot(client, "tabs.png").await;
+        })
+        .await;
+}

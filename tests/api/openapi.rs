@@ -49,6 +49,7 @@ async fn the_document_is_served_and_lists_every_route() {
         ("/", "get"),
         ("/admin", "get"),
         ("/assets/samples.json", "get"),
+        ("/client.js", "get"),
         ("/assets/{name}", "get"),
     ] {
         assert!(
@@ -58,7 +59,7 @@ async fn the_document_is_served_and_lists_every_route() {
     }
     assert_eq!(
         paths.len(),
-        27,
+        28,
         "no route undocumented, none documented twice"
     );
     let schemas = &doc["components"]["schemas"];

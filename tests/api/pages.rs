@@ -109,6 +109,7 @@ async fn the_pages_and_their_assets_come_from_the_binary() {
         ("/assets/demo.js", "text/javascript"),
         ("/assets/admin.js", "text/javascript"),
         ("/assets/samples.json", "application/json"),
+        ("/client.js", "text/javascript"),
     ] {
         let response = get(&app, path).await;
         assert_eq!(response.status(), 200, "{path}");

@@ -1,8 +1,15 @@
 // The client demo (GET /): a token, the user's event stream, events as they arrive.
 import {
   $, applyTokenMode, clearEmpty, clock, describeToken, devTokens, errorOf, h, mintToken,
-  RouterStream, showState, trim,
+  showState, trim,
 } from './common.js';
+import { SharedStream } from '/client.js';
+
+const ROLE_TEXT = {
+  leader: 'holds the stream for all tabs',
+  follower: 'shares the stream of another tab',
+  none: '–',
+};
 
 const STORED_TOKEN = 'nft-event-router.demo.token';
 const MAX_EVENTS = 200;
@@ -29,19 +36,27 @@ function connect(token) {
     return;
   }
   sessionStorage.setItem(STORED_TOKEN, token);
-  if (stream) stream.close(false);
+  if (stream) stream.close();
   received = 0;
   reconnects = 0;
   $('#count').textContent = '0';
   $('#reconnects').textContent = '0';
   $('#last-id').textContent = '–';
   $('#pub-user').value = about.claims.sub;
-  stream = new RouterStream('/api/v1/user/nft-events', token, {
+  // One stream per browser: the tabs of this user share it (client.js).
+  stream = new SharedStream({
+    token,
     onState: stateChanged,
     onEvent: showEvent,
     onControl: showControl,
-  });
-  stream.open();
+    onRole: showRole,
+  }).start();
+}
+
+function showRole(role) {
+  const badge = $('#role');
+  badge.dataset.role = role;
+  badge.textContent = ROLE_TEXT[role] || role;
 }
 
 function stateChanged(state, detail) {
