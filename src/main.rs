@@ -14,6 +14,10 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A development certificate needs no configuration: it can be written before there is one.
+    if let Some(Command::DevCert { out, names }) = &cli.command {
+        return dev_cert(out, names.clone());
+    }
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {

@@ -116,7 +116,8 @@ pub struct Transport {
 /// Which stream a cookie is for. Each has its own cookie, scoped to that stream's path, so a
 /// browser with the demo page and the dashboard open keeps both: the admin's token does not
 /// replace the user's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
 pub enum CookieStream {
     /// `GET /api/v1/user/nft-events`.
     User,
@@ -153,7 +154,7 @@ impl CookieStream {
 /// does, so the stream still ends at the token's expiry.
 #[utoipa::path(
     post, path = "/api/v1/user/stream-cookie", tag = "user",
-    params(("stream" = Option<String>, Query, description = "The stream the cookie is for: `user` (default) or `operations` (admins)")),
+    params(("stream" = Option<CookieStream>, Query, description = "The stream the cookie is for: `user` (default) or `operations` (admins)")),
     responses(
         (status = 204, description = "The stream cookie is set (`Set-Cookie`)"),
         (status = 400, description = "An unknown `stream`", body = ApiErrorBody),
@@ -196,7 +197,7 @@ pub async fn set_stream_cookie(
 /// closed.
 #[utoipa::path(
     delete, path = "/api/v1/user/stream-cookie", tag = "user",
-    params(("stream" = Option<String>, Query, description = "The stream the cookie is for: `user` (default) or `operations` (admins)")),
+    params(("stream" = Option<CookieStream>, Query, description = "The stream the cookie is for: `user` (default) or `operations` (admins)")),
     responses(
         (status = 204, description = "The stream cookie is cleared"),
         (status = 400, description = "An unknown `stream`", body = ApiErrorBody)

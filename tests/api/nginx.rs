@@ -39,7 +39,8 @@ fn configuration(dir: &Path, router: &str, port: u16) -> String {
     }
     std::fs::write(dir.join("site.conf"), site).expect("site written");
     std::fs::create_dir_all(dir.join("tmp")).expect("temp dir");
-    "worker_processes 1;\ndaemon off;\npid nginx.pid;\nerror_log error.log warn;\n\
+    // One process (no master): killing it when the test ends leaves no worker behind.
+    "master_process off;\ndaemon off;\npid nginx.pid;\nerror_log error.log warn;\n\
      events { worker_connections 256; }\n\
      http {\n  access_log off;\n  client_body_temp_path tmp/body;\n  proxy_temp_path tmp/proxy;\n\
        fastcgi_temp_path tmp/fastcgi;\n  uwsgi_temp_path tmp/uwsgi;\n  scgi_temp_path tmp/scgi;\n\
