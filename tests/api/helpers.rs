@@ -28,6 +28,8 @@ pub struct TestApp {
     metrics: Option<std::sync::Arc<actors::metrics::Metrics>>,
     shutdown: Option<oneshot::Sender<()>>,
     stopped: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// The TLS pair's directory, kept as long as the app serves it.
+    pub tls_dir: Option<std::sync::Arc<tempfile::TempDir>>,
 }
 
 /// A fresh, empty database for one test: a new SQLite file, or, when `DATABASE_URL` names a
@@ -129,6 +131,7 @@ pub async fn spawn_app_on(store_url: &str, extra: &str) -> TestApp {
         metrics,
         shutdown: Some(tx),
         stopped: Some(stopped),
+        tls_dir: None,
     }
 }
 
@@ -169,6 +172,7 @@ impl TestApp {
             metrics: None,
             shutdown: None,
             stopped: None,
+            tls_dir: None,
         }
     }
 
@@ -195,6 +199,7 @@ impl TestApp {
             metrics: None,
             shutdown: None,
             stopped: None,
+            tls_dir: None,
         }
     }
 

@@ -58,6 +58,23 @@ pub(crate) async fn spawn_tls_app(dir: &Path, cert_pem: &str, alpn: &[&[u8]]) ->
     app
 }
 
+/// An app serving TLS with a pair of its own and `extra` configuration (no other change), at
+/// `https://localhost:PORT` through a client offering `alpn`.
+pub(crate) async fn spawn_tls_app_with(extra: &str, alpn: &[&[u8]]) -> TestApp {
+    let dir = temp_dir();
+    let cert = write_pair(dir.path());
+    let extra = format!(
+        "{extra}\n[http.tls]\ncert = {:?}\nkey = {:?}\nreload_check_secs = 1\n",
+        dir.path().join("cert.pem").display().to_string(),
+        dir.path().join("key.pem").display().to_string(),
+    );
+    let mut app = spawn_app_with(&extra).await;
+    app.address = app.address.replace("http://127.0.0.1", "https://localhost");
+    app.client = client_trusting(&cert, alpn);
+    app.tls_dir = Some(Arc::new(dir));
+    app
+}
+
 fn temp_dir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
 }
