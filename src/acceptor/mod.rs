@@ -13,6 +13,7 @@
 //! before. The actix-web route for the stream stays, for a keep-alive connection whose first
 //! request was something else.
 
+pub mod h2;
 pub mod head;
 mod stream;
 pub mod tls;

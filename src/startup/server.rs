@@ -269,12 +269,16 @@ fn http_server(
         let metrics = data.metrics.clone().into_inner();
         return Ok(server
             .listen("nft-event-router", listener, move || {
-                let http = http_builder(stopping.clone())
-                    .on_connect_ext(|io: &TlsStream<TcpStream>, ext: &mut Extensions| {
-                        crate::hangup::remember_socket(io.get_ref().0, ext)
-                    })
-                    .finish(map_config(data.app(true), |_| AppConfig::default()));
-                acceptor::tls::service(http, tls.clone(), metrics.clone())
+                let served = acceptor::tls::Served {
+                    http: http_builder(stopping.clone())
+                        .on_connect_ext(|io: &TlsStream<TcpStream>, ext: &mut Extensions| {
+                            crate::hangup::remember_socket(io.get_ref().0, ext)
+                        })
+                        .finish(map_config(data.app(true), |_| AppConfig::default())),
+                    app: map_config(data.app(true), |_| AppConfig::default()),
+                    stopping: stopping.clone(),
+                };
+                acceptor::tls::service(served, tls.clone(), metrics.clone())
             })?
             .run());
     }
