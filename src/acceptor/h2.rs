@@ -27,6 +27,17 @@ use std::time::{Duration, SystemTime};
 /// How long a client may take to open HTTP/2 after the TLS handshake.
 const PREFACE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A connection with no open stream for this long is closed (with a GOAWAY), as nginx's
+/// `keepalive_timeout` does; a browser opens a new one when it needs it.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+
+/// How often an idle connection's quiet is checked.
+const IDLE_CHECK: Duration = Duration::from_secs(15);
+
+/// Streams one connection may have open at once (as common servers allow: nginx 128,
+/// Go 250); more wait for a free one on the client side.
+const MAX_CONCURRENT_STREAMS: u32 = 256;
+
 /// The largest DATA frame payload written at once (HTTP/2's default frame size).
 const CHUNK: usize = 16 * 1024;
 
@@ -49,7 +60,9 @@ pub async fn serve<T, S>(
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     S: Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error> + 'static,
 {
-    let handshake = h2::server::Builder::new().handshake::<_, Bytes>(io);
+    let handshake = h2::server::Builder::new()
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .handshake::<_, Bytes>(io);
     let mut connection = match actix_web::rt::time::timeout(PREFACE_TIMEOUT, handshake).await {
         Ok(Ok(connection)) => connection,
         Ok(Err(e)) => {
@@ -63,11 +76,20 @@ pub async fn serve<T, S>(
     };
     let mut stop = pin!(stopping.notified());
     let mut going_away = false;
+    let open = Rc::new(std::cell::Cell::new(0usize));
+    let mut last_active = tokio::time::Instant::now();
+    let mut idle_check = tokio::time::interval(IDLE_CHECK);
     loop {
         tokio::select! {
             next = connection.accept() => match next {
                 Some(Ok((request, respond))) => {
-                    actix_web::rt::spawn(respond_to(app.clone(), request, respond, peer));
+                    last_active = tokio::time::Instant::now();
+                    let guard = OpenStream::new(&open);
+                    let app = app.clone();
+                    actix_web::rt::spawn(async move {
+                        respond_to(app, request, respond, peer).await;
+                        drop(guard);
+                    });
                 }
                 Some(Err(e)) => {
                     log::debug!("HTTP/2 connection with {peer:?} ended: {e}");
@@ -79,7 +101,31 @@ pub async fn serve<T, S>(
                 going_away = true;
                 connection.graceful_shutdown();
             }
+            _ = idle_check.tick(), if !going_away => {
+                if open.get() > 0 {
+                    last_active = tokio::time::Instant::now();
+                } else if last_active.elapsed() >= IDLE_TIMEOUT {
+                    going_away = true;
+                    connection.graceful_shutdown();
+                }
+            }
         }
+    }
+}
+
+/// Counts a stream as open until dropped.
+struct OpenStream(Rc<std::cell::Cell<usize>>);
+
+impl OpenStream {
+    fn new(open: &Rc<std::cell::Cell<usize>>) -> Self {
+        open.set(open.get() + 1);
+        OpenStream(open.clone())
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
     }
 }
 
