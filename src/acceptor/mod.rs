@@ -92,7 +92,7 @@ where
                     // Best effort: a refusal leaves the kernel's default, which still works.
                     let _ = socket2::SockRef::from(&io).set_send_buffer_size(bytes);
                 }
-                match stream::serve(&mut io, request, &streams).await {
+                match stream::serve(&mut io, Box::new(request), &streams).await {
                     stream::After::KeepAlive => continue,
                     stream::After::Close => return,
                 }

@@ -12,6 +12,7 @@ use super::head::StreamRequest;
 use super::Streams;
 use crate::auth;
 use crate::error::ApiError;
+use crate::limits::caps::StreamSlot;
 use crate::request_id::RequestId;
 use crate::streams::{connect, resume_point, STREAM_HEADERS};
 use actix_web::body::MessageBody;
@@ -40,8 +41,60 @@ pub enum After {
     Close,
 }
 
-/// Answers `request` on `io`: an error response, or the stream until it ends.
-pub async fn serve(io: &mut TcpStream, request: StreamRequest, streams: &Streams) -> After {
+/// An opened stream: what its pump needs for as long as it runs.
+struct Opened {
+    frames: mpsc::Receiver<Bytes>,
+    cut_off: Option<CutOff>,
+    /// Holds the stream's place under the caps until the stream ends.
+    slot: StreamSlot,
+    chunked: bool,
+}
+
+/// Serves one stream request: opens the session (or answers the refusal), then pumps frames
+/// until either side ends.
+///
+/// Opening runs in a boxed future of its own: an async fn keeps its arguments and every local
+/// it has not ended the scope of in its state for the whole call, so the request's fields, the
+/// principal, the CORS headers and the one-off writes would otherwise size every idle
+/// stream's task for as long as it is open.
+pub async fn serve(io: &mut TcpStream, request: Box<StreamRequest>, streams: &Streams) -> After {
+    let Opened {
+        mut frames,
+        mut cut_off,
+        slot: _slot,
+        chunked,
+    } = match Box::pin(open(io, request, streams)).await {
+        Ok(opened) => opened,
+        Err(after) => return after,
+    };
+    let ending = pump(io, &mut frames, &mut cut_off, chunked, streams.stall_limit).await;
+    // Dropping the receiver is what tells the session its client is gone; a session that
+    // ended or was cut off has nothing more to say either.
+    drop(frames);
+    let by = match ending {
+        Ending::SessionClosed => tokio::time::Instant::now() + END_GRACE,
+        Ending::CutOff { by } => by,
+        Ending::ClientGone | Ending::Stalled => return After::Close,
+    };
+    if chunked {
+        // The last chunk, then the end of the sending side: a client that reads on finds a
+        // complete body followed by end-of-file.
+        let _ = Box::pin(tokio::time::timeout_at(by, async {
+            io.write_all(b"0\r\n\r\n").await?;
+            io.shutdown().await
+        }))
+        .await;
+    }
+    After::Close
+}
+
+/// Authenticates, opens the session and writes the response head; a refusal is answered here
+/// and ends with what the connection does next.
+async fn open(
+    io: &mut TcpStream,
+    request: Box<StreamRequest>,
+    streams: &Streams,
+) -> Result<Opened, After> {
     // Only these two outlive the request's own (heap) fields, which are dropped before the
     // stream starts.
     let (http10, keep_alive) = (request.http10, request.keep_alive);
@@ -73,7 +126,7 @@ pub async fn serve(io: &mut TcpStream, request: StreamRequest, streams: &Streams
         Err(e) => Err(e),
     };
     // `_slot` holds the stream's place under the caps until this function returns.
-    let (mut frames, mut cut_off, _slot) = match opened {
+    let (frames, cut_off, _slot) = match opened {
         Ok(opened) => (
             opened.handle.frames,
             Some(opened.handle.cut_off),
@@ -81,34 +134,20 @@ pub async fn serve(io: &mut TcpStream, request: StreamRequest, streams: &Streams
         ),
         Err(e) => {
             log_request(&id, e.status_code().as_u16());
-            return write_error(io, &e, &id, &cors, keep_alive).await;
+            return Err(write_error(io, &e, &id, &cors, keep_alive).await);
         }
     };
     let chunked = !http10;
     log_request(&id, 200);
     if write_head(io, chunked, &id, &cors).await.is_err() {
-        return After::Close;
+        return Err(After::Close);
     }
-    drop((cors, id));
-    let ending = pump(io, &mut frames, &mut cut_off, chunked, streams.stall_limit).await;
-    // Dropping the receiver is what tells the session its client is gone; a session that
-    // ended or was cut off has nothing more to say either.
-    drop(frames);
-    let by = match ending {
-        Ending::SessionClosed => tokio::time::Instant::now() + END_GRACE,
-        Ending::CutOff { by } => by,
-        Ending::ClientGone | Ending::Stalled => return After::Close,
-    };
-    if chunked {
-        // The last chunk, then the end of the sending side: a client that reads on finds a
-        // complete body followed by end-of-file.
-        let _ = tokio::time::timeout_at(by, async {
-            io.write_all(b"0\r\n\r\n").await?;
-            io.shutdown().await
-        })
-        .await;
-    }
-    After::Close
+    Ok(Opened {
+        frames,
+        cut_off,
+        slot: _slot,
+        chunked,
+    })
 }
 
 /// The request line the actix-web routes log (`request_id::track`), for a stream served here.
