@@ -47,15 +47,13 @@ pub(crate) fn client_trusting(cert_pem: &str, alpn: &[&[u8]]) -> reqwest::Client
 /// An app serving TLS from `dir`, reached at `https://localhost:PORT` through a client that
 /// trusts the pair in `dir`.
 pub(crate) async fn spawn_tls_app(dir: &Path, cert_pem: &str, alpn: &[&[u8]]) -> TestApp {
-    let extra = format!(
-        "[http.tls]\ncert = {:?}\nkey = {:?}\nreload_check_secs = 1\n[sse]\nmax_connections_per_user = 20\n",
-        dir.join("cert.pem").display().to_string(),
-        dir.join("key.pem").display().to_string(),
-    );
-    let mut app = spawn_app_with(&extra).await;
-    app.address = app.address.replace("http://127.0.0.1", "https://localhost");
-    app.client = client_trusting(cert_pem, alpn);
-    app
+    tls_app_in(
+        dir,
+        cert_pem,
+        alpn,
+        "[sse]\nmax_connections_per_user = 20\n",
+    )
+    .await
 }
 
 /// An app serving TLS with a pair of its own and `extra` configuration (no other change), at
@@ -63,15 +61,21 @@ pub(crate) async fn spawn_tls_app(dir: &Path, cert_pem: &str, alpn: &[&[u8]]) ->
 pub(crate) async fn spawn_tls_app_with(extra: &str, alpn: &[&[u8]]) -> TestApp {
     let dir = temp_dir();
     let cert = write_pair(dir.path());
+    let mut app = tls_app_in(dir.path(), &cert, alpn, extra).await;
+    app.tls_dir = Some(Arc::new(dir));
+    app
+}
+
+/// An app serving the pair in `dir` with `extra` configuration.
+async fn tls_app_in(dir: &Path, cert_pem: &str, alpn: &[&[u8]], extra: &str) -> TestApp {
     let extra = format!(
         "{extra}\n[http.tls]\ncert = {:?}\nkey = {:?}\nreload_check_secs = 1\n",
-        dir.path().join("cert.pem").display().to_string(),
-        dir.path().join("key.pem").display().to_string(),
+        dir.join("cert.pem").display().to_string(),
+        dir.join("key.pem").display().to_string(),
     );
     let mut app = spawn_app_with(&extra).await;
     app.address = app.address.replace("http://127.0.0.1", "https://localhost");
-    app.client = client_trusting(&cert, alpn);
-    app.tls_dir = Some(Arc::new(dir));
+    app.client = client_trusting(cert_pem, alpn);
     app
 }
 

@@ -45,6 +45,30 @@ function after(id, than) {
   }
 }
 
+/**
+ * Sets the stream cookie of `path` (the user stream or the operations feed) for `token`, at
+ * the router `base` (default: this page's origin); what went wrong, as text, or null.
+ */
+export async function setStreamCookie(token, path, base = '') {
+  const stream = path.startsWith('/api/v1/admin/') ? 'operations' : 'user';
+  try {
+    const response = await fetch(`${base}/api/v1/user/stream-cookie?stream=${stream}`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${token}` },
+    });
+    if (response.ok) return null;
+    let message = response.statusText;
+    try {
+      message = (await response.json()).message || message;
+    } catch {
+      // not JSON: the status text says enough
+    }
+    return `${response.status}: ${message}`;
+  } catch {
+    return 'the router cannot be reached';
+  }
+}
+
 export class SharedStream {
   constructor({
     token,
@@ -157,24 +181,8 @@ export class SharedStream {
   }
 
   /** The stream cookie for this token; what went wrong, or null. */
-  async setCookie() {
-    const stream = this.path.startsWith('/api/v1/admin/') ? 'operations' : 'user';
-    try {
-      const response = await fetch(`${this.base}/api/v1/user/stream-cookie?stream=${stream}`, {
-        method: 'POST',
-        headers: { Authorization: `Bearer ${this.token}` },
-      });
-      if (response.ok) return null;
-      let message = response.statusText;
-      try {
-        message = (await response.json()).message || message;
-      } catch {
-        // not JSON: the status text says enough
-      }
-      return `${response.status}: ${message}`;
-    } catch {
-      return 'the router cannot be reached';
-    }
+  setCookie() {
+    return setStreamCookie(this.token, this.path, this.base);
   }
 
   /** A frame, from this tab's stream or the leader's: each event once, in cursor order. */

@@ -1,6 +1,8 @@
 // Shared by the demo page and the dashboard: tokens, small DOM helpers, and an EventSource
 // wrapper that reports its state and remembers the last event id.
 
+import { setStreamCookie } from '/client.js';
+
 /** The router mints development tokens for this page (auth.dev_tokens, and this machine's
  * browser); the server fills this in, and the key the mint route asks for. */
 export const devTokens = document.body.dataset.devTokens === 'on';
@@ -91,12 +93,6 @@ export function clearEmpty(list) {
   for (const el of list.querySelectorAll(':scope > .empty')) el.remove();
 }
 
-/** The stream cookie (`POST /api/v1/user/stream-cookie?stream=…`) each stream path needs. */
-const COOKIE_STREAM = {
-  '/api/v1/user/nft-events': 'user',
-  '/api/v1/admin/operations': 'operations',
-};
-
 /**
  * An SSE stream of the router (`path`). EventSource cannot set headers, so the token goes
  * into the stream cookie first (HttpOnly, scoped to `path`), never into the URL, where
@@ -120,7 +116,7 @@ export class RouterStream {
     this.close(false);
     const generation = ++this.generation;
     this.onState('connecting', {});
-    const refused = await this.setCookie();
+    const refused = await setStreamCookie(this.token, this.path);
     // A later open() or close() took over while the cookie was being set.
     if (generation !== this.generation) return;
     if (refused) {
@@ -157,20 +153,6 @@ export class RouterStream {
         this.onControl(frame, message.lastEventId);
       }
     };
-  }
-
-  /** Sets the stream cookie for this token; what went wrong, or null. */
-  async setCookie() {
-    const stream = COOKIE_STREAM[this.path] || 'user';
-    try {
-      const response = await fetch(`/api/v1/user/stream-cookie?stream=${stream}`, {
-        method: 'POST',
-        headers: { Authorization: `Bearer ${this.token}` },
-      });
-      return response.ok ? null : `${response.status}: ${await errorOf(response)}`;
-    } catch {
-      return 'the router cannot be reached';
-    }
   }
 
   /**
