@@ -4,6 +4,8 @@
 use crate::event::{EventType, StoredType};
 use bytes::{BufMut, Bytes, BytesMut};
 use chrono::{SecondsFormat, Utc};
+use std::ops::Deref;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Where resynchronizing clients fetch a fresh snapshot.
@@ -19,7 +21,35 @@ pub struct Frame {
     seq: Option<u64>,
     event_type: Option<EventType>,
     committed_at: Option<Instant>,
-    bytes: Bytes,
+    bytes: Encoded,
+}
+
+/// A frame's bytes as they wait in a session's queue: one pointer wide. A bounded queue
+/// allocates its first block of slots when it is made, for every open stream, idle or not;
+/// with `Bytes` (four words) in each slot that block was over a kilobyte per stream, with a
+/// pointer it is a quarter of that. Fanning a frame out still clones a reference count only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded(Arc<Bytes>);
+
+impl Deref for Encoded {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl AsRef<[u8]> for Encoded {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl From<Encoded> for Bytes {
+    /// The bytes themselves when this was the last handle, else a clone of the handle to them.
+    fn from(encoded: Encoded) -> Bytes {
+        Arc::try_unwrap(encoded.0).unwrap_or_else(|shared| Bytes::clone(&shared))
+    }
 }
 
 impl Frame {
@@ -28,7 +58,7 @@ impl Frame {
             seq: None,
             event_type: None,
             committed_at: None,
-            bytes,
+            bytes: Encoded(Arc::new(bytes)),
         }
     }
 
@@ -133,11 +163,12 @@ impl Frame {
         Frame::data(&json.to_string())
     }
 
-    pub fn bytes(&self) -> &Bytes {
+    pub fn bytes(&self) -> &[u8] {
         &self.bytes
     }
 
-    pub fn into_bytes(self) -> Bytes {
+    /// The bytes as a session queues them.
+    pub fn into_encoded(self) -> Encoded {
         self.bytes
     }
 }
@@ -222,9 +253,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_queued_frame_is_one_pointer_and_shares_its_bytes() {
+        assert_eq!(std::mem::size_of::<Encoded>(), std::mem::size_of::<usize>());
+        let frame = Frame::data("{}");
+        let queued = [frame.clone().into_encoded(), frame.clone().into_encoded()];
+        assert_eq!(queued[0].as_ptr(), queued[1].as_ptr());
+        let [first, second] = queued;
+        let shared = Bytes::from(first);
+        assert_eq!(shared.as_ptr(), second.as_ptr());
+        drop(frame);
+        let last = Bytes::from(second);
+        assert_eq!(&last[..], b"data: {}\n\n");
+    }
+
+    #[test]
     fn event_frame_round_trips() {
         let f = Frame::event("42", r#"{"a":1}"#);
-        assert_eq!(f.bytes().as_ref(), b"id: 42\ndata: {\"a\":1}\n\n");
+        assert_eq!(f.bytes(), b"id: 42\ndata: {\"a\":1}\n\n");
         let mut p = FrameParser::new();
         p.feed(&f.bytes()[..5]);
         assert!(p.next_frame().is_none());

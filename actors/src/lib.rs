@@ -72,7 +72,7 @@ pub mod testkit;
 pub struct ReadmeExamples;
 
 pub use event::{Envelope, EventData, EventType};
-pub use frame::Frame;
+pub use frame::{Encoded, Frame};
 pub use journal::{EventJournal, EventLog};
 pub use registry::{Connect, Publish, SessionRegistry, SseStats};
 pub use session::{EndReason, Resume};

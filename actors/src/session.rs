@@ -17,12 +17,11 @@
 //! writes on; a [`Nudge`] (the sweep saw the stream's head move) does the same without a frame.
 //! Cursors only move forward, so the client sees every shown event once, in order.
 
-use crate::frame::Frame;
+use crate::frame::{Encoded, Frame};
 use crate::journal::{blocking, check_cursor, CursorCheck, EventLog, LogError};
 use crate::metrics::Metrics;
 use crate::stream_config::StreamConfig;
 use actix::prelude::*;
-use bytes::Bytes;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -140,7 +139,7 @@ pub struct SessionEnded {
 /// What a session needs to run, besides its identity.
 pub struct SessionParts {
     /// The bounded queue the response body drains onto the socket.
-    pub frames: mpsc::Sender<Bytes>,
+    pub frames: mpsc::Sender<Encoded>,
     pub started: Recipient<SessionStarted>,
     pub ended: Recipient<SessionEnded>,
     pub config: StreamConfig,
@@ -158,15 +157,15 @@ pub struct SessionParts {
 /// The session's end of its frame queue, counting each frame queued.
 #[derive(Clone)]
 struct FrameQueue {
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::Sender<Encoded>,
     metrics: Arc<Metrics>,
 }
 
 impl FrameQueue {
     /// Queues without waiting (live delivery, control frames).
-    fn try_send(&self, frame: Frame) -> Result<(), mpsc::error::TrySendError<Bytes>> {
+    fn try_send(&self, frame: Frame) -> Result<(), mpsc::error::TrySendError<Encoded>> {
         let counted = (frame.event_type(), frame.committed_at());
-        self.tx.try_send(frame.into_bytes())?;
+        self.tx.try_send(frame.into_encoded())?;
         self.metrics.event_delivered(counted.0, counted.1);
         Ok(())
     }
@@ -174,7 +173,7 @@ impl FrameQueue {
     /// Waits for room (a replay the client reads as its backlog), up to the stall limit.
     async fn send(&self, frame: Frame) -> Result<(), CatchUpError> {
         let counted = (frame.event_type(), frame.committed_at());
-        match tokio::time::timeout(REPLAY_SEND_TIMEOUT, self.tx.send(frame.into_bytes())).await {
+        match tokio::time::timeout(REPLAY_SEND_TIMEOUT, self.tx.send(frame.into_encoded())).await {
             Ok(Ok(())) => {
                 self.metrics.event_delivered(counted.0, counted.1);
                 Ok(())

@@ -5,7 +5,7 @@
 //! fanned out after the open always reaches it, which the replay switch-over relies on, and two
 //! simultaneous connects cannot both take the last slot.
 
-use crate::frame::Frame;
+use crate::frame::{Encoded, Frame};
 use crate::journal::EventLog;
 use crate::metrics::Metrics;
 use crate::registry::SupervisorIdle;
@@ -15,7 +15,6 @@ use crate::session::{
 };
 use crate::stream_config::StreamConfig;
 use actix::prelude::*;
-use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -36,7 +35,7 @@ pub enum ConnectError {
 #[derive(Debug)]
 pub struct SessionHandle {
     pub id: SessionId,
-    pub frames: mpsc::Receiver<Bytes>,
+    pub frames: mpsc::Receiver<Encoded>,
     /// Tells the writer to stop at once when the session is cut off for falling behind.
     pub cut_off: CutOff,
 }

@@ -18,7 +18,7 @@ use crate::streams::{connect, resume_point, STREAM_HEADERS};
 use actix_web::body::MessageBody;
 use actix_web::ResponseError;
 use actors::session::CutOff;
-use bytes::Bytes;
+use actors::Encoded;
 use std::io::{self, IoSlice, Write as _};
 use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -43,7 +43,7 @@ pub enum After {
 
 /// An opened stream: what its pump needs for as long as it runs.
 struct Opened {
-    frames: mpsc::Receiver<Bytes>,
+    frames: mpsc::Receiver<Encoded>,
     cut_off: Option<CutOff>,
     /// Holds the stream's place under the caps until the stream ends.
     slot: StreamSlot,
@@ -247,7 +247,7 @@ enum Ending {
 /// once rather than at its next heartbeat.
 async fn pump(
     io: &mut TcpStream,
-    frames: &mut mpsc::Receiver<Bytes>,
+    frames: &mut mpsc::Receiver<Encoded>,
     cut_off: &mut Option<CutOff>,
     chunked: bool,
     stall_limit: Duration,
@@ -305,19 +305,19 @@ enum Burst {
 /// begun is still finished (within [`END_GRACE`]) so that the body stays well-formed.
 async fn write_burst(
     io: &mut TcpStream,
-    first: Bytes,
-    frames: &mut mpsc::Receiver<Bytes>,
+    first: Encoded,
+    frames: &mut mpsc::Receiver<Encoded>,
     cut_off: &mut Option<CutOff>,
     chunked: bool,
     stall_limit: Duration,
 ) -> Burst {
-    let mut batch: [Bytes; BATCH] = Default::default();
-    batch[0] = first;
+    let mut batch: [Option<Encoded>; BATCH] = Default::default();
+    batch[0] = Some(first);
     let mut n = 1;
     while n < BATCH {
         match frames.try_recv() {
             Ok(frame) => {
-                batch[n] = frame;
+                batch[n] = Some(frame);
                 n += 1;
             }
             Err(_) => break,
@@ -366,11 +366,11 @@ async fn cut_off_fired(slot: &mut Option<CutOff>) {
 /// keeps every idle stream's task small.
 async fn write_chunk(
     io: &mut TcpStream,
-    frames: &[Bytes],
+    frames: &[Option<Encoded>],
     chunked: bool,
     done: &mut usize,
 ) -> io::Result<()> {
-    let len: usize = frames.iter().map(Bytes::len).sum();
+    let len: usize = frames.iter().flatten().map(|f| f.len()).sum();
     let size_line = format_size_line(len);
     let (head, tail): (&[u8], &[u8]) = if chunked {
         (size_line.as_slice(), b"\r\n")
@@ -384,7 +384,7 @@ async fn write_chunk(
             let mut count = 0;
             let mut skip = *done;
             for part in std::iter::once(head)
-                .chain(frames.iter().map(|f| &f[..]))
+                .chain(frames.iter().flatten().map(|f| &f[..]))
                 .chain(std::iter::once(tail))
             {
                 if skip >= part.len() {
@@ -446,7 +446,7 @@ mod tests {
             .await
             .expect("connect");
         let (mut io, _) = listener.accept().await.expect("accept");
-        let (_tx, mut rx) = mpsc::channel::<Bytes>(4);
+        let (_tx, mut rx) = mpsc::channel::<Encoded>(4);
         let (_cut_tx, cut_off) = tokio::sync::oneshot::channel();
         let mut cut_off = Some(cut_off);
         let pump = pump(&mut io, &mut rx, &mut cut_off, true, Duration::from_secs(1));

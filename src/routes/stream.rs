@@ -6,6 +6,7 @@ use crate::error::{ApiError, ApiErrorBody};
 use crate::hangup::PeerSocket;
 use crate::streams::{connect, resume_point, Opened, StreamDoor, STREAM_HEADERS};
 use actix_web::{get, web, HttpRequest, HttpResponse};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use std::convert::Infallible;
 use tokio_stream::wrappers::ReceiverStream;
@@ -98,7 +99,7 @@ async fn open_stream(
         .take_until(cut_off)
         .map(move |frame| {
             let _held = &slot;
-            Ok::<_, Infallible>(frame)
+            Ok::<_, Infallible>(Bytes::from(frame))
         });
     let mut response = HttpResponse::Ok();
     for header in STREAM_HEADERS {

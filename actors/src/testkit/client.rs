@@ -3,9 +3,8 @@
 
 use super::DEFAULT_WAIT;
 use crate::event::EventType;
-use crate::frame::{FrameParser, ParsedFrame};
+use crate::frame::{Encoded, FrameParser, ParsedFrame};
 use crate::session::SessionId;
-use bytes::Bytes;
 use std::fmt;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -34,14 +33,14 @@ pub struct ReceivedEvent {
 
 pub struct TestClient {
     pub(super) id: SessionId,
-    pub(super) frames: mpsc::Receiver<Bytes>,
+    pub(super) frames: mpsc::Receiver<Encoded>,
     pub(super) parser: FrameParser,
     /// The last frame parsed, rendered short, for [`Timeout::last_seen`].
     pub(super) last: Option<String>,
 }
 
 impl TestClient {
-    pub(super) fn new(id: SessionId, frames: mpsc::Receiver<Bytes>) -> Self {
+    pub(super) fn new(id: SessionId, frames: mpsc::Receiver<Encoded>) -> Self {
         TestClient {
             id,
             frames,
