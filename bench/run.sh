@@ -8,11 +8,26 @@
 #   SYSTEMS=router SCENARIOS=kafka bench/run.sh   # the Kafka path alone (router only)
 #   SYSTEMS=router SCENARIOS=ladder RATES="200 500" RESULTS=/tmp/bench.X/results bench/run.sh
 #     (more steps into an earlier run's results; BENCHMARKS.md is rewritten from all of them)
+#   bench/run.sh --quick         # router and nchan, the headline rows at reduced sizes, < 5 minutes;
+#     its report goes beside its results, BENCHMARKS.md is left alone
+# Every run keeps its results (one JSON per scenario and step, with the loadgen command beside
+# it) under bench/results/<date>-<commit>[-quick]/ unless RESULTS says otherwise, so that two
+# runs can be compared file by file.
 # Needs: apt-get install -y nginx-light libnginx-mod-nchan pushpin (zurl comes with pushpin).
 # Never run by tests or CI.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+QUICK=
+if [ "${1:-}" = --quick ]; then
+  QUICK=-quick
+  # The headline rows only, smaller and shorter: the idle figure per connection, two steps of
+  # the rate ladder, two of the broadcast ladder, and slow clients.
+  : "${SYSTEMS:=router nchan}" "${SCENARIOS:=idle ladder slow broadcast}"
+  : "${IDLE_CONNS:=5000}" "${IDLE_SECS:=10}" "${RATES:=1000 5000}" "${STEP_SECS:=8}"
+  : "${BCAST_RATES:=250 500}" "${SLOW_SECS:=15}"
+fi
+COMMIT=$(git -C "$ROOT" rev-parse --short HEAD)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 LOADGEN=$TARGET_DIR/release/loadgen
 ORIGIN=$TARGET_DIR/release/grip-origin
@@ -20,7 +35,7 @@ ROUTER=$TARGET_DIR/release/nft-event-router
 SYSTEMS=${SYSTEMS:-"router nchan pushpin"}
 SCENARIOS=${SCENARIOS:-"idle ladder slow kafka broadcast multi"}
 WORK=$(mktemp -d /tmp/bench.XXXXXX)
-OUT=${RESULTS:-$WORK/results}
+OUT=${RESULTS:-$ROOT/bench/results/$(date -u +%F)-$COMMIT$QUICK}
 mkdir -p "$OUT"
 
 # Scenario sizes, scaled to the 2-core box (see BENCHMARKS.md).
@@ -234,9 +249,12 @@ if runs multi && [[ " $SYSTEMS " == *" router "* ]]; then
   sleep 2
 fi
 
-log "writing BENCHMARKS.md"
-python3 "$ROOT/bench/report.py" "$OUT" "$ROOT/BENCHMARKS.md" \
+REPORT=$ROOT/BENCHMARKS.md
+[ -n "$QUICK" ] && REPORT=$OUT/REPORT.md
+log "writing $REPORT"
+python3 "$ROOT/bench/report.py" "$OUT" "$REPORT" \
   --machine "$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB, kernel $(uname -r)" \
   --versions "nginx $(nginx -v 2>&1 | cut -d/ -f2), libnginx-mod-nchan $(dpkg-query -W -f '${Version}' libnginx-mod-nchan), pushpin $(dpkg-query -W -f '${Version}' pushpin), zurl $(dpkg-query -W -f '${Version}' zurl), $(rustc --version)" \
-  --commit "$(git -C "$ROOT" rev-parse --short HEAD)"
+  --commit "$COMMIT" \
+  --sizes "idle $IDLE_CONNS streams (5 per user) held $IDLE_SECS s; the rate ladder $LOAD_CONNS streams over $LOAD_USERS users, $STEP_SECS s per step at $RATES events/s, stopping at the first step with p99 > 50 ms; broadcast $BCAST_CONNS streams over $BCAST_USERS users at $BCAST_RATES events/s; slow clients: the ladder's streams with every ${STALL_EVERY}th not reading, $SLOW_RATE events/s for $SLOW_SECS s"
 log "done: results in $OUT"
