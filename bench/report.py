@@ -179,6 +179,8 @@ def figures(results, system):
         for q in ["p50", "p90", "p99", "p999", "max"]:
             f[f"fan_{q}"] = lat.get(q)
         f["fan_cpu"] = (r.get("server") or {}).get("cpu_percent")
+        f["fan_cpu_kframe"] = cpu_per_kframe(r)
+        f["fan_loadgen_cpu"] = (r.get("loadgen") or {}).get("cpu_percent")
         f["fan_problems"] = problems(r)
     bcast = ladder(results, system, "bcast")
     f["bcast_steps"] = bcast
@@ -216,8 +218,20 @@ def step_rows(F, key):
                 f"{d['frames_per_sec']:,.0f} / {d['peak_frames_per_sec']:,} | {ms(lat.get('p50'))} | "
                 f"{ms(lat.get('p99'))} | {ms(lat.get('p999'))} | "
                 f"{num((r.get('server') or {}).get('cpu_percent'))} % | "
+                f"{num(cpu_per_kframe(r))} ms | "
+                f"{num((r.get('loadgen') or {}).get('cpu_percent'))} % | "
                 f"{'sustained' if sustained(rate, r) else 'not sustained'}; {problems(r)} |")
     return rows
+
+
+def cpu_per_kframe(r):
+    """The server's CPU time per thousand frames delivered, in ms: what one frame costs, all
+    of the system's work for it included (for the router: the store, Kafka, the consumers)."""
+    cpu = (r.get("server") or {}).get("cpu_percent")
+    frames = r["delivery"].get("frames_per_sec") or 0
+    if cpu is None or frames <= 0:
+        return None
+    return cpu * 10_000 / frames
 
 
 def problems(r):
@@ -264,6 +278,8 @@ def main():
         ("Fan-out: p99.9", "fan_p999", ms, True),
         ("Fan-out: max", "fan_max", ms, True),
         ("Fan-out: server CPU (% of a core)", "fan_cpu", lambda v: num(v), True),
+        ("Fan-out: server CPU per 1,000 deliveries (ms)", "fan_cpu_kframe", lambda v: num(v), True),
+        ("Fan-out: load generator CPU (% of a core, same box)", "fan_loadgen_cpu", lambda v: num(v), None),
         ("Fan-out: correctness", "fan_problems", lambda v: v or "–", None),
         ("Broadcast: highest sustained rate (events/s, 100 streams per user)", "bcast_rate", num, False),
         ("Broadcast: frames/s at that rate (mean)", "bcast_frames", num, False),
@@ -340,8 +356,8 @@ def main():
       "accepted), nothing was missing and p99 ≤ 50 ms. The ladder stops after the first step "
       "with p99 > 50 ms.")
     w("")
-    w("| system | events/s asked | accepted/s | deliveries/s (mean / best s) | p50 | p99 | p99.9 | server CPU | result |")
-    w("|---|---|---|---|---|---|---|---|---|")
+    w("| system | events/s asked | accepted/s | deliveries/s (mean / best s) | p50 | p99 | p99.9 | server CPU | server CPU per 1,000 frames | load generator CPU | result |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|")
     out.extend(step_rows(F, "steps"))
     w("")
     w("## Broadcast ladder, every step")
@@ -350,8 +366,8 @@ def main():
       "frames/s a system can write is measured apart from the per-event cost; same rules as "
       "the rate ladder.")
     w("")
-    w("| system | events/s asked | accepted/s | frames/s (mean / best s) | p50 | p99 | p99.9 | server CPU | result |")
-    w("|---|---|---|---|---|---|---|---|---|")
+    w("| system | events/s asked | accepted/s | frames/s (mean / best s) | p50 | p99 | p99.9 | server CPU | server CPU per 1,000 frames | load generator CPU | result |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|")
     out.extend(step_rows(F, "bcast_steps"))
     w("")
     out.extend(multi_section(a.results))
