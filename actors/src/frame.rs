@@ -39,12 +39,6 @@ impl Deref for Encoded {
     }
 }
 
-impl AsRef<[u8]> for Encoded {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
 impl From<Encoded> for Bytes {
     /// The bytes themselves when this was the last handle, else a clone of the handle to them.
     fn from(encoded: Encoded) -> Bytes {
