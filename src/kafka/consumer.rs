@@ -8,7 +8,7 @@
 use super::runner::ConsumerLoop;
 use super::KafkaError;
 use actix::Recipient;
-use actors::consumers::Consume;
+use actors::consumers::ConsumeBatch;
 use actors::metrics::Metrics;
 use actors::routing::DEAD_LETTER_TOPIC;
 use std::sync::Arc;
@@ -133,7 +133,7 @@ impl std::fmt::Debug for ConsumerHandle {
 /// Configuration errors are returned here; no broker is contacted yet.
 pub fn spawn_consumer(
     cfg: ConsumerConfig,
-    handler: Recipient<Consume>,
+    handler: Recipient<ConsumeBatch>,
     metrics: Arc<Metrics>,
 ) -> Result<ConsumerHandle, KafkaError> {
     cfg.validate()?;

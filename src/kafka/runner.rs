@@ -1,18 +1,21 @@
-//! The consumer loop: receive a record, hand it to the consumer actor, and only once the actor
-//! answered, commit its offset. `run` loops; `handle` is one record's whole life.
+//! The consumer loop: receive records, hand them to the consumer actor as one batch, and only
+//! once the actor answered, commit their offsets. `run` loops; `handle` is one batch's whole
+//! life.
 //!
 //! The delivery guarantees (docs/DELIVERY.md): an offset is committed only after the actor applied
 //! the record (or after the record is safely on the dead-letter topic), so a crash redelivers
 //! rather than loses; a record that keeps failing is dead-lettered and committed, so it never
-//! blocks its partition. Records are handled one at a time, which keeps each partition's order.
+//! blocks its partition. A batch is applied in order and a transient failure is retried from
+//! the failed record on, which keeps each partition's order.
 
 use super::consumer::{ConsumerConfig, StopReason};
 use super::dead_letter::DeadLetter;
 use super::lag::{LagGauge, STATISTICS_INTERVAL_MS};
 use super::{common_config, KafkaError, KafkaSink};
 use actix::Recipient;
-use actors::consumers::{Consume, ConsumeError, ConsumedRecord};
+use actors::consumers::{ConsumeBatch, ConsumeError, ConsumedRecord};
 use actors::metrics::Metrics;
+use futures_util::FutureExt;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
@@ -28,6 +31,9 @@ use tokio::sync::watch;
 /// The longest pause between two attempts at one record (or one dead-letter send).
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// The most records handed to the consumer actor at once.
+const MAX_BATCH: usize = 256;
+
 /// What handling one record led to.
 enum Step {
     Continue,
@@ -36,7 +42,7 @@ enum Step {
 
 pub(super) struct ConsumerLoop {
     consumer: StreamConsumer<LoopContext>,
-    handler: Recipient<Consume>,
+    handler: Recipient<ConsumeBatch>,
     dead_letters: KafkaSink,
     group_id: String,
     dead_letter_topic: String,
@@ -45,8 +51,10 @@ pub(super) struct ConsumerLoop {
     stop: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
     /// The next offset to read, per partition, of every record handled: what a clean stop
-    /// commits synchronously (the per-record commits are asynchronous).
+    /// commits synchronously (the per-batch commits are asynchronous).
     handled: HashMap<(String, i32), i64>,
+    /// The same, for the records handled since the last commit.
+    settled: HashMap<(String, i32), i64>,
 }
 
 impl ConsumerLoop {
@@ -54,7 +62,7 @@ impl ConsumerLoop {
     /// the tokio runtime that will run the loop.
     pub(super) fn new(
         cfg: ConsumerConfig,
-        handler: Recipient<Consume>,
+        handler: Recipient<ConsumeBatch>,
         stop: watch::Receiver<bool>,
         metrics: Arc<Metrics>,
     ) -> Result<ConsumerLoop, KafkaError> {
@@ -78,6 +86,7 @@ impl ConsumerLoop {
             stop,
             metrics,
             handled: HashMap::new(),
+            settled: HashMap::new(),
         })
     }
 
@@ -91,23 +100,22 @@ impl ConsumerLoop {
                 received = self.consumer.recv() => received.map(|m| m.detach()),
             };
             let step = match received {
-                Ok(message) => {
-                    let started = Instant::now();
-                    let step = self.handle(message).await;
+                Ok(first) => {
+                    let (batch, error) = self.ready_after(first);
+                    let (started, records) = (Instant::now(), batch.len());
+                    let step = self.handle(batch).await;
                     if let Step::Continue = step {
-                        self.metrics
-                            .consumer_processed(&self.group_id, started.elapsed());
+                        let took = started.elapsed();
+                        for _ in 0..records {
+                            self.metrics.consumer_processed(&self.group_id, took);
+                        }
                     }
-                    step
+                    match (step, error) {
+                        (Step::Continue, Some(e)) => self.on_error(e).await,
+                        (step, _) => step,
+                    }
                 }
-                Err(RdKafkaError::MessageConsumptionFatal(code)) => {
-                    Step::Stop(StopReason::Failed(code.to_string()))
-                }
-                Err(e) => {
-                    // Brokers down, topic not there yet, ...: librdkafka recovers by itself.
-                    log::warn!("consumer {}: {e}", self.group_id);
-                    self.pause(Duration::from_millis(100)).await
-                }
+                Err(e) => self.on_error(e).await,
             };
             if let Step::Stop(reason) = step {
                 break reason;
@@ -117,59 +125,118 @@ impl ConsumerLoop {
         reason
     }
 
-    /// One record: hand it over, retry `Transient` failures, dead-letter what cannot be applied.
-    async fn handle(&mut self, message: OwnedMessage) -> Step {
-        let record = consumed_record(&message);
-        let trace = Trace::of(&record);
-        let mut attempt = 1;
-        loop {
-            // Not raced against `stop`: a stop lets the actor finish and the answer be committed.
-            let answer = self.handler.send(Consume(record.clone())).await;
-            match answer {
-                Err(e) => {
-                    log::error!("consumer {}: handler gone: {e}", self.group_id);
-                    return Step::Stop(StopReason::HandlerGone(e.to_string()));
-                }
-                Ok(Ok(outcome)) => {
-                    log::info!(
-                        target: "consumer",
-                        group = self.group_id.as_str(),
-                        event_id = trace.event_id.as_str(),
-                        correlation_id = trace.correlation_id.as_str(),
-                        record = at(&record).as_str(),
-                        outcome:? = outcome;
-                        "record consumed"
-                    );
-                    self.commit(&message);
-                    return Step::Continue;
-                }
-                Ok(Err(e @ ConsumeError::Invalid(_))) => {
-                    return self
-                        .dead_letter(&message, &trace, e.to_string(), attempt)
-                        .await;
-                }
-                Ok(Err(e @ ConsumeError::Transient(_))) => {
-                    if attempt >= self.max_attempts {
-                        return self
-                            .dead_letter(&message, &trace, e.to_string(), attempt)
-                            .await;
-                    }
-                    log::warn!(
-                        target: "consumer",
-                        group = self.group_id.as_str(),
-                        event_id = trace.event_id.as_str(),
-                        correlation_id = trace.correlation_id.as_str(),
-                        record = at(&record).as_str();
-                        "attempt {attempt}/{} failed: {e}",
-                        self.max_attempts
-                    );
-                    if let Step::Stop(reason) = self.pause(self.backoff(attempt)).await {
-                        return Step::Stop(reason);
-                    }
-                    attempt += 1;
-                }
+    /// `first` and the records already waiting behind it, up to [`MAX_BATCH`], without waiting
+    /// for more: a batch is what arrived while the previous one was being applied, so it adds
+    /// no delay when records are few and saves a commit per record when they are many. An
+    /// error met on the way is handed back, to be dealt with after the batch.
+    fn ready_after(&self, first: OwnedMessage) -> (Vec<OwnedMessage>, Option<RdKafkaError>) {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match self.consumer.recv().now_or_never() {
+                Some(Ok(message)) => batch.push(message.detach()),
+                Some(Err(e)) => return (batch, Some(e)),
+                None => break,
             }
         }
+        (batch, None)
+    }
+
+    /// A receive error: a fatal one stops the loop; any other (brokers down, a topic not
+    /// there yet, ...) librdkafka recovers from by itself, after a short pause here.
+    async fn on_error(&mut self, error: RdKafkaError) -> Step {
+        if let RdKafkaError::MessageConsumptionFatal(code) = error {
+            return Step::Stop(StopReason::Failed(code.to_string()));
+        }
+        log::warn!("consumer {}: {error}", self.group_id);
+        self.pause(Duration::from_millis(100)).await
+    }
+
+    /// One batch: hand it over, retry from a `Transient` failure on, dead-letter what cannot
+    /// be applied, and commit what was settled.
+    async fn handle(&mut self, messages: Vec<OwnedMessage>) -> Step {
+        let records: Vec<ConsumedRecord> = messages.iter().map(consumed_record).collect();
+        // `next` is the first record not settled yet; `attempt` counts the tries at it.
+        let (mut next, mut attempt) = (0, 1);
+        while next < records.len() {
+            // Not raced against `stop`: a stop lets the actor finish and the answer be committed.
+            let answers = self
+                .handler
+                .send(ConsumeBatch(records[next..].to_vec()))
+                .await;
+            let answers = match answers {
+                Ok(answers) => answers,
+                Err(e) => {
+                    log::error!("consumer {}: handler gone: {e}", self.group_id);
+                    self.commit_settled();
+                    return Step::Stop(StopReason::HandlerGone(e.to_string()));
+                }
+            };
+            let mut failure = None;
+            let answered = answers.len().min(records.len() - next);
+            for answer in answers.into_iter().take(answered) {
+                let (message, record) = (&messages[next], &records[next]);
+                let trace = Trace::of(record);
+                match answer {
+                    Ok(outcome) => {
+                        log::info!(
+                            target: "consumer",
+                            group = self.group_id.as_str(),
+                            event_id = trace.event_id.as_str(),
+                            correlation_id = trace.correlation_id.as_str(),
+                            record = at(record).as_str(),
+                            outcome:? = outcome;
+                            "record consumed"
+                        );
+                        self.settle(message);
+                    }
+                    Err(e @ ConsumeError::Invalid(_)) => {
+                        self.commit_settled();
+                        if let Step::Stop(reason) = self
+                            .dead_letter(message, &trace, e.to_string(), attempt)
+                            .await
+                        {
+                            return Step::Stop(reason);
+                        }
+                    }
+                    Err(ConsumeError::Transient(e)) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+                (next, attempt) = (next + 1, 1);
+            }
+            if answered == 0 && failure.is_none() {
+                failure = Some("the consumer answered no record".to_owned());
+            }
+            let Some(failure) = failure else { continue };
+            self.commit_settled();
+            let (message, record) = (&messages[next], &records[next]);
+            let trace = Trace::of(record);
+            let error = ConsumeError::Transient(failure).to_string();
+            if attempt >= self.max_attempts {
+                if let Step::Stop(reason) = self.dead_letter(message, &trace, error, attempt).await
+                {
+                    return Step::Stop(reason);
+                }
+                (next, attempt) = (next + 1, 1);
+                continue;
+            }
+            log::warn!(
+                target: "consumer",
+                group = self.group_id.as_str(),
+                event_id = trace.event_id.as_str(),
+                correlation_id = trace.correlation_id.as_str(),
+                record = at(record).as_str();
+                "attempt {attempt}/{} failed: {error}",
+                self.max_attempts
+            );
+            if let Step::Stop(reason) = self.pause(self.backoff(attempt)).await {
+                return Step::Stop(reason);
+            }
+            attempt += 1;
+        }
+        self.commit_settled();
+        Step::Continue
     }
 
     /// Puts the record on the dead-letter topic, waits for the acknowledgement, then commits.
@@ -205,7 +272,8 @@ impl ConsumerLoop {
                         letter.error
                     );
                     self.metrics.dead_lettered(&self.group_id);
-                    self.commit(message);
+                    self.settle(message);
+                    self.commit_settled();
                     return Step::Continue;
                 }
                 Err(e) => {
@@ -219,19 +287,31 @@ impl ConsumerLoop {
         }
     }
 
-    /// Commits "read up to and including `message`", without waiting: librdkafka sends commits
-    /// in order, and a lost one only means a redelivery, which the actors absorb by `eventId`.
-    fn commit(&mut self, message: &OwnedMessage) {
+    /// Notes "read up to and including `message`", to be committed by the next
+    /// [`commit_settled`](ConsumerLoop::commit_settled).
+    fn settle(&mut self, message: &OwnedMessage) {
         let next = message.offset() + 1;
-        let mut offsets = TopicPartitionList::with_capacity(1);
-        let committed = offsets
-            .add_partition_offset(message.topic(), message.partition(), Offset::Offset(next))
-            .and_then(|()| self.consumer.commit(&offsets, CommitMode::Async));
-        if let Err(e) = committed {
+        let key = (message.topic().to_owned(), message.partition());
+        self.settled.insert(key.clone(), next);
+        self.handled.insert(key, next);
+    }
+
+    /// Commits the settled records' offsets, one commit for the batch, without waiting:
+    /// librdkafka sends commits in order, and a lost one only means a redelivery, which the
+    /// actors absorb by `eventId`.
+    fn commit_settled(&mut self) {
+        if self.settled.is_empty() {
+            return;
+        }
+        let mut offsets = TopicPartitionList::with_capacity(self.settled.len());
+        let mut added = Ok(());
+        for ((topic, partition), next) in self.settled.drain() {
+            added =
+                added.and(offsets.add_partition_offset(&topic, partition, Offset::Offset(next)));
+        }
+        if let Err(e) = added.and_then(|()| self.consumer.commit(&offsets, CommitMode::Async)) {
             log::warn!("consumer {}: commit failed: {e}", self.group_id);
         }
-        self.handled
-            .insert((message.topic().to_owned(), message.partition()), next);
     }
 
     /// On the way out: commits, and waits for, the handled offsets of partitions still assigned

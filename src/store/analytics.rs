@@ -1,13 +1,16 @@
 //! The analytics consumer's tables: per event type and minute counts, totals per type, and
 //! the processed-event markers that make counting idempotent.
 //!
-//! Counting an event is one transaction: the marker insert, then the minute bucket, then the
-//! total. A redelivered record fails on the marker's primary key before anything else is
-//! touched, so Kafka's at-least-once delivery still counts each event exactly once.
+//! Counting a batch of events is one transaction: the marker inserts, then the minute buckets,
+//! then the totals. A redelivered record fails on the marker's primary key and adds nothing to
+//! the counts, so Kafka's at-least-once delivery still counts each event exactly once.
 
 use chrono::{DateTime, DurationRound, NaiveDateTime, TimeDelta, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Text, Timestamp};
+use diesel::sql_types::{BigInt, Text, Timestamp};
+use std::collections::{BTreeMap, HashMap};
+
+pub use actors::consumers::CountedEvent;
 
 use super::columns::{self, check_id, db_now, MAX_EVENT_ID, MAX_EVENT_TYPE};
 use super::connection::{write_transaction_retrying, Dialect, StoreConnection};
@@ -15,23 +18,23 @@ use super::error::{is_unique_violation, StoreError};
 use super::schema::{analytics_minute_counts, analytics_processed, analytics_totals};
 use super::Store;
 
-/// Adds one to an `(event_type, minute)` bucket, creating it at 1. Upserts have no portable
+/// Adds `n` to an `(event_type, minute)` bucket, creating it at `n`. Upserts have no portable
 /// spelling, hence one constant per dialect (as for the user counters in `events`).
 #[cfg(feature = "mysql")]
 const MYSQL_BUMP_MINUTE: &str = "INSERT INTO analytics_minute_counts (event_type, minute, count) \
-     VALUES (?, ?, 1) ON DUPLICATE KEY UPDATE count = count + 1";
+     VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE count = count + VALUES(count)";
 
 const SQLITE_BUMP_MINUTE: &str = "INSERT INTO analytics_minute_counts (event_type, minute, count) \
-     VALUES (?, ?, 1) ON CONFLICT (event_type, minute) \
-     DO UPDATE SET count = analytics_minute_counts.count + 1";
+     VALUES (?, ?, ?) ON CONFLICT (event_type, minute) \
+     DO UPDATE SET count = analytics_minute_counts.count + excluded.count";
 
-/// Adds one to an event type's total, creating it at 1.
+/// Adds `n` to an event type's total, creating it at `n`.
 #[cfg(feature = "mysql")]
-const MYSQL_BUMP_TOTAL: &str = "INSERT INTO analytics_totals (event_type, total) VALUES (?, 1) \
-     ON DUPLICATE KEY UPDATE total = total + 1";
+const MYSQL_BUMP_TOTAL: &str = "INSERT INTO analytics_totals (event_type, total) VALUES (?, ?) \
+     ON DUPLICATE KEY UPDATE total = total + VALUES(total)";
 
-const SQLITE_BUMP_TOTAL: &str = "INSERT INTO analytics_totals (event_type, total) VALUES (?, 1) \
-     ON CONFLICT (event_type) DO UPDATE SET total = analytics_totals.total + 1";
+const SQLITE_BUMP_TOTAL: &str = "INSERT INTO analytics_totals (event_type, total) VALUES (?, ?) \
+     ON CONFLICT (event_type) DO UPDATE SET total = analytics_totals.total + excluded.total";
 
 impl Store {
     /// Counts an event in its `(event_type, UTC minute of occurred_at)` bucket and in its
@@ -60,7 +63,45 @@ impl Store {
         event_type: &str,
         occurred_at: DateTime<Utc>,
     ) -> Result<Option<u64>, StoreError> {
-        count_event(&mut *self.checkout()?, event_id, event_type, occurred_at)
+        let event = CountedEvent {
+            event_id: event_id.to_owned(),
+            event_type: event_type.to_owned(),
+            occurred_at,
+        };
+        let mut counted = self.count_events(std::slice::from_ref(&event))?;
+        counted.pop().unwrap_or(Ok(None))
+    }
+
+    /// Counts `events` in order as [`Store::count_event_total`] counts one, all in one
+    /// transaction, so a batch costs one commit rather than one per event. Answers, per event,
+    /// its type's total after the batch (`None` for one counted before); the answers end at
+    /// the first event that is refused (an id too long), and nothing after it is counted. A
+    /// failed transaction is the error: nothing of the batch is counted then.
+    pub fn count_events(
+        &self,
+        events: &[CountedEvent],
+    ) -> Result<Vec<Result<Option<u64>, StoreError>>, StoreError> {
+        let mut checked = Vec::with_capacity(events.len());
+        let mut refused = None;
+        for event in events {
+            match check(event) {
+                Ok(minute) => checked.push((event, minute)),
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
+        }
+        let mut answers: Vec<Result<Option<u64>, StoreError>> = if checked.is_empty() {
+            Vec::new()
+        } else {
+            count_checked(&mut *self.checkout()?, &checked)?
+                .into_iter()
+                .map(Ok)
+                .collect()
+        };
+        answers.extend(refused.map(Err));
+        Ok(answers)
     }
 
     /// Total count per event type, over all minutes, ordered by event type.
@@ -87,49 +128,79 @@ fn minute_of(occurred_at: DateTime<Utc>) -> Result<NaiveDateTime, StoreError> {
         .map_err(|e| StoreError::InvalidEvent(format!("occurred_at {occurred_at}: {e}")))
 }
 
-fn count_event(
+/// What is wrong with an event before anything is written, else its minute bucket.
+fn check(event: &CountedEvent) -> Result<NaiveDateTime, StoreError> {
+    check_id("event_id", &event.event_id, MAX_EVENT_ID)?;
+    check_id("event_type", &event.event_type, MAX_EVENT_TYPE)?;
+    minute_of(event.occurred_at)
+}
+
+fn count_checked(
     conn: &mut StoreConnection,
-    event_id: &str,
-    event_type: &str,
-    occurred_at: DateTime<Utc>,
-) -> Result<Option<u64>, StoreError> {
-    check_id("event_id", event_id, MAX_EVENT_ID)?;
-    check_id("event_type", event_type, MAX_EVENT_TYPE)?;
-    let minute = minute_of(occurred_at)?;
+    events: &[(&CountedEvent, NaiveDateTime)],
+) -> Result<Vec<Option<u64>>, StoreError> {
     let (bump_minute, bump_total) = match conn.dialect() {
         Dialect::Sqlite => (SQLITE_BUMP_MINUTE, SQLITE_BUMP_TOTAL),
         #[cfg(feature = "mysql")]
         Dialect::Mysql => (MYSQL_BUMP_MINUTE, MYSQL_BUMP_TOTAL),
     };
     let processed_at = db_now();
-    // Every call locks marker, bucket, total in that order, so two counts cannot wait on each
-    // other in a cycle; InnoDB's own insert-lock deadlocks are retried from the start.
+    // Every batch locks markers, then buckets, then totals, each in key order (BTreeMap), so
+    // two batches cannot wait on each other in a cycle; InnoDB's own insert-lock deadlocks are
+    // retried from the start.
     write_transaction_retrying(conn, |conn| {
-        let marked = diesel::insert_into(analytics_processed::table)
-            .values((
-                analytics_processed::event_id.eq(event_id),
-                analytics_processed::processed_at.eq(processed_at),
-            ))
-            .execute(conn);
-        match marked {
-            Ok(_) => {}
-            // Counted before: nothing was written, so committing the empty transaction is
-            // the same as rolling it back.
-            Err(err) if is_unique_violation(&err) => return Ok(None),
-            Err(err) => return Err(err.into()),
+        let mut fresh = Vec::with_capacity(events.len());
+        let mut minutes: BTreeMap<(&str, NaiveDateTime), i64> = BTreeMap::new();
+        let mut types: BTreeMap<&str, i64> = BTreeMap::new();
+        for (event, minute) in events {
+            let marked = diesel::insert_into(analytics_processed::table)
+                .values((
+                    analytics_processed::event_id.eq(&event.event_id),
+                    analytics_processed::processed_at.eq(processed_at),
+                ))
+                .execute(conn);
+            match marked {
+                Ok(_) => {}
+                // Counted before (or earlier in this batch): the failed insert wrote
+                // nothing, and the transaction goes on.
+                Err(err) if is_unique_violation(&err) => {
+                    fresh.push(false);
+                    continue;
+                }
+                Err(err) => return Err(err.into()),
+            }
+            fresh.push(true);
+            *minutes.entry((&event.event_type, *minute)).or_default() += 1;
+            *types.entry(&event.event_type).or_default() += 1;
         }
-        diesel::sql_query(bump_minute)
-            .bind::<Text, _>(event_type)
-            .bind::<Timestamp, _>(minute)
-            .execute(conn)?;
-        diesel::sql_query(bump_total)
-            .bind::<Text, _>(event_type)
-            .execute(conn)?;
-        let total = analytics_totals::table
-            .filter(analytics_totals::event_type.eq(event_type))
-            .select(analytics_totals::total)
-            .first::<i64>(conn)?;
-        Ok(Some(columns::u64_from_db(total, "total")?))
+        for ((event_type, minute), n) in &minutes {
+            diesel::sql_query(bump_minute)
+                .bind::<Text, _>(*event_type)
+                .bind::<Timestamp, _>(*minute)
+                .bind::<BigInt, _>(*n)
+                .execute(conn)?;
+        }
+        let mut totals = HashMap::with_capacity(types.len());
+        for (event_type, n) in &types {
+            diesel::sql_query(bump_total)
+                .bind::<Text, _>(*event_type)
+                .bind::<BigInt, _>(*n)
+                .execute(conn)?;
+            let total = analytics_totals::table
+                .filter(analytics_totals::event_type.eq(*event_type))
+                .select(analytics_totals::total)
+                .first::<i64>(conn)?;
+            totals.insert(*event_type, columns::u64_from_db(total, "total")?);
+        }
+        Ok(events
+            .iter()
+            .zip(fresh)
+            .map(|((event, _), fresh)| {
+                fresh
+                    .then(|| totals.get(event.event_type.as_str()).copied())
+                    .flatten()
+            })
+            .collect())
     })
 }
 

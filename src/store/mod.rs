@@ -61,6 +61,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use diesel::r2d2::{ManageConnection, Pool, PooledConnection, R2D2Connection};
 
+pub use self::analytics::CountedEvent;
 pub use self::audit::{AuditQuery, AuditRow};
 pub use self::connection::SqliteSync;
 use self::connection::{StoreConnectionManager, StoreTarget};

@@ -9,7 +9,8 @@
 use super::domain::Refused;
 use super::{Store, StoreError};
 use actors::consumers::{
-    AnalyticsStore, AuditStore, NewAuditEntry, NewNotification, NotificationStore, OperationsStore,
+    AnalyticsStore, AuditStore, CountedEvent, NewAuditEntry, NewNotification, NotificationStore,
+    OperationsStore,
 };
 use actors::domain::{
     ChangeError, DomainState, FlowRecord, Receipt, StateChange, StoredReceipt, UserState,
@@ -116,6 +117,17 @@ impl AnalyticsStore for Store {
             event_type,
             occurred_at,
         )?)
+    }
+
+    /// One transaction for the whole batch.
+    fn count_events(&self, events: &[CountedEvent]) -> Vec<Result<Option<u64>, LogError>> {
+        match Store::count_events(self, events) {
+            Ok(answers) => answers
+                .into_iter()
+                .map(|answer| answer.map_err(LogError::from))
+                .collect(),
+            Err(e) => vec![Err(e.into())],
+        }
     }
 
     fn totals(&self) -> Result<Vec<(String, u64)>, LogError> {

@@ -5,9 +5,13 @@
 //! loses nothing: the consumer keeps counting in the database and marks the cache stale, and a
 //! timer copies every total over once the cache answers again.
 
-use super::{parse_record, AnalyticsStore, Cache, Consume, ConsumeError, Outcome};
+use super::{
+    first_answer, parse_record, AnalyticsStore, Cache, Consume, ConsumeBatch, ConsumeError,
+    ConsumedRecord, CountedEvent, Outcome,
+};
 use crate::journal::blocking;
 use actix::prelude::*;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,44 +71,99 @@ impl Actor for AnalyticsConsumer {
     }
 }
 
-impl Handler<Consume> for AnalyticsConsumer {
-    type Result = ResponseActFuture<Self, Result<Outcome, ConsumeError>>;
-
-    /// Parses and counts on the blocking pool (off the actors' thread), then copies the one
-    /// total that moved into the cache; a full copy of every total runs only after a cache
-    /// failure.
-    fn handle(&mut self, msg: Consume, _: &mut Self::Context) -> Self::Result {
+impl AnalyticsConsumer {
+    /// Counts the records on the blocking pool (off the actors' thread), all of a batch in one
+    /// call to the store, then copies the totals that moved into the cache; a full copy of
+    /// every total runs only after a cache failure.
+    fn apply(
+        &mut self,
+        records: Vec<ConsumedRecord>,
+    ) -> ResponseActFuture<Self, Vec<Result<Outcome, ConsumeError>>> {
         let (store, cache) = (self.store.clone(), self.cache.clone());
         Box::pin(
             async move {
-                let counted = blocking(move || {
-                    let counted = parse_record(&msg.0).and_then(|envelope| {
-                        let event_type = envelope.event_type.as_str();
-                        let total = store.count_event(
-                            &envelope.event_id,
-                            event_type,
-                            envelope.timestamp,
-                        )?;
-                        Ok(total.map(|n| (super::counter_key(event_type), n)))
-                    });
-                    Ok(counted)
-                })
-                .await??;
-                let Some(counter) = counted else {
-                    return Ok((Outcome::Duplicate, true));
-                };
-                let cache_ok = cache.set_counters(vec![counter]).await.is_ok();
-                Ok::<_, ConsumeError>((Outcome::Applied, cache_ok))
+                let counted = blocking(move || Ok(count(&*store, &records))).await;
+                let (answers, counters) =
+                    counted.unwrap_or_else(|e| (vec![Err(e.into())], Vec::new()));
+                let cache_ok = counters.is_empty() || cache.set_counters(counters).await.is_ok();
+                (answers, cache_ok)
             }
             .into_actor(self)
-            .map(|result, act, _| {
-                let (outcome, cache_ok) = result?;
+            .map(|(answers, cache_ok), act, _| {
                 if !cache_ok {
                     act.stale = true;
                 }
-                Ok(outcome)
+                answers
             }),
         )
+    }
+}
+
+/// Parses the records and counts the readable ones with one call to the store. Answers in
+/// record order, cut after the first transient failure ([`ConsumeBatch`]'s contract), and the
+/// cache counters that moved, at their newest totals.
+fn count(
+    store: &dyn AnalyticsStore,
+    records: &[ConsumedRecord],
+) -> (Vec<Result<Outcome, ConsumeError>>, Vec<(String, u64)>) {
+    let parsed: Vec<Result<CountedEvent, ConsumeError>> = records
+        .iter()
+        .map(|record| {
+            parse_record(record).map(|envelope| CountedEvent {
+                event_id: envelope.event_id,
+                event_type: envelope.event_type.as_str().to_owned(),
+                occurred_at: envelope.timestamp,
+            })
+        })
+        .collect();
+    let events: Vec<CountedEvent> = parsed.iter().filter_map(|p| p.clone().ok()).collect();
+    let mut counted = store.count_events(&events).into_iter();
+    let mut totals: HashMap<String, u64> = HashMap::new();
+    let mut answers = Vec::with_capacity(records.len());
+    for event in parsed {
+        let answer = match event {
+            Err(invalid) => Err(invalid),
+            Ok(event) => match counted.next() {
+                // The store stopped short without saying why: leave the rest unanswered.
+                None => break,
+                Some(Err(e)) => Err(ConsumeError::from(e)),
+                Some(Ok(None)) => Ok(Outcome::Duplicate),
+                Some(Ok(Some(total))) => {
+                    let newest = totals.entry(event.event_type).or_default();
+                    *newest = (*newest).max(total);
+                    Ok(Outcome::Applied)
+                }
+            },
+        };
+        let transient = matches!(answer, Err(ConsumeError::Transient(_)));
+        answers.push(answer);
+        if transient {
+            break;
+        }
+    }
+    let counters = totals
+        .into_iter()
+        .map(|(event_type, total)| (super::counter_key(&event_type), total))
+        .collect();
+    (answers, counters)
+}
+
+impl Handler<Consume> for AnalyticsConsumer {
+    type Result = ResponseActFuture<Self, Result<Outcome, ConsumeError>>;
+
+    fn handle(&mut self, msg: Consume, _: &mut Self::Context) -> Self::Result {
+        Box::pin(
+            self.apply(vec![msg.0])
+                .map(|answers, _, _| first_answer(answers)),
+        )
+    }
+}
+
+impl Handler<ConsumeBatch> for AnalyticsConsumer {
+    type Result = ResponseActFuture<Self, Vec<Result<Outcome, ConsumeError>>>;
+
+    fn handle(&mut self, msg: ConsumeBatch, _: &mut Self::Context) -> Self::Result {
+        self.apply(msg.0)
     }
 }
 

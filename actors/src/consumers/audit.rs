@@ -1,7 +1,9 @@
 //! `AuditConsumer` (group `nft-audit-group`): the append-only audit log of the operations topic.
 
-use super::{parse_record, AuditStore, Consume, ConsumeError, NewAuditEntry, Outcome};
-use crate::journal::blocking;
+use super::{
+    answer_each_blocking, first_answer, parse_record, AuditStore, Consume, ConsumeBatch,
+    ConsumeError, ConsumedRecord, NewAuditEntry, Outcome,
+};
 use actix::prelude::*;
 use std::sync::Arc;
 
@@ -19,28 +21,44 @@ impl Actor for AuditConsumer {
     type Context = Context<Self>;
 }
 
-impl Handler<Consume> for AuditConsumer {
-    type Result = ResponseFuture<Result<Outcome, ConsumeError>>;
-
-    fn handle(&mut self, msg: Consume, _: &mut Self::Context) -> Self::Result {
+impl AuditConsumer {
+    /// Appends each record's entry, in order, on the blocking pool.
+    fn apply(
+        &self,
+        records: Vec<ConsumedRecord>,
+    ) -> impl std::future::Future<Output = Vec<Result<Outcome, ConsumeError>>> {
         let store = self.store.clone();
-        let parsed = parse_record(&msg.0);
-        // Stored verbatim: the audit log keeps what was on the wire, not a re-encoding.
-        let raw = String::from_utf8_lossy(&msg.0.payload).into_owned();
-        Box::pin(async move {
-            let event = parsed?;
+        answer_each_blocking(records, move |record| {
+            let event = parse_record(record)?;
             let entry = NewAuditEntry {
                 event_id: event.event_id,
                 event_type: event.event_type.as_str().to_owned(),
                 user_id: event.user_id,
                 source: event.source,
                 correlation_id: event.correlation_id,
-                envelope_json: raw,
+                // Stored verbatim: the audit log keeps what was on the wire, not a re-encoding.
+                envelope_json: String::from_utf8_lossy(&record.payload).into_owned(),
                 occurred_at: event.timestamp,
                 recorded_at: chrono::Utc::now(),
             };
-            let appended = blocking(move || store.append_audit(&entry)).await?;
-            Ok(Outcome::of(appended))
+            Ok(Outcome::of(store.append_audit(&entry)?))
         })
+    }
+}
+
+impl Handler<Consume> for AuditConsumer {
+    type Result = ResponseFuture<Result<Outcome, ConsumeError>>;
+
+    fn handle(&mut self, msg: Consume, _: &mut Self::Context) -> Self::Result {
+        let answers = self.apply(vec![msg.0]);
+        Box::pin(async move { first_answer(answers.await) })
+    }
+}
+
+impl Handler<ConsumeBatch> for AuditConsumer {
+    type Result = ResponseFuture<Vec<Result<Outcome, ConsumeError>>>;
+
+    fn handle(&mut self, msg: ConsumeBatch, _: &mut Self::Context) -> Self::Result {
+        Box::pin(self.apply(msg.0))
     }
 }

@@ -26,8 +26,8 @@ pub use memory::{MemoryConsumerStore, MemoryFeedLog};
 pub use notification::{notification_for, NotificationConsumer};
 pub use operations::OperationsConsumer;
 pub use ports::{
-    counter_key, AnalyticsStore, AuditStore, Cache, CacheError, CacheFuture, MemoryCache,
-    NewAuditEntry, NewNotification, NotificationStore, OperationsStore, Priority,
+    counter_key, AnalyticsStore, AuditStore, Cache, CacheError, CacheFuture, CountedEvent,
+    MemoryCache, NewAuditEntry, NewNotification, NotificationStore, OperationsStore, Priority,
 };
 
 use crate::event::Envelope;
@@ -103,6 +103,55 @@ impl From<crate::journal::LogError> for ConsumeError {
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "Result<Outcome, ConsumeError>")]
 pub struct Consume(pub ConsumedRecord);
+
+/// Apply records in order: what the broker loop sends when several records are ready at once,
+/// so one batch costs one hand-over and, where the store allows it, one transaction.
+///
+/// The answers are in record order, one per record, and end after the first `Transient`
+/// failure: the records without an answer were not applied, and the loop sends them again
+/// (after its pause) from there. An `Invalid` answer does not end the list, since what follows
+/// an unreadable record can still be applied.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Vec<Result<Outcome, ConsumeError>>")]
+pub struct ConsumeBatch(pub Vec<ConsumedRecord>);
+
+/// The answers to one batch, cut after the first transient failure (the [`ConsumeBatch`]
+/// contract) for consumers that apply records one at a time.
+fn answer_each(
+    records: &[ConsumedRecord],
+    mut apply: impl FnMut(&ConsumedRecord) -> Result<Outcome, ConsumeError>,
+) -> Vec<Result<Outcome, ConsumeError>> {
+    let mut answers = Vec::with_capacity(records.len());
+    for record in records {
+        let answer = apply(record);
+        let transient = matches!(answer, Err(ConsumeError::Transient(_)));
+        answers.push(answer);
+        if transient {
+            break;
+        }
+    }
+    answers
+}
+
+/// [`answer_each`] on the blocking pool, off the actors' thread: one task per batch rather
+/// than one per record.
+async fn answer_each_blocking(
+    records: Vec<ConsumedRecord>,
+    apply: impl FnMut(&ConsumedRecord) -> Result<Outcome, ConsumeError> + Send + 'static,
+) -> Vec<Result<Outcome, ConsumeError>> {
+    crate::journal::blocking(move || Ok(answer_each(&records, apply)))
+        .await
+        .unwrap_or_else(|e| vec![Err(e.into())])
+}
+
+/// The first answer of a one-record batch, for the [`Consume`] handlers.
+fn first_answer(answers: Vec<Result<Outcome, ConsumeError>>) -> Result<Outcome, ConsumeError> {
+    answers.into_iter().next().unwrap_or_else(|| {
+        Err(ConsumeError::Transient(
+            "the consumer answered no record".to_owned(),
+        ))
+    })
+}
 
 /// Parses a record's payload as an event envelope, typing its data.
 pub fn parse_record(record: &ConsumedRecord) -> Result<Envelope, ConsumeError> {

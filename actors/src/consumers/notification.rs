@@ -2,10 +2,10 @@
 //! user, with a title, a message and a priority derived from the event.
 
 use super::{
-    parse_record, Consume, ConsumeError, NewNotification, NotificationStore, Outcome, Priority,
+    answer_each_blocking, first_answer, parse_record, Consume, ConsumeBatch, ConsumeError,
+    ConsumedRecord, NewNotification, NotificationStore, Outcome, Priority,
 };
 use crate::event::{Envelope, EventData};
-use crate::journal::blocking;
 use actix::prelude::*;
 use std::sync::Arc;
 
@@ -23,17 +23,34 @@ impl Actor for NotificationConsumer {
     type Context = Context<Self>;
 }
 
+impl NotificationConsumer {
+    /// Inserts each record's notification, in order, on the blocking pool.
+    fn apply(
+        &self,
+        records: Vec<ConsumedRecord>,
+    ) -> impl std::future::Future<Output = Vec<Result<Outcome, ConsumeError>>> {
+        let store = self.store.clone();
+        answer_each_blocking(records, move |record| {
+            let notification = notification_for(&parse_record(record)?);
+            Ok(Outcome::of(store.insert_notification(&notification)?))
+        })
+    }
+}
+
 impl Handler<Consume> for NotificationConsumer {
     type Result = ResponseFuture<Result<Outcome, ConsumeError>>;
 
     fn handle(&mut self, msg: Consume, _: &mut Self::Context) -> Self::Result {
-        let store = self.store.clone();
-        let parsed = parse_record(&msg.0);
-        Box::pin(async move {
-            let notification = notification_for(&parsed?);
-            let inserted = blocking(move || store.insert_notification(&notification)).await?;
-            Ok(Outcome::of(inserted))
-        })
+        let answers = self.apply(vec![msg.0]);
+        Box::pin(async move { first_answer(answers.await) })
+    }
+}
+
+impl Handler<ConsumeBatch> for NotificationConsumer {
+    type Result = ResponseFuture<Vec<Result<Outcome, ConsumeError>>>;
+
+    fn handle(&mut self, msg: ConsumeBatch, _: &mut Self::Context) -> Self::Result {
+        Box::pin(self.apply(msg.0))
     }
 }
 

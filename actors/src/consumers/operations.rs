@@ -3,8 +3,10 @@
 //! read by each router instance's [`OperationsFeed`](crate::operations_feed::OperationsFeed),
 //! so admins see events accepted by any instance, whichever instance consumed them.
 
-use super::{parse_record, Consume, ConsumeError, OperationsStore, Outcome};
-use crate::journal::blocking;
+use super::{
+    answer_each_blocking, first_answer, parse_record, Consume, ConsumeBatch, ConsumeError,
+    ConsumedRecord, OperationsStore, Outcome,
+};
 use crate::operations_feed::FeedMoved;
 use actix::prelude::*;
 use std::sync::Arc;
@@ -33,31 +35,53 @@ impl Actor for OperationsConsumer {
     type Context = Context<Self>;
 }
 
+impl OperationsConsumer {
+    /// Stores each record in the feed, in order, on the blocking pool; tells the feed once if
+    /// any was new.
+    fn apply(
+        &self,
+        records: Vec<ConsumedRecord>,
+    ) -> impl std::future::Future<Output = Vec<Result<Outcome, ConsumeError>>> {
+        let store = self.store.clone();
+        let feed = self.stored.clone();
+        let answers = answer_each_blocking(records, move |record| {
+            let event = parse_record(record)?;
+            // Kept as it was on the wire, so the feed sends what every other reader of the
+            // topic reads.
+            let raw = String::from_utf8_lossy(&record.payload);
+            let stored = store.record_operation(
+                &event.event_id,
+                event.event_type.as_str(),
+                &event.user_id,
+                &raw,
+            )?;
+            Ok(Outcome::of(stored))
+        });
+        async move {
+            let answers = answers.await;
+            if let Some(feed) = feed {
+                if answers.iter().any(|a| matches!(a, Ok(Outcome::Applied))) {
+                    feed.do_send(FeedMoved { remote: false });
+                }
+            }
+            answers
+        }
+    }
+}
+
 impl Handler<Consume> for OperationsConsumer {
     type Result = ResponseFuture<Result<Outcome, ConsumeError>>;
 
     fn handle(&mut self, msg: Consume, _: &mut Self::Context) -> Self::Result {
-        let store = self.store.clone();
-        let feed = self.stored.clone();
-        let parsed = parse_record(&msg.0);
-        // Kept as it was on the wire, so the feed sends what every other reader of the topic
-        // reads.
-        let raw = String::from_utf8_lossy(&msg.0.payload).into_owned();
-        Box::pin(async move {
-            let event = parsed?;
-            let stored = blocking(move || {
-                store.record_operation(
-                    &event.event_id,
-                    event.event_type.as_str(),
-                    &event.user_id,
-                    &raw,
-                )
-            })
-            .await?;
-            if let (true, Some(feed)) = (stored, feed) {
-                feed.do_send(FeedMoved { remote: false });
-            }
-            Ok(Outcome::of(stored))
-        })
+        let answers = self.apply(vec![msg.0]);
+        Box::pin(async move { first_answer(answers.await) })
+    }
+}
+
+impl Handler<ConsumeBatch> for OperationsConsumer {
+    type Result = ResponseFuture<Vec<Result<Outcome, ConsumeError>>>;
+
+    fn handle(&mut self, msg: ConsumeBatch, _: &mut Self::Context) -> Self::Result {
+        Box::pin(self.apply(msg.0))
     }
 }

@@ -5,6 +5,14 @@
 use crate::journal::LogError;
 use chrono::{DateTime, Utc};
 
+/// One event for [`AnalyticsStore::count_events`] to count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CountedEvent {
+    pub event_id: String,
+    pub event_type: String,
+    pub occurred_at: DateTime<Utc>,
+}
+
 /// Per event type and minute counts.
 pub trait AnalyticsStore: Send + Sync + 'static {
     /// Counts the event in its `(event_type, minute of occurred_at)` bucket unless this event
@@ -16,6 +24,23 @@ pub trait AnalyticsStore: Send + Sync + 'static {
         event_type: &str,
         occurred_at: DateTime<Utc>,
     ) -> Result<Option<u64>, LogError>;
+
+    /// Counts `events` in order, as [`count_event`](AnalyticsStore::count_event) counts one.
+    /// The answers end at the first failure: the events after it were not counted. A store
+    /// that can counts them all in one transaction, and then answers each counted event with
+    /// its type's total after the whole batch.
+    fn count_events(&self, events: &[CountedEvent]) -> Vec<Result<Option<u64>, LogError>> {
+        let mut answers = Vec::with_capacity(events.len());
+        for event in events {
+            let answer = self.count_event(&event.event_id, &event.event_type, event.occurred_at);
+            let failed = answer.is_err();
+            answers.push(answer);
+            if failed {
+                break;
+            }
+        }
+        answers
+    }
 
     /// Total count per event type, over all minutes.
     fn totals(&self) -> Result<Vec<(String, u64)>, LogError>;

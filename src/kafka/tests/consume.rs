@@ -224,3 +224,41 @@ async fn the_loop_stops_without_committing_when_the_handler_is_gone() {
         Some(1)
     );
 }
+
+#[actix::test]
+async fn records_ready_together_go_over_in_batches_and_a_failure_mid_batch_retries_from_there() {
+    let broker = cluster().await;
+    publish(&broker, numbered(0..200)).await;
+    // e150 fails once; the records before it in its batch must not be handed over again.
+    let (handler, seen) = ScriptedHandler::start(|r, tries| match text(Some(&r.payload)) {
+        "e150" if tries == 1 => Reply::Transient("database down"),
+        _ => Reply::Applied,
+    });
+    let mut cfg = consumer_config(&broker, GROUP, TOPIC, DLQ);
+    cfg.retry_backoff = std::time::Duration::from_millis(50);
+
+    let consumer =
+        spawn_consumer(cfg, handler.recipient(), Metrics::standalone()).expect("consumer");
+    seen.wait_until("all 200 and the retry", |r| r.len() == 201)
+        .await;
+    stop(&consumer).await;
+
+    let mut expected: Vec<String> = (0..=150).map(|i| format!("e{i}")).collect();
+    expected.extend((150..200).map(|i| format!("e{i}")));
+    assert_eq!(
+        seen.payloads(),
+        expected,
+        "in order, e150 twice, nothing else again"
+    );
+    let sizes = seen.batch_sizes();
+    assert!(
+        sizes.iter().any(|&n| n > 1),
+        "200 waiting records went over one at a time: {sizes:?}"
+    );
+    assert!(sizes.iter().all(|&n| n <= 256), "{sizes:?}");
+    assert!(read_topic(broker.bootstrap(), DLQ).await.is_empty());
+    assert_eq!(
+        committed(broker.bootstrap(), GROUP, TOPIC, 0).await,
+        Some(200)
+    );
+}

@@ -6,7 +6,7 @@ use crate::kafka::{
     ensure_topics, Brokers, ConsumerConfig, ConsumerHandle, KafkaCluster, KafkaSink, StopReason,
 };
 use actix::{Actor, ActorContext, Addr, Context, Handler};
-use actors::consumers::{Consume, ConsumeError, ConsumedRecord, Outcome};
+use actors::consumers::{ConsumeBatch, ConsumeError, ConsumedRecord, Outcome};
 use actors::outbox::Record;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
@@ -162,9 +162,14 @@ pub type Script = Box<dyn FnMut(&ConsumedRecord, usize) -> Reply>;
 
 /// Every record the scripted actor was handed, in order, retries included.
 #[derive(Clone, Default)]
-pub struct Seen(Arc<Mutex<Vec<ConsumedRecord>>>);
+pub struct Seen(Arc<Mutex<Vec<ConsumedRecord>>>, Arc<Mutex<Vec<usize>>>);
 
 impl Seen {
+    /// How many records each batch handed over held, in order.
+    pub fn batch_sizes(&self) -> Vec<usize> {
+        self.1.lock().expect("batches lock").clone()
+    }
+
     pub fn all(&self) -> Vec<ConsumedRecord> {
         self.0.lock().expect("seen lock").clone()
     }
@@ -243,10 +248,40 @@ impl Actor for ScriptedHandler {
     type Context = Context<Self>;
 }
 
-impl Handler<Consume> for ScriptedHandler {
-    type Result = Result<Outcome, ConsumeError>;
+/// Answers record by record, as the script says, up to the first transient failure (the
+/// batch contract: the loop sends the rest again).
+impl Handler<ConsumeBatch> for ScriptedHandler {
+    type Result = Vec<Result<Outcome, ConsumeError>>;
 
-    fn handle(&mut self, Consume(record): Consume, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(
+        &mut self,
+        ConsumeBatch(records): ConsumeBatch,
+        ctx: &mut Self::Context,
+    ) -> Self::Result {
+        self.seen
+            .1
+            .lock()
+            .expect("batches lock")
+            .push(records.len());
+        let mut answers = Vec::new();
+        for record in records {
+            let answer = self.answer(record, ctx);
+            let transient = matches!(answer, Err(ConsumeError::Transient(_)));
+            answers.push(answer);
+            if transient {
+                break;
+            }
+        }
+        answers
+    }
+}
+
+impl ScriptedHandler {
+    fn answer(
+        &mut self,
+        record: ConsumedRecord,
+        ctx: &mut Context<Self>,
+    ) -> Result<Outcome, ConsumeError> {
         let tries = self.seen.push(record.clone());
         match (self.script)(&record, tries) {
             Reply::Applied => Ok(Outcome::Applied),

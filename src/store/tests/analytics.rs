@@ -247,3 +247,63 @@ fn the_store_serves_the_analytics_consumer_as_its_port() {
         assert_eq!(total, Some((event_type, 2)), "{}", backend.name);
     }
 }
+
+#[test]
+fn a_batch_counts_in_one_go_and_stops_at_the_first_refused_event() {
+    use crate::store::CountedEvent;
+
+    for backend in backends() {
+        let store = connect(&backend, 1);
+        let (first_type, second_type) = (unique_type(), unique_type());
+        let [a, b, c, d, e] = [(); 5].map(|()| unique_id());
+        let event = |id: &str, event_type: &str, occurred_at| CountedEvent {
+            event_id: id.to_owned(),
+            event_type: event_type.to_owned(),
+            occurred_at,
+        };
+        assert!(store
+            .count_event(&d, &first_type, at(12, 0, 1, 0))
+            .expect("count d"));
+
+        let answers = store
+            .count_events(&[
+                event(&a, &first_type, at(12, 0, 10, 0)),
+                event(&b, &first_type, at(12, 0, 59, 999_999)),
+                event(&a, &first_type, at(12, 0, 10, 0)),
+                event(&c, &second_type, at(12, 1, 0, 0)),
+                event(&d, &first_type, at(12, 0, 1, 0)),
+                event(&e, &"t".repeat(65), at(12, 2, 0, 0)),
+                event(&e, &second_type, at(12, 2, 0, 0)),
+            ])
+            .expect("batch");
+
+        let (counted, refused) = answers.split_at(5);
+        let counted: Vec<Option<u64>> = counted
+            .iter()
+            .map(|answer| *answer.as_ref().expect("counted"))
+            .collect();
+        assert_eq!(
+            counted,
+            [Some(3), Some(3), None, Some(1), None],
+            "{}: each new event answers its type's total after the batch; repeats none",
+            backend.name
+        );
+        assert!(
+            matches!(refused, [Err(StoreError::InvalidEvent(_))]),
+            "{}: the refused event ends the answers: {refused:?}",
+            backend.name
+        );
+        assert_eq!(total_of(&store, &first_type), Some(3), "{}", backend.name);
+        assert_eq!(total_of(&store, &second_type), Some(1), "{}", backend.name);
+        assert_eq!(
+            store.minute_counts(Some(&first_type)).expect("minutes"),
+            vec![(first_type.clone(), at(12, 0, 0, 0), 3)],
+            "{}",
+            backend.name
+        );
+        // What came after the refused event was not counted: it counts now.
+        assert!(store
+            .count_event(&e, &second_type, at(12, 2, 0, 0))
+            .expect("count e"));
+    }
+}
