@@ -345,3 +345,43 @@ async fn through_the_whole_system_each_event_reaches_its_stream_topics_consumers
     assert_eq!(notified.len(), 1);
     assert!(system.dead_letters().is_empty());
 }
+
+#[actix::test]
+async fn a_batch_is_answered_in_order_past_an_invalid_record_and_moves_the_cache_once() {
+    use actors::consumers::ConsumeBatch;
+
+    let store = Arc::new(MemoryConsumerStore::new());
+    let cache = Arc::new(MemoryCache::new());
+    let consumer = AnalyticsConsumer::new(store.clone(), cache.clone()).start();
+    let first = sample_event("u1", EventType::NftMinted);
+    let second = sample_event("u2", EventType::NftMinted);
+    let burned = sample_event("u1", EventType::NftBurned);
+    let mut poison = record(ANALYTICS_TOPIC, &first, 1);
+    poison.payload = b"not json".to_vec();
+
+    let answers = consumer
+        .send(ConsumeBatch(vec![
+            record(ANALYTICS_TOPIC, &first, 0),
+            poison,
+            record(ANALYTICS_TOPIC, &second, 2),
+            record(ANALYTICS_TOPIC, &first, 3),
+            record(ANALYTICS_TOPIC, &burned, 4),
+        ]))
+        .await
+        .expect("mailbox");
+
+    assert_eq!(answers.len(), 5, "{answers:?}");
+    assert_eq!(answers[0], Ok(Outcome::Applied));
+    assert!(matches!(answers[1], Err(ConsumeError::Invalid(_))));
+    assert_eq!(
+        answers[2..],
+        [
+            Ok(Outcome::Applied),
+            Ok(Outcome::Duplicate),
+            Ok(Outcome::Applied)
+        ]
+    );
+    let counter = |t: EventType| cache.get_counter(counter_key(t.as_str()));
+    assert_eq!(counter(EventType::NftMinted).await, Ok(Some(2)));
+    assert_eq!(counter(EventType::NftBurned).await, Ok(Some(1)));
+}
