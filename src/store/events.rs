@@ -9,10 +9,12 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
+#[cfg(feature = "mysql")]
 use diesel::sql_types::{BigInt, Text};
+use diesel::upsert::excluded;
 
 use super::columns::{self, check_id, MAX_CORRELATION_ID, MAX_EVENT_ID, MAX_USER_ID};
-use super::connection::{write_transaction, write_transaction_retrying, Dialect, StoreConnection};
+use super::connection::{write_transaction, write_transaction_retrying, StoreConnection};
 use super::error::StoreError;
 use super::schema::{nft_events, user_streams};
 
@@ -32,10 +34,6 @@ const PRUNE_CHUNK: i64 = 1_000;
 #[cfg(feature = "mysql")]
 const MYSQL_BUMP_COUNTER: &str = "INSERT INTO user_streams (user_id, last_seq) VALUES (?, ?) \
      ON DUPLICATE KEY UPDATE last_seq = last_seq + VALUES(last_seq)";
-
-/// SQLite spelling of the same upsert (`excluded` instead of `VALUES()`).
-const SQLITE_BUMP_COUNTER: &str = "INSERT INTO user_streams (user_id, last_seq) VALUES (?, ?) \
-     ON CONFLICT (user_id) DO UPDATE SET last_seq = user_streams.last_seq + excluded.last_seq";
 
 #[derive(Insertable)]
 #[diesel(table_name = nft_events)]
@@ -158,21 +156,37 @@ pub(crate) fn append_in_transaction(
 /// sees N+1 also sees N, so a client resuming from a cursor never skips an event that was
 /// merely still in flight, and numbers are never handed out twice.
 fn claim_seqs(conn: &mut StoreConnection, user: &str, count: i64) -> Result<i64, StoreError> {
-    let upsert = match conn.dialect() {
-        Dialect::Sqlite => SQLITE_BUMP_COUNTER,
+    match conn {
+        // One statement that diesel prepares once per connection and caches (a `sql_query` is
+        // prepared again on every call), answering the new counter itself: the journal claims
+        // a block for nearly every user in a batch, so this runs once per event under load.
+        StoreConnection::Sqlite(inner) => Ok(diesel::insert_into(user_streams::table)
+            .values((
+                user_streams::user_id.eq(user),
+                user_streams::last_seq.eq(count),
+            ))
+            .on_conflict(user_streams::user_id)
+            .do_update()
+            .set(
+                user_streams::last_seq
+                    .eq(user_streams::last_seq + excluded(user_streams::last_seq)),
+            )
+            .returning(user_streams::last_seq)
+            .get_result::<i64>(inner)?),
         #[cfg(feature = "mysql")]
-        Dialect::Mysql => MYSQL_BUMP_COUNTER,
-    };
-    diesel::sql_query(upsert)
-        .bind::<Text, _>(user)
-        .bind::<BigInt, _>(count)
-        .execute(conn)?;
-    // A transaction always sees its own writes, so this reads the value just written even on
-    // MySQL under REPEATABLE READ.
-    Ok(user_streams::table
-        .find(user)
-        .select(user_streams::last_seq)
-        .first::<i64>(conn)?)
+        StoreConnection::Mysql(_) => {
+            diesel::sql_query(MYSQL_BUMP_COUNTER)
+                .bind::<Text, _>(user)
+                .bind::<BigInt, _>(count)
+                .execute(conn)?;
+            // A transaction always sees its own writes, so this reads the value just written
+            // even under REPEATABLE READ.
+            Ok(user_streams::table
+                .find(user)
+                .select(user_streams::last_seq)
+                .first::<i64>(conn)?)
+        }
+    }
 }
 
 fn insert_event(

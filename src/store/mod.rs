@@ -130,6 +130,11 @@ impl Store {
         let pool = Pool::builder()
             .max_size(pool_size)
             .connection_timeout(CHECKOUT_TIMEOUT)
+            // A ping before every checkout guards against a server that dropped an idle
+            // connection. An SQLite connection is a file handle in this process and cannot go
+            // away like that, and its ping (a statement prepared anew each time) is a cost paid
+            // on every store call.
+            .test_on_check_out(backend != "sqlite")
             .build(manager)?;
         Ok(Store { pool, backend })
     }
