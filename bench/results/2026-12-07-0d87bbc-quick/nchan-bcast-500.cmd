@@ -1,0 +1,1 @@
+loadgen --target nchan --url http://127.0.0.1:18201 --server-pid 32230,32233 --connect-rate 2000 --publishers 64 --quiet --json --connections 10000 --users 100 --max-per-user 100 --rate 500 --duration 8 --drain 5

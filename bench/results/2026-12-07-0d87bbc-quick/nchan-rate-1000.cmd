@@ -1,0 +1,1 @@
+loadgen --target nchan --url http://127.0.0.1:18201 --server-pid 31755,31758 --connect-rate 2000 --publishers 64 --quiet --json --connections 10000 --users 2000 --max-per-user 5 --rate 1000 --duration 8 --drain 5

@@ -1,0 +1,1 @@
+loadgen --target router --url http://127.0.0.1:18200 --server-pid 31238 --connect-rate 2000 --publishers 64 --quiet --json --connections 10000 --users 2000 --max-per-user 5 --rate 1000 --duration 8 --drain 5
