@@ -6,8 +6,8 @@
 //! timer copies every total over once the cache answers again.
 
 use super::{
-    first_answer, parse_record, AnalyticsStore, Cache, Consume, ConsumeBatch, ConsumeError,
-    ConsumedRecord, CountedEvent, Outcome,
+    first_answer, parse_record, AnalyticsStore, Answers, Cache, Consume, ConsumeBatch,
+    ConsumeError, ConsumedRecord, CountedEvent, Outcome,
 };
 use crate::journal::blocking;
 use actix::prelude::*;
@@ -75,10 +75,7 @@ impl AnalyticsConsumer {
     /// Counts the records on the blocking pool (off the actors' thread), all of a batch in one
     /// call to the store, then copies the totals that moved into the cache; a full copy of
     /// every total runs only after a cache failure.
-    fn apply(
-        &mut self,
-        records: Vec<ConsumedRecord>,
-    ) -> ResponseActFuture<Self, Vec<Result<Outcome, ConsumeError>>> {
+    fn apply(&mut self, records: Vec<ConsumedRecord>) -> ResponseActFuture<Self, Answers> {
         let (store, cache) = (self.store.clone(), self.cache.clone());
         Box::pin(
             async move {
@@ -102,10 +99,7 @@ impl AnalyticsConsumer {
 /// Parses the records and counts the readable ones with one call to the store. Answers in
 /// record order, cut after the first transient failure ([`ConsumeBatch`]'s contract), and the
 /// cache counters that moved, at their newest totals.
-fn count(
-    store: &dyn AnalyticsStore,
-    records: &[ConsumedRecord],
-) -> (Vec<Result<Outcome, ConsumeError>>, Vec<(String, u64)>) {
+fn count(store: &dyn AnalyticsStore, records: &[ConsumedRecord]) -> (Answers, Vec<(String, u64)>) {
     let parsed: Vec<Result<CountedEvent, ConsumeError>> = records
         .iter()
         .map(|record| {
@@ -160,7 +154,7 @@ impl Handler<Consume> for AnalyticsConsumer {
 }
 
 impl Handler<ConsumeBatch> for AnalyticsConsumer {
-    type Result = ResponseActFuture<Self, Vec<Result<Outcome, ConsumeError>>>;
+    type Result = ResponseActFuture<Self, Answers>;
 
     fn handle(&mut self, msg: ConsumeBatch, _: &mut Self::Context) -> Self::Result {
         self.apply(msg.0)

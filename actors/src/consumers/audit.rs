@@ -1,7 +1,7 @@
 //! `AuditConsumer` (group `nft-audit-group`): the append-only audit log of the operations topic.
 
 use super::{
-    answer_each_blocking, first_answer, parse_record, AuditStore, Consume, ConsumeBatch,
+    answer_each_blocking, first_answer, parse_record, Answers, AuditStore, Consume, ConsumeBatch,
     ConsumeError, ConsumedRecord, NewAuditEntry, Outcome,
 };
 use actix::prelude::*;
@@ -23,10 +23,7 @@ impl Actor for AuditConsumer {
 
 impl AuditConsumer {
     /// Appends each record's entry, in order, on the blocking pool.
-    fn apply(
-        &self,
-        records: Vec<ConsumedRecord>,
-    ) -> impl std::future::Future<Output = Vec<Result<Outcome, ConsumeError>>> {
+    fn apply(&self, records: Vec<ConsumedRecord>) -> impl std::future::Future<Output = Answers> {
         let store = self.store.clone();
         answer_each_blocking(records, move |record| {
             let event = parse_record(record)?;
@@ -56,7 +53,7 @@ impl Handler<Consume> for AuditConsumer {
 }
 
 impl Handler<ConsumeBatch> for AuditConsumer {
-    type Result = ResponseFuture<Vec<Result<Outcome, ConsumeError>>>;
+    type Result = ResponseFuture<Answers>;
 
     fn handle(&mut self, msg: ConsumeBatch, _: &mut Self::Context) -> Self::Result {
         Box::pin(self.apply(msg.0))

@@ -112,15 +112,18 @@ pub struct Consume(pub ConsumedRecord);
 /// (after its pause) from there. An `Invalid` answer does not end the list, since what follows
 /// an unreadable record can still be applied.
 #[derive(Message, Debug, Clone)]
-#[rtype(result = "Vec<Result<Outcome, ConsumeError>>")]
+#[rtype(result = "Answers")]
 pub struct ConsumeBatch(pub Vec<ConsumedRecord>);
+
+/// A batch's answers, in record order (see [`ConsumeBatch`]).
+pub type Answers = Vec<Result<Outcome, ConsumeError>>;
 
 /// The answers to one batch, cut after the first transient failure (the [`ConsumeBatch`]
 /// contract) for consumers that apply records one at a time.
 fn answer_each(
     records: &[ConsumedRecord],
     mut apply: impl FnMut(&ConsumedRecord) -> Result<Outcome, ConsumeError>,
-) -> Vec<Result<Outcome, ConsumeError>> {
+) -> Answers {
     let mut answers = Vec::with_capacity(records.len());
     for record in records {
         let answer = apply(record);
@@ -138,14 +141,14 @@ fn answer_each(
 async fn answer_each_blocking(
     records: Vec<ConsumedRecord>,
     apply: impl FnMut(&ConsumedRecord) -> Result<Outcome, ConsumeError> + Send + 'static,
-) -> Vec<Result<Outcome, ConsumeError>> {
+) -> Answers {
     crate::journal::blocking(move || Ok(answer_each(&records, apply)))
         .await
         .unwrap_or_else(|e| vec![Err(e.into())])
 }
 
 /// The first answer of a one-record batch, for the [`Consume`] handlers.
-fn first_answer(answers: Vec<Result<Outcome, ConsumeError>>) -> Result<Outcome, ConsumeError> {
+fn first_answer(answers: Answers) -> Result<Outcome, ConsumeError> {
     answers.into_iter().next().unwrap_or_else(|| {
         Err(ConsumeError::Transient(
             "the consumer answered no record".to_owned(),

@@ -2,7 +2,7 @@
 //! user, with a title, a message and a priority derived from the event.
 
 use super::{
-    answer_each_blocking, first_answer, parse_record, Consume, ConsumeBatch, ConsumeError,
+    answer_each_blocking, first_answer, parse_record, Answers, Consume, ConsumeBatch, ConsumeError,
     ConsumedRecord, NewNotification, NotificationStore, Outcome, Priority,
 };
 use crate::event::{Envelope, EventData};
@@ -25,10 +25,7 @@ impl Actor for NotificationConsumer {
 
 impl NotificationConsumer {
     /// Inserts each record's notification, in order, on the blocking pool.
-    fn apply(
-        &self,
-        records: Vec<ConsumedRecord>,
-    ) -> impl std::future::Future<Output = Vec<Result<Outcome, ConsumeError>>> {
+    fn apply(&self, records: Vec<ConsumedRecord>) -> impl std::future::Future<Output = Answers> {
         let store = self.store.clone();
         answer_each_blocking(records, move |record| {
             let notification = notification_for(&parse_record(record)?);
@@ -47,7 +44,7 @@ impl Handler<Consume> for NotificationConsumer {
 }
 
 impl Handler<ConsumeBatch> for NotificationConsumer {
-    type Result = ResponseFuture<Vec<Result<Outcome, ConsumeError>>>;
+    type Result = ResponseFuture<Answers>;
 
     fn handle(&mut self, msg: ConsumeBatch, _: &mut Self::Context) -> Self::Result {
         Box::pin(self.apply(msg.0))

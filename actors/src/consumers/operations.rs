@@ -4,7 +4,7 @@
 //! so admins see events accepted by any instance, whichever instance consumed them.
 
 use super::{
-    answer_each_blocking, first_answer, parse_record, Consume, ConsumeBatch, ConsumeError,
+    answer_each_blocking, first_answer, parse_record, Answers, Consume, ConsumeBatch, ConsumeError,
     ConsumedRecord, OperationsStore, Outcome,
 };
 use crate::operations_feed::FeedMoved;
@@ -38,10 +38,7 @@ impl Actor for OperationsConsumer {
 impl OperationsConsumer {
     /// Stores each record in the feed, in order, on the blocking pool; tells the feed once if
     /// any was new.
-    fn apply(
-        &self,
-        records: Vec<ConsumedRecord>,
-    ) -> impl std::future::Future<Output = Vec<Result<Outcome, ConsumeError>>> {
+    fn apply(&self, records: Vec<ConsumedRecord>) -> impl std::future::Future<Output = Answers> {
         let store = self.store.clone();
         let feed = self.stored.clone();
         let answers = answer_each_blocking(records, move |record| {
@@ -79,7 +76,7 @@ impl Handler<Consume> for OperationsConsumer {
 }
 
 impl Handler<ConsumeBatch> for OperationsConsumer {
-    type Result = ResponseFuture<Vec<Result<Outcome, ConsumeError>>>;
+    type Result = ResponseFuture<Answers>;
 
     fn handle(&mut self, msg: ConsumeBatch, _: &mut Self::Context) -> Self::Result {
         Box::pin(self.apply(msg.0))

@@ -6,7 +6,7 @@ use crate::kafka::{
     ensure_topics, Brokers, ConsumerConfig, ConsumerHandle, KafkaCluster, KafkaSink, StopReason,
 };
 use actix::{Actor, ActorContext, Addr, Context, Handler};
-use actors::consumers::{ConsumeBatch, ConsumeError, ConsumedRecord, Outcome};
+use actors::consumers::{Answers, ConsumeBatch, ConsumeError, ConsumedRecord, Outcome};
 use actors::outbox::Record;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
@@ -251,7 +251,7 @@ impl Actor for ScriptedHandler {
 /// Answers record by record, as the script says, up to the first transient failure (the
 /// batch contract: the loop sends the rest again).
 impl Handler<ConsumeBatch> for ScriptedHandler {
-    type Result = Vec<Result<Outcome, ConsumeError>>;
+    type Result = Answers;
 
     fn handle(
         &mut self,
