@@ -9,6 +9,8 @@ import json
 import os
 import time
 
+from plot import line_chart
+
 SYSTEMS = ["router", "nchan", "pushpin"]
 P99_LIMIT_US = 50_000
 
@@ -224,6 +226,25 @@ def step_rows(F, key):
     return rows
 
 
+def charts(F, key, results, out_dir, prefix, xlabel):
+    """Plots a ladder (`steps` or `bcast_steps`) of every system as SVG beside its results:
+    p99 and CPU per 1,000 frames against events/s. Answers the report's image lines."""
+    p99 = {s: [(rate, r["latency_us"]["p99"] / 1000) for rate, r in F[s][key]
+               if (r.get("latency_us") or {}).get("p99") is not None] for s in SYSTEMS}
+    cpu = {s: [(rate, cpu_per_kframe(r)) for rate, r in F[s][key]
+               if cpu_per_kframe(r) is not None] for s in SYSTEMS}
+    lines = []
+    for name, title, ylabel, series in (
+        ("p99", "p99 latency by offered rate", "p99 (ms)", p99),
+        ("cpu", "server CPU per 1,000 frames by offered rate", "CPU (ms per 1,000 frames)", cpu),
+    ):
+        series = {s: pts for s, pts in series.items() if pts}
+        svg = os.path.join(results, f"{prefix}-{name}.svg")
+        if line_chart(svg, title, xlabel, ylabel, series):
+            lines.append(f"![{title}]({os.path.relpath(svg, out_dir)})")
+    return lines
+
+
 def cpu_per_kframe(r):
     """The server's CPU time per thousand frames delivered, in ms: what one frame costs, all
     of the system's work for it included (for the router: the store, Kafka, the consumers)."""
@@ -353,6 +374,10 @@ def main():
     w("|---|---|---|---|---|---|---|---|---|---|---|")
     out.extend(step_rows(F, "steps"))
     w("")
+    out_dir = os.path.dirname(os.path.abspath(a.out))
+    for line in charts(F, "steps", os.path.abspath(a.results), out_dir, "ladder", "events/s asked"):
+        w(line)
+        w("")
     w("## Broadcast ladder, every step")
     w("")
     w("Many streams per user (each event is one frame on every stream of its user), so the "
@@ -363,6 +388,10 @@ def main():
     w("|---|---|---|---|---|---|---|---|---|---|---|")
     out.extend(step_rows(F, "bcast_steps"))
     w("")
+    for line in charts(F, "bcast_steps", os.path.abspath(a.results), out_dir, "broadcast",
+                       "events/s asked (100 streams per user)"):
+        w(line)
+        w("")
     out.extend(multi_section(a.results))
     out.extend(kafka_section(a.results))
     w("## Exact commands")
