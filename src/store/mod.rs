@@ -81,10 +81,6 @@ const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct Store {
     pool: Pool<StoreConnectionManager>,
-    /// SQLite with `synchronous = FULL` only: one connection whose commits are not flushed
-    /// themselves, for writes that a machine crash may lose because losing them only repeats
-    /// work (see [`Store::checkout_unflushed`]).
-    unflushed: Option<Pool<StoreConnectionManager>>,
     backend: &'static str,
 }
 
@@ -125,8 +121,6 @@ impl Store {
         let target = StoreTarget::parse(url)?.with_sqlite_sync(sqlite_sync);
         target.prepare()?;
         let backend = target.backend_name();
-        let unflushed_target = (backend == "sqlite" && sqlite_sync == SqliteSync::Full)
-            .then(|| target.clone().with_sqlite_sync(SqliteSync::Normal));
         let manager = StoreConnectionManager::new(target);
 
         let mut bootstrap = manager.connect()?;
@@ -142,21 +136,7 @@ impl Store {
             // on every store call.
             .test_on_check_out(backend != "sqlite")
             .build(manager)?;
-        let unflushed = match unflushed_target {
-            Some(target) => Some(
-                Pool::builder()
-                    .max_size(1)
-                    .connection_timeout(CHECKOUT_TIMEOUT)
-                    .test_on_check_out(false)
-                    .build(StoreConnectionManager::new(target))?,
-            ),
-            None => None,
-        };
-        Ok(Store {
-            pool,
-            unflushed,
-            backend,
-        })
+        Ok(Store { pool, backend })
     }
 
     /// `"sqlite"` or `"mysql"`, for logs and readiness output.
@@ -216,23 +196,5 @@ impl Store {
 
     fn checkout(&self) -> Result<PooledConnection<StoreConnectionManager>, StoreError> {
         Ok(self.pool.get()?)
-    }
-
-    /// A connection whose commits SQLite does not flush to disk itself (`synchronous =
-    /// NORMAL` in WAL mode), when the store flushes every other commit; otherwise an ordinary
-    /// one.
-    ///
-    /// Such a commit survives the router being killed, and is flushed with the next flushed
-    /// commit of any connection (the WAL is one file, written in order). Only a machine crash
-    /// before that can lose it, so it is for writes whose loss only repeats work: the relay's
-    /// published marks (a lost mark republishes events, which Kafka's consumers absorb by
-    /// `eventId`, as after a crash between the broker's acknowledgement and the mark). It
-    /// saves the relay one disk flush per pass, and the journal's commits that wait on
-    /// SQLite's write lock behind it.
-    fn checkout_unflushed(&self) -> Result<PooledConnection<StoreConnectionManager>, StoreError> {
-        match &self.unflushed {
-            Some(pool) => Ok(pool.get()?),
-            None => self.checkout(),
-        }
     }
 }

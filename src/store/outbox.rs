@@ -69,11 +69,8 @@ impl Store {
     ///
     /// Ids already published keep their first `published_at` (a relay retrying a batch after
     /// a lost answer changes nothing); unknown ids are ignored.
-    ///
-    /// The commit is not flushed to disk by itself on SQLite (see `checkout_unflushed`): a
-    /// mark lost in a machine crash means the events are published again.
     pub fn mark_published(&self, ids: &[u64]) -> Result<(), StoreError> {
-        mark_published(&mut *self.checkout_unflushed()?, ids)
+        mark_published(&mut *self.checkout()?, ids)
     }
 
     /// How many events wait to be published: the relay's lag, for metrics and readiness.
