@@ -33,6 +33,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// The most records handed to the consumer actor at once.
 const MAX_BATCH: usize = 256;
+/// How long a stop waits for a dead-letter send already in flight. Long enough for a healthy
+/// broker's acknowledgement, so a stop mid-batch still commits the records after the letter;
+/// short enough that a broken dead-letter topic does not hold the shutdown.
+const DEAD_LETTER_STOP_GRACE: Duration = Duration::from_secs(3);
 
 /// What handling one record led to.
 enum Step {
@@ -241,7 +245,8 @@ impl ConsumerLoop {
 
     /// Puts the record on the dead-letter topic, waits for the acknowledgement, then commits.
     /// A failed dead-letter send is retried (never skipped: committing a record that is neither
-    /// applied nor dead-lettered would lose it), so only a broken dead-letter topic blocks.
+    /// applied nor dead-lettered would lose it), so only a broken dead-letter topic blocks. A stop
+    /// lets a send in flight finish for a moment, so the records after it still commit.
     async fn dead_letter(
         &mut self,
         message: &OwnedMessage,
@@ -252,10 +257,21 @@ impl ConsumerLoop {
         let letter = DeadLetter::from_message(message, &self.group_id, error, attempts);
         let mut failures = 0;
         loop {
-            let sent = tokio::select! {
-                biased;
-                _ = stop_requested(&mut self.stop) => return Step::Stop(StopReason::Requested),
-                sent = self.dead_letters.dead_letter(&self.dead_letter_topic, &letter) => sent,
+            let sent = {
+                let send = self
+                    .dead_letters
+                    .dead_letter(&self.dead_letter_topic, &letter);
+                tokio::pin!(send);
+                tokio::select! {
+                    biased;
+                    sent = &mut send => sent,
+                    _ = stop_requested(&mut self.stop) => {
+                        match tokio::time::timeout(DEAD_LETTER_STOP_GRACE, &mut send).await {
+                            Ok(sent) => sent,
+                            Err(_) => return Step::Stop(StopReason::Requested),
+                        }
+                    }
+                }
             };
             match sent {
                 Ok((partition, offset)) => {
