@@ -9,6 +9,7 @@ import json
 import os
 import time
 
+import growth
 from plot import line_chart
 
 SYSTEMS = ["router", "nchan", "pushpin"]
@@ -394,6 +395,8 @@ def main():
         w("")
     out.extend(multi_section(a.results))
     out.extend(kafka_section(a.results))
+    out.extend(growth.section(os.path.abspath(a.results), out_dir, SYSTEMS, load, cpu_per_kframe,
+                              problems))
     w("## Exact commands")
     w("")
     w("```sh")

@@ -10,6 +10,8 @@
 #     (more steps into an earlier run's results; BENCHMARKS.md is rewritten from all of them)
 #   bench/run.sh --quick         # router and nchan, the headline rows at reduced sizes, < 5 minutes;
 #     its report goes beside its results, BENCHMARKS.md is left alone
+#   bench/run.sh --growth        # router and nchan, the cost model alone (how cost grows), ~12
+#     minutes; its report goes beside its results, BENCHMARKS.md is left alone
 # Every run keeps its results (one JSON per scenario and step, with the loadgen command beside
 # it) under bench/results/<date>-<commit>[-quick]/ unless RESULTS says otherwise, so that two
 # runs can be compared file by file.
@@ -27,13 +29,19 @@ if [ "${1:-}" = --quick ]; then
   : "${IDLE_CONNS:=5000}" "${IDLE_SECS:=10}" "${RATES:=1000 5000}" "${STEP_SECS:=8}"
   : "${BCAST_RATES:=250 500}" "${SLOW_SECS:=15}"
 fi
+if [ "${1:-}" = --growth ]; then
+  QUICK=-growth
+  # The cost model alone (memory by streams, frames by streams per user, cost by topics per
+  # event), ~12 minutes; its report goes beside its results, BENCHMARKS.md is left alone.
+  : "${SYSTEMS:=router nchan}" "${SCENARIOS:=memory peruser topics}"
+fi
 COMMIT=$(git -C "$ROOT" rev-parse --short HEAD)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 LOADGEN=$TARGET_DIR/release/loadgen
 ORIGIN=$TARGET_DIR/release/grip-origin
 ROUTER=$TARGET_DIR/release/nft-event-router
 SYSTEMS=${SYSTEMS:-"router nchan pushpin"}
-SCENARIOS=${SCENARIOS:-"idle ladder slow kafka broadcast multi"}
+SCENARIOS=${SCENARIOS:-"idle ladder slow kafka broadcast multi memory peruser topics"}
 WORK=$(mktemp -d /tmp/bench.XXXXXX)
 OUT=${RESULTS:-$ROOT/bench/results/$(date -u +%F)-$COMMIT$QUICK}
 mkdir -p "$OUT"
@@ -55,6 +63,16 @@ BCAST_RATES=${BCAST_RATES:-"250 500 1000 2000 4000"}
 # Several router processes on one port (http.reuse_port), each holding its share.
 MULTI_PROCS=${MULTI_PROCS:-3}; MULTI_CONNS=${MULTI_CONNS:-17000}; MULTI_SECS=${MULTI_SECS:-60}
 MULTI_PORT=18210
+# How cost grows. Memory: idle streams held, one fresh system per count (the fit is over them).
+MEM_STREAMS=${MEM_STREAMS:-"1000 5000 10000 19000"}; MEM_SECS=${MEM_SECS:-10}
+# Streams per user: PERUSER_CONNS streams over PERUSER_CONNS/k users, each k offered
+# PERUSER_FRAMES frames/s (PERUSER_FRAMES/k events/s), so only the fan-out per event changes.
+PERUSER_K=${PERUSER_K:-"1 10 100 1000"}; PERUSER_CONNS=${PERUSER_CONNS:-10000}
+PERUSER_FRAMES=${PERUSER_FRAMES:-5000}
+# Topics per event (router only): the published type routed to the first N of these, each read
+# by its own consumer group, at TOPICS_RATE events/s over the ladder's streams.
+TOPICS_ROUTE=(nft-analytics-topic user-nft-events-topic nft-operations-topic nft-notifications-topic)
+TOPICS_RATE=${TOPICS_RATE:-1000}
 
 ROUTER_PORT=18200; NCHAN_PORT=18201; PUSHPIN_PORT=18202; ORIGIN_PORT=18299
 ulimit -n 20000
@@ -86,6 +104,11 @@ export NFT_ROUTER__LIMITS__PUBLISH_PER_SEC=0 NFT_ROUTER__LIMITS__CONNECTS_PER_AD
 start_router() {
   local dir=$WORK/router.$RANDOM
   mkdir -p "$dir" && cp "$ROOT/config.toml" "$dir/"
+  # ROUTE_PUBLISHED: the routing row of the type loadgen publishes (a TOML array), if set.
+  if [ -n "${ROUTE_PUBLISHED:-}" ]; then
+    sed -i "s/^volume_milestone_reached = .*/volume_milestone_reached = $ROUTE_PUBLISHED/" \
+      "$dir/config.toml"
+  fi
   (cd "$dir" && NFT_ROUTER__HTTP__BIND=127.0.0.1:$ROUTER_PORT \
     NFT_ROUTER__SSE__MAX_CONNECTIONS_PER_USER=${ROUTER_PER_USER:-5} RUST_LOG=warn \
     exec "$ROUTER" > router.log 2>&1) &
@@ -202,6 +225,40 @@ for system in $SYSTEMS; do
     fi
   done
   stop_system
+  fi
+done
+
+for system in $SYSTEMS; do
+  if runs memory; then
+  for n in $MEM_STREAMS; do
+    log "== $system: memory, $n idle streams"
+    "start_$system"
+    loadgen "$system" "mem-$n" --connections "$n" --users "$((n / 5 + 1))" --max-per-user 5 \
+      --idle --duration "$MEM_SECS"
+    stop_system
+  done
+  fi
+
+  if runs peruser; then
+  for k in $PERUSER_K; do
+    log "== $system: $k streams per user, $PERUSER_FRAMES frames/s offered"
+    ROUTER_PER_USER=$k "start_$system"
+    loadgen "$system" "peruser-$k" --connections "$PERUSER_CONNS" \
+      --users "$((PERUSER_CONNS / k))" --max-per-user "$k" --rate "$((PERUSER_FRAMES / k))" \
+      --duration "$STEP_SECS" --drain 5
+    stop_system
+  done
+  fi
+
+  if runs topics && [ "$system" = router ]; then
+  for n in $(seq ${#TOPICS_ROUTE[@]}); do
+    route=$(printf '"%s", ' "${TOPICS_ROUTE[@]:0:$n}"); route="[${route%, }]"
+    log "== router: the published type routed to $route"
+    ROUTE_PUBLISHED=$route start_router
+    loadgen router "topics-$n" --connections "$LOAD_CONNS" --users "$LOAD_USERS" \
+      --max-per-user 5 --rate "$TOPICS_RATE" --duration "$STEP_SECS" --drain 5
+    stop_system
+  done
   fi
 done
 
