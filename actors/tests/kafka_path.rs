@@ -105,6 +105,49 @@ async fn a_broker_outage_delays_events_and_loses_none() {
     assert_eq!(got, ids, "every event once, in order");
 }
 
+#[actix::test]
+async fn a_failed_mark_is_retried_without_publishing_again_and_order_holds() {
+    use actors::outbox::Outbox;
+    let p = pipeline();
+    let log = p.log();
+    log.set_marks_down(true);
+    let mut ids = Vec::new();
+    for _ in 0..30 {
+        let event = sample_event("u1", EventType::VolumeMilestoneReached);
+        ids.push(event.event_id.clone());
+        p.publish(&event).await.expect("stored");
+    }
+    p.expect_records(ANALYTICS_TOPIC, 30)
+        .await
+        .expect("published while marks fail");
+    // Several idle polls and mark retries later: still once each, and still unmarked.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        p.broker().topic(ANALYTICS_TOPIC).len(),
+        30,
+        "not republished"
+    );
+    assert_eq!(log.backlog().expect("backlog"), 30);
+
+    log.set_marks_down(false);
+    let later = sample_event("u1", EventType::VolumeMilestoneReached);
+    ids.push(later.event_id.clone());
+    p.publish(&later).await.expect("stored");
+    assert!(
+        wait_until(|| log.backlog().ok() == Some(0)).await,
+        "every row marked once marks work"
+    );
+    let records = p.expect_records(ANALYTICS_TOPIC, 31).await.expect("all");
+    let got: Vec<String> = records
+        .iter()
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_str(&r.payload).expect("json");
+            v["eventId"].as_str().expect("id").to_owned()
+        })
+        .collect();
+    assert_eq!(got, ids, "every event once, in order");
+}
+
 fn record(topic: &str, event: &actors::Envelope, offset: i64) -> ConsumedRecord {
     ConsumedRecord {
         topic: topic.to_owned(),

@@ -39,6 +39,9 @@ struct Row {
 pub struct MemoryLog {
     streams: Mutex<Streams>,
     down: AtomicBool,
+    /// While set, `mark_published` fails and everything else works (a store that can read but
+    /// not commit the relay's marks).
+    marks_down: AtomicBool,
     /// Milliseconds each `stream_bounds` call takes (a slow head read, for races at open).
     bounds_delay_ms: AtomicU64,
 }
@@ -51,6 +54,11 @@ impl MemoryLog {
     /// While down, every call fails with [`LogError::Unavailable`].
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// While down, only `mark_published` fails.
+    pub fn set_marks_down(&self, down: bool) {
+        self.marks_down.store(down, Ordering::SeqCst);
     }
 
     /// Makes every `stream_bounds` call take `delay` first.
@@ -246,6 +254,11 @@ impl Outbox for MemoryLog {
     }
 
     fn mark_published(&self, ids: &[u64]) -> Result<(), LogError> {
+        if self.marks_down.load(Ordering::SeqCst) {
+            return Err(LogError::Unavailable(
+                "memory log marks are switched off".into(),
+            ));
+        }
         let mut s = self.lock()?;
         for id in ids {
             if let Some(row) = s.rows.get_mut(id) {

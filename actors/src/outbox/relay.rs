@@ -6,6 +6,11 @@
 //! A failed pass marks nothing and is retried with back-off; the idempotent producer behind
 //! the sink keeps those retries from duplicating records. Publishing runs beside the SSE path
 //! and never delays a 202 or a live frame.
+//!
+//! The mark is a store commit of its own, so it runs beside the next pass rather than before
+//! it: acknowledged rows wait in `acked` until their mark commits, and passes skip them. A
+//! failed mark is retried, never republished, so records keep their commit order; only a
+//! restart (or a lost relay turn) before the mark republishes, as a crash always could.
 
 use super::{BrokerSink, Outbox, OutboxEntry, Record, RelayTurn};
 use crate::bus::{BusMessage, LiveBus, NoBus};
@@ -14,6 +19,7 @@ use crate::metrics::Metrics;
 use crate::routing::RoutingTable;
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +32,9 @@ const IDLE_POLL: Duration = Duration::from_millis(500);
 const BACKLOG_POLL: Duration = Duration::from_secs(5);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Acknowledged rows waiting for their mark, past which no new pass starts: a store that
+/// cannot mark stops the relay rather than growing every read.
+const MAX_UNMARKED: usize = 4 * BATCH;
 /// How long a standby relay gathers commits before it tells the holder: under load that is
 /// one bus message per few milliseconds, not one per event.
 const NUDGE_GATHER: Duration = Duration::from_millis(2);
@@ -70,6 +79,13 @@ pub struct OutboxRelay {
     bus: Arc<dyn LiveBus>,
     /// A nudge for the holder is being gathered.
     nudging: bool,
+    /// Rows on the broker whose mark has not committed yet; passes skip them.
+    acked: BTreeSet<u64>,
+    /// A mark is committing.
+    marking: bool,
+    /// Backing off after a failed mark.
+    mark_cooling: bool,
+    mark_backoff: Duration,
     metrics: Arc<Metrics>,
 }
 
@@ -87,6 +103,10 @@ impl OutboxRelay {
             turn: RelayTurn::always(),
             bus: Arc::new(NoBus),
             nudging: false,
+            acked: BTreeSet::new(),
+            marking: false,
+            mark_cooling: false,
+            mark_backoff: MIN_BACKOFF,
             metrics: Metrics::standalone(),
         }
     }
@@ -121,18 +141,22 @@ impl OutboxRelay {
         if self.cooling || !self.turn.holds() {
             return;
         }
-        if self.running {
+        if self.running || self.acked.len() >= MAX_UNMARKED {
+            // The pass (or the mark) in progress runs this one when it ends.
             self.again = true;
             return;
         }
         self.running = true;
         self.again = false;
         let (outbox, routing) = (self.outbox.clone(), self.routing.clone());
+        let skip = self.acked.clone();
         // Reading the rows and turning them into records both run on the blocking pool: the
         // actors' thread only starts the send.
         let read = async move {
             blocking(move || {
-                let rows = outbox.pending(BATCH)?;
+                let mut rows = outbox.pending(BATCH + skip.len())?;
+                rows.retain(|row| !skip.contains(&row.id));
+                rows.truncate(BATCH);
                 Ok(Pass::of(&routing, &rows))
             })
             .await
@@ -140,8 +164,7 @@ impl OutboxRelay {
         ctx.spawn(
             read.into_actor(self)
                 .then(|pass, act, _| {
-                    let (sink, outbox) = (act.sink.clone(), act.outbox.clone());
-                    let metrics = act.metrics.clone();
+                    let (sink, metrics) = (act.sink.clone(), act.metrics.clone());
                     async move {
                         let Pass {
                             ids,
@@ -150,17 +173,10 @@ impl OutboxRelay {
                             traced,
                         } = pass.map_err(|e| e.to_string())?;
                         if ids.is_empty() {
-                            return Ok(0);
+                            return Ok(ids);
                         }
                         sink.publish(records).await.map_err(|e| e.to_string())?;
-                        let acknowledged = Utc::now();
-                        let n = ids.len();
-                        blocking(move || outbox.mark_published(&ids))
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        // Only a pass that also marked its rows counts them: a failed mark
-                        // means they are published again, and timed at that acknowledgement.
-                        record_latencies(&metrics, &created, acknowledged);
+                        record_latencies(&metrics, &created, Utc::now());
                         for (event_id, correlation_id) in &traced {
                             log::info!(
                                 target: "relay",
@@ -169,17 +185,20 @@ impl OutboxRelay {
                                 "event published"
                             );
                         }
-                        Ok::<usize, String>(n)
+                        Ok::<Vec<u64>, String>(ids)
                     }
                     .into_actor(act)
                 })
                 .map(|result, act, ctx| {
                     act.running = false;
                     match result {
-                        Ok(n) => {
+                        Ok(ids) => {
+                            let n = ids.len();
                             act.status.published += n as u64;
                             act.status.last_error = None;
                             act.backoff = MIN_BACKOFF;
+                            act.acked.extend(ids);
+                            act.mark(ctx);
                             if n == BATCH || act.again {
                                 act.pass(ctx);
                             }
@@ -196,6 +215,50 @@ impl OutboxRelay {
                         }
                     }
                 }),
+        );
+    }
+
+    /// Marks every acknowledged row published, one commit at a time; a failed mark is retried
+    /// with back-off (the rows stay skipped, so they are not published twice).
+    fn mark(&mut self, ctx: &mut Context<Self>) {
+        if self.marking || self.mark_cooling || self.acked.is_empty() {
+            return;
+        }
+        self.marking = true;
+        let ids: Vec<u64> = self.acked.iter().copied().collect();
+        let outbox = self.outbox.clone();
+        ctx.spawn(
+            async move {
+                let marked = blocking(move || outbox.mark_published(&ids).map(|()| ids)).await;
+                marked.map_err(|e| e.to_string())
+            }
+            .into_actor(self)
+            .map(|marked, act, ctx| {
+                act.marking = false;
+                match marked {
+                    Ok(ids) => {
+                        for id in &ids {
+                            act.acked.remove(id);
+                        }
+                        act.mark_backoff = MIN_BACKOFF;
+                        act.mark(ctx);
+                        if act.again {
+                            act.pass(ctx);
+                        }
+                    }
+                    Err(e) => {
+                        let backoff = act.mark_backoff;
+                        log::warn!("outbox relay: marking failed: {e}; retrying in {backoff:?}");
+                        act.status.last_error = Some(e);
+                        act.mark_cooling = true;
+                        ctx.run_later(backoff, |act, ctx| {
+                            act.mark_cooling = false;
+                            act.mark(ctx);
+                        });
+                        act.mark_backoff = (backoff * 2).min(MAX_BACKOFF);
+                    }
+                }
+            }),
         );
     }
 
