@@ -1,21 +1,10 @@
 """The cost model of the benchmark report: how memory, frames and CPU grow with streams, streams
 per user and topics per event. Reads the `mem-N`, `peruser-K` and `topics-N` results of
-bench/run.sh; writes the report's tables and SVG charts."""
-import glob
+bench/run.sh (through the report's `ladder`, which answers `(n, report)` by n); writes the
+report's tables and SVG charts."""
 import os
 
 from plot import line_chart
-
-
-def steps(results, system, kind, load):
-    """`(n, report)` for every `SYSTEM-KIND-N.json`, by n."""
-    out = []
-    for path in glob.glob(os.path.join(results, f"{system}-{kind}-*.json")):
-        n = int(path.rsplit("-", 1)[1].split(".")[0])
-        r = load(results, system, f"{kind}-{n}")
-        if r:
-            out.append((n, r))
-    return sorted(out, key=lambda s: s[0])
 
 
 def fit(points):
@@ -43,12 +32,12 @@ def cpu_per_event(r):
     return cpu * 10_000 / rate
 
 
-def memory_rows(results, systems, load):
+def memory_rows(results, systems, ladder):
     """Idle streams held against RSS: one row per count and system, then the fit per system."""
     rows, fits, series = [], [], {}
     for system in systems:
         points = []
-        for n, r in steps(results, system, "mem", load):
+        for n, r in ladder(results, system, "mem"):
             held = r["connections"]["held"]
             rss = (r.get("server") or {}).get("rss_connected_kib")
             if rss is None:
@@ -66,10 +55,10 @@ def memory_rows(results, systems, load):
     return rows, fits, series
 
 
-def peruser_rows(results, systems, load, cpu_per_kframe, problems):
+def peruser_rows(results, systems, ladder, cpu_per_kframe, problems):
     rows, frames, cpu = [], {}, {}
     for system in systems:
-        for k, r in steps(results, system, "peruser", load):
+        for k, r in ladder(results, system, "peruser"):
             lat = r.get("latency_us") or {}
             d = r["delivery"]
             kf = cpu_per_kframe(r)
@@ -85,10 +74,10 @@ def peruser_rows(results, systems, load, cpu_per_kframe, problems):
     return rows, frames, cpu
 
 
-def topics_rows(results, load, problems):
+def topics_rows(results, ladder, problems):
     rows, cpu = [], []
     base = None
-    for n, r in steps(results, "router", "topics", load):
+    for n, r in ladder(results, "router", "topics"):
         lat = r.get("latency_us") or {}
         per = cpu_per_event(r)
         if base is None:
@@ -111,12 +100,12 @@ def num(x):
     return "–" if x is None else f"{x:,.0f}"
 
 
-def section(results, out_dir, systems, load, cpu_per_kframe, problems):
+def section(results, out_dir, systems, ladder, cpu_per_kframe, problems):
     """The report's "How cost grows" section, with its charts written beside the results."""
     out = ["## How cost grows", ""]
-    mem, fits, mem_series = memory_rows(results, systems, load)
-    per, per_p99, per_cpu = peruser_rows(results, systems, load, cpu_per_kframe, problems)
-    top, top_cpu = topics_rows(results, load, problems)
+    mem, fits, mem_series = memory_rows(results, systems, ladder)
+    per, per_p99, per_cpu = peruser_rows(results, systems, ladder, cpu_per_kframe, problems)
+    top, top_cpu = topics_rows(results, ladder, problems)
     if not (mem or per or top):
         return out + ["Not run (`bench/run.sh --growth`).", ""]
 

@@ -395,7 +395,7 @@ def main():
         w("")
     out.extend(multi_section(a.results))
     out.extend(kafka_section(a.results))
-    out.extend(growth.section(os.path.abspath(a.results), out_dir, SYSTEMS, load, cpu_per_kframe,
+    out.extend(growth.section(os.path.abspath(a.results), out_dir, SYSTEMS, ladder, cpu_per_kframe,
                               problems))
     w("## Exact commands")
     w("")

@@ -75,6 +75,17 @@ async fn each_event_type_lands_on_exactly_its_routed_topics_with_key_and_headers
     );
 }
 
+/// The `eventId` of each record's envelope, in record order.
+fn event_ids(records: &[actors::outbox::Record]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_str(&r.payload).expect("json");
+            v["eventId"].as_str().expect("id").to_owned()
+        })
+        .collect()
+}
+
 #[actix::test]
 async fn a_broker_outage_delays_events_and_loses_none() {
     let p = pipeline();
@@ -95,14 +106,7 @@ async fn a_broker_outage_delays_events_and_loses_none() {
         .expect_records(ANALYTICS_TOPIC, 50)
         .await
         .expect("every event once the broker is back");
-    let got: Vec<String> = records
-        .iter()
-        .map(|r| {
-            let v: serde_json::Value = serde_json::from_str(&r.payload).expect("json");
-            v["eventId"].as_str().expect("id").to_owned()
-        })
-        .collect();
-    assert_eq!(got, ids, "every event once, in order");
+    assert_eq!(event_ids(&records), ids, "every event once, in order");
 }
 
 #[actix::test]
@@ -138,14 +142,7 @@ async fn a_failed_mark_is_retried_without_publishing_again_and_order_holds() {
         "every row marked once marks work"
     );
     let records = p.expect_records(ANALYTICS_TOPIC, 31).await.expect("all");
-    let got: Vec<String> = records
-        .iter()
-        .map(|r| {
-            let v: serde_json::Value = serde_json::from_str(&r.payload).expect("json");
-            v["eventId"].as_str().expect("id").to_owned()
-        })
-        .collect();
-    assert_eq!(got, ids, "every event once, in order");
+    assert_eq!(event_ids(&records), ids, "every event once, in order");
 }
 
 fn record(topic: &str, event: &actors::Envelope, offset: i64) -> ConsumedRecord {
